@@ -1,0 +1,118 @@
+"""History operations: the Jepsen-style record every process appends to.
+
+Responsibility: the `Op` value and the vocabulary of `f` names shared by the recorder
+(worker/producer signals), the nemesis (faults) and the checkers. Leaf module: imports
+nothing from the harness.
+
+One op per JSON line, keys in Jepsen's order:
+``index, time (ns, CLOCK_MONOTONIC, comparable across processes of one machine),
+process, type (invoke|ok|fail|info), f, value``, optional ``error``.
+
+Vocabulary (``f``) and who records it:
+
+==============  ===========  ===========================================================
+f               process      types and meaning
+==============  ===========  ===========================================================
+publish         producer     invoke before send; ok when the broker confirmed; fail when
+                             known not sent; info when unknown (timeout, connection lost)
+receive         worker       ok: the worker got the message (value.redelivered)
+execute         worker child invoke at start (task_prerun); ok on success; fail on an
+                             exception (value.state = FAILURE or RETRY); info when the
+                             outcome is unknown (worker lost, time limit kill)
+retry           worker child ok: the task asked for a retry (value.countdown, value.attempt)
+reject          worker       ok: the message was rejected (value.requeue)
+revoke          worker       ok: the task was revoked
+worker_lost     worker       ok: the pool child running the task died (value.exitcode)
+effect          worker child ok: a side effect was applied (value.key, value.kind,
+                             value.duplicate: the idempotent store already had it)
+dlq             worker/any   ok: the task landed in the dead-letter queue
+fault_start     nemesis      invoke/ok: a fault is applied; ok.value says what it did
+fault_stop      nemesis      invoke/ok: that fault is healed
+phase           harness      ok: run phase markers (load_start, heal, quiesce, drain, check)
+==============  ===========  ===========================================================
+
+Common value keys: ``task_id``, ``name`` (task name), ``key`` (the workload's unique
+unit key), ``run_id``, ``pid``, ``hostname``, ``attempt`` (retries so far).
+
+Example:
+    >>> op = Op(index=0, time=10, process="producer-1", type=OpType.INVOKE, f=F.PUBLISH,
+    ...         value={"task_id": "t1", "key": "order-1"})
+    >>> Op.from_json(op.to_json()) == op
+    True
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+class OpType(str, enum.Enum):
+    INVOKE = "invoke"
+    OK = "ok"
+    FAIL = "fail"
+    INFO = "info"
+
+
+class F:
+    """Names of operations (the ``f`` field)."""
+
+    PUBLISH = "publish"
+    RECEIVE = "receive"
+    EXECUTE = "execute"
+    RETRY = "retry"
+    REJECT = "reject"
+    REVOKE = "revoke"
+    WORKER_LOST = "worker_lost"
+    EFFECT = "effect"
+    DLQ = "dlq"
+    FAULT_START = "fault_start"
+    FAULT_STOP = "fault_stop"
+    PHASE = "phase"
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One history operation. `value` is JSON-serialisable; `error` a short string."""
+
+    index: int
+    time: int
+    process: str
+    type: OpType
+    f: str
+    value: Any = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "index": self.index,
+            "time": self.time,
+            "process": self.process,
+            "type": self.type.value,
+            "f": self.f,
+            "value": self.value,
+        }
+        if self.error is not None:
+            d["error"] = self.error
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Op:
+        return cls(
+            index=int(d.get("index", -1)),
+            time=int(d["time"]),
+            process=str(d["process"]),
+            type=OpType(d["type"]),
+            f=str(d["f"]),
+            value=d.get("value"),
+            error=d.get("error"),
+        )
+
+    @classmethod
+    def from_json(cls, line: str) -> Op:
+        return cls.from_dict(json.loads(line))
