@@ -25,14 +25,22 @@ revoke          worker       ok: the task was revoked
 worker_lost     worker       ok: the pool child running the task died (value.exitcode)
 effect          worker child ok: a side effect was applied (value.key, value.kind,
                              value.duplicate: the idempotent store already had it)
-dlq             worker/any   ok: the task landed in the dead-letter queue
+dlq             worker/any   ok: the task landed in the dead-letter queue (value.task_id,
+                             value.key, value.reason)
+stored_effect   harness      ok: read back from the effect store after drain (value.key,
+                             value.kind, value.count): the final state, not an event
 fault_start     nemesis      invoke/ok: a fault is applied; ok.value says what it did
 fault_stop      nemesis      invoke/ok: that fault is healed
 phase           harness      ok: run phase markers (load_start, heal, quiesce, drain, check)
 ==============  ===========  ===========================================================
 
 Common value keys: ``task_id``, ``name`` (task name), ``key`` (the workload's unique
-unit key), ``run_id``, ``pid``, ``hostname``, ``attempt`` (retries so far).
+unit key), ``run_id`` (the run that published the message: leftovers of an earlier run carry
+another one), ``pid``, ``hostname``, ``attempt`` (retries so far), ``redelivered``
+(``delivery_info.redelivered``), ``parent_id``/``root_id``/``group_id``/``chord_id``.
+
+Who writes what is documented in harness/history/celery_signals.py (Celery) and
+harness/history/effects.py (effects API).
 
 Example:
     >>> op = Op(index=0, time=10, process="producer-1", type=OpType.INVOKE, f=F.PUBLISH,
@@ -49,7 +57,7 @@ from dataclasses import dataclass
 from typing import Any
 
 
-class OpType(str, enum.Enum):
+class OpType(str, enum.Enum):  # noqa: UP042 - str() kept as the lead defined it
     INVOKE = "invoke"
     OK = "ok"
     FAIL = "fail"
@@ -68,6 +76,7 @@ class F:
     WORKER_LOST = "worker_lost"
     EFFECT = "effect"
     DLQ = "dlq"
+    STORED_EFFECT = "stored_effect"
     FAULT_START = "fault_start"
     FAULT_STOP = "fault_stop"
     PHASE = "phase"
