@@ -202,6 +202,11 @@ class HistoryRecorder:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def recorded(self) -> int:
+        """How many ops this process has recorded into its current file."""
+        return self._next_index
+
     def __enter__(self) -> HistoryRecorder:
         return self
 
