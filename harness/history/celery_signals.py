@@ -57,6 +57,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import re
@@ -238,12 +239,49 @@ def _kwargs_key(kwargs: Any) -> str | None:
     return None
 
 
+# task name -> position of its "key" parameter (None: it has none), looked up once per task.
+_key_positions: dict[str, int | None] = {}
+
+
+def _args_key(task: Any, args: Any, kwargs: Any) -> str | None:
+    """The workload key passed as ``key=`` or positionally to a task whose signature has ``key``."""
+    k = _kwargs_key(kwargs)
+    if k is not None or task is None or not isinstance(args, (list, tuple)) or not args:
+        return k
+    name = getattr(task, "name", None)
+    if name is None:
+        return None
+    if name not in _key_positions:
+        pos: int | None = None
+        try:
+            params = list(inspect.signature(task.run).parameters.values())
+            for i, p in enumerate(params):
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name == "key":
+                    pos = i
+                    break
+        except (TypeError, ValueError):
+            pass
+        _key_positions[name] = pos
+    pos = _key_positions[name]
+    if pos is not None and pos < len(args) and args[pos] is not None:
+        return str(args[pos])
+    return None
+
+
 def _chord_id(chord: Any) -> str | None:
     if isinstance(chord, dict):
         opts = chord.get("options") or {}
         tid = opts.get("task_id")
         return str(tid) if tid is not None else None
     return None
+
+
+def _registered(inst: Installation, name: Any) -> Any:
+    """The app's task object for `name` (None for a task only known by name, as with send_task)."""
+    try:
+        return inst.app.tasks.get(name)
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def _current_worker_task() -> Any:
@@ -260,7 +298,7 @@ def _task_context() -> dict[str, Any]:
     req = task.request
     out: dict[str, Any] = {"task_id": req.id, "name": task.name, "attempt": req.retries or 0,
                            "hostname": req.hostname}
-    key = _ctx_get(req, KEY_HEADER) or _kwargs_key(req.kwargs)
+    key = _ctx_get(req, KEY_HEADER) or _args_key(task, req.args, req.kwargs)
     if key is not None:
         out["key"] = key
     run = _ctx_get(req, RUN_ID_HEADER)
@@ -269,11 +307,11 @@ def _task_context() -> dict[str, Any]:
     return out
 
 
-def _request_core(task_id: Any, name: Any, ctx: Any, kwargs: Any) -> dict[str, Any]:
+def _request_core(task_id: Any, name: Any, ctx: Any, task: Any, args: Any, kwargs: Any) -> dict[str, Any]:
     return {
         "task_id": task_id,
         "name": name,
-        "key": _ctx_get(ctx, KEY_HEADER) or _kwargs_key(kwargs),
+        "key": _ctx_get(ctx, KEY_HEADER) or _args_key(task, args, kwargs),
         "run_id": _ctx_get(ctx, RUN_ID_HEADER),
     }
 
@@ -316,7 +354,7 @@ def _wrap_send_task(inst: Installation) -> None:
         try:
             return original(name, args, kwargs, *rest, **options)
         except BaseException as exc:
-            _publish_raised(attempt, name, kwargs, options, exc)
+            _publish_raised(attempt, name, args, kwargs, options, exc)
             raise
         finally:
             stack.pop()
@@ -326,7 +364,7 @@ def _wrap_send_task(inst: Installation) -> None:
     app.send_task = send_task
 
 
-def _publish_raised(attempt: _Attempt, name: str, kwargs: Any, options: dict[str, Any],
+def _publish_raised(attempt: _Attempt, name: str, args: Any, kwargs: Any, options: dict[str, Any],
                     exc: BaseException) -> None:
     inst = attempt.inst
     if attempt.state == "invoked" and attempt.value is not None:
@@ -339,7 +377,8 @@ def _publish_raised(attempt: _Attempt, name: str, kwargs: Any, options: dict[str
         value = {
             "task_id": options.get("task_id"),
             "name": name,
-            "key": headers.get(KEY_HEADER) or _kwargs_key(kwargs) or _ctx_get(preq, KEY_HEADER),
+            "key": (headers.get(KEY_HEADER) or _args_key(_registered(inst, name), args, kwargs)
+                    or _ctx_get(preq, KEY_HEADER)),
             "run_id": headers.get(RUN_ID_HEADER) or _ctx_get(preq, RUN_ID_HEADER) or inst.run_id,
             "pid": os.getpid(),
         }
@@ -355,10 +394,12 @@ def _on_before_task_publish(sender: Any = None, body: Any = None, headers: dict[
     attempt = stack[-1]
     inst = attempt.inst
     try:
+        args = body[0] if isinstance(body, tuple) and body else None
         kwargs = body[1] if isinstance(body, tuple) and len(body) > 1 else None
         parent = _current_worker_task()
         preq = parent.request if parent is not None else None
-        key = headers.get(KEY_HEADER) or _kwargs_key(kwargs) or _ctx_get(preq, KEY_HEADER)
+        key = (headers.get(KEY_HEADER) or _args_key(_registered(inst, headers.get("task") or sender), args, kwargs)
+               or _ctx_get(preq, KEY_HEADER))
         run_id = headers.get(RUN_ID_HEADER) or _ctx_get(preq, RUN_ID_HEADER) or inst.run_id
         if key is not None:
             headers[KEY_HEADER] = str(key)
@@ -403,7 +444,7 @@ def _on_task_received(sender: Any = None, request: Any = None, **_: Any) -> None
     if inst is None or request is None:
         return
     rd = request.request_dict
-    value = _request_core(request.id, request.name, rd, request.kwargs)
+    value = _request_core(request.id, request.name, rd, request.task, request.args, request.kwargs)
     value.update({
         "redelivered": bool((request.delivery_info or {}).get("redelivered", False)),
         "attempt": rd.get("retries") or 0,
@@ -418,7 +459,8 @@ def _on_task_revoked(sender: Any = None, request: Any = None, terminated: Any = 
     inst = installation_for(getattr(sender, "app", None))
     if inst is None:
         return
-    value = _request_core(_ctx_get(request, "id"), getattr(sender, "name", None), request, _ctx_get(request, "kwargs"))
+    value = _request_core(_ctx_get(request, "id"), getattr(sender, "name", None), request, sender,
+                          _ctx_get(request, "args"), _ctx_get(request, "kwargs"))
     value.update({"terminated": bool(terminated), "signum": None if signum is None else str(signum),
                   "expired": bool(expired), "pid": os.getpid()})
     inst.record(F.REVOKE, OpType.OK, value)
@@ -483,14 +525,14 @@ def _open_for(task_id: Any) -> _Open | None:
     return _open.get((threading.get_ident(), str(task_id)))
 
 
-def _on_task_prerun(sender: Any = None, task_id: Any = None, task: Any = None, kwargs: Any = None,
-                    **_: Any) -> None:
+def _on_task_prerun(sender: Any = None, task_id: Any = None, task: Any = None, args: Any = None,
+                    kwargs: Any = None, **_: Any) -> None:
     task = task or sender
     inst = installation_for(getattr(task, "app", None))
     if inst is None:
         return
     req = task.request
-    value = _request_core(task_id, task.name, req, kwargs)
+    value = _request_core(task_id, task.name, req, task, args, kwargs)
     value.update({
         "attempt": req.retries or 0,
         "redelivered": bool((req.delivery_info or {}).get("redelivered", False)),
@@ -537,7 +579,8 @@ def _on_task_retry(sender: Any = None, request: Any = None, reason: Any = None, 
     if inst is None:
         return
     task_id = _ctx_get(request, "id")
-    value = _request_core(task_id, getattr(sender, "name", None), request, _ctx_get(request, "kwargs"))
+    value = _request_core(task_id, getattr(sender, "name", None), request, sender,
+                          _ctx_get(request, "args"), _ctx_get(request, "kwargs"))
     when = getattr(reason, "when", None)
     exc = getattr(reason, "exc", None)
     value.update({
@@ -612,7 +655,7 @@ def _child_process(inst: Installation, request: Any) -> str | None:
 
 def _request_value(request: Any) -> dict[str, Any]:
     rd = request.request_dict
-    value = _request_core(request.id, request.name, rd, request.kwargs)
+    value = _request_core(request.id, request.name, rd, request.task, request.args, request.kwargs)
     value.update({"attempt": rd.get("retries") or 0, "hostname": request.hostname, "pid": os.getpid()})
     return value
 
