@@ -1,0 +1,84 @@
+"""Chord conformance: the callback runs exactly once, and only after every header task completed.
+
+Responsibility: one verdict per run on chords.
+
+Contract with the recorder: ops of chord tasks carry ``value.chord_id`` (one id per chord) and
+``value.role``, ``"header"`` or ``"callback"`` (on the publish and/or the execute invoke;
+the first op of a task that carries them wins); optionally ``value.chord_size``, the number
+of header tasks, so a header never seen at all is noticed.
+
+- ``callback_duplicated``: more than one successful callback execution, or more than one
+  callback task id executed;
+- ``callback_missing``: every header task succeeded and no callback execution succeeded
+  (a chord that never completes);
+- ``premature_callback``: a callback execution started before every header had succeeded
+  (a header failed, never ran, or finished later).
+
+Unknown when the history has no chord ops.
+
+Example:
+    >>> from harness.history.ops import F, Op, OpType
+    >>> def run(t, tid, role, i):
+    ...     v = {"task_id": tid, "chord_id": "c1", "role": role}
+    ...     return [Op(i, t, "w", OpType.INVOKE, F.EXECUTE, v), Op(i + 1, t + 1, "w", OpType.OK, F.EXECUTE, v)]
+    >>> h = run(0, "h1", "header", 0) + run(2, "h2", "header", 2) + run(4, "cb", "callback", 4)
+    >>> check_chords(h, Expectations(chords=True)).valid.value
+    'true'
+"""
+
+from __future__ import annotations
+
+from harness.checkers._base import Findings, History, as_index
+from harness.checkers.expectations import Expectations
+from harness.checkers.index import OK
+from harness.checkers.verdict import Verdict
+
+__all__ = ["check_chords"]
+
+
+def check_chords(history: History, exp: Expectations | None = None) -> Verdict:
+    """Exactly-once, after-all-headers callbacks of every chord (see the module docstring).
+
+    Example:
+        >>> check_chords([], Expectations(chords=True)).valid.value
+        'unknown'
+    """
+    exp = exp or Expectations()
+    ix = as_index(history, exp)
+    fx = Findings("chords", exp, ix, kinds=("callback_duplicated", "callback_missing", "premature_callback"))
+    completed = headerless = 0
+    for ch in ix.chords.values():
+        expected_headers = max(ch.size or 0, len(ch.headers))
+        header_done: list[int] = []
+        for h in ch.headers:
+            first = h.first_ok()
+            if first is not None:
+                header_done.append(first.end)  # type: ignore[arg-type]
+        all_done = len(header_done) == len(ch.headers) and len(ch.headers) >= expected_headers
+        last_header = max(header_done) if all_done and header_done else None
+        cb_oks = [ex for cb in ch.callbacks for ex in cb.executions or () if ex.outcome == OK]
+        cb_starts = [ex.start for cb in ch.callbacks for ex in cb.executions or ()]
+        positions = [p for rec in (*ch.headers, *ch.callbacks) for p in rec.positions]
+        fields = {"chord_id": ch.chord_id, "headers": len(ch.headers), "headers_expected": expected_headers,
+                  "headers_succeeded": len(header_done), "callback_task_ids": [cb.task_id for cb in ch.callbacks]}
+        if not ch.headers:
+            headerless += 1
+        callbacks_run = sum(1 for cb in ch.callbacks if cb.executions)
+        if len(cb_oks) > 1 or callbacks_run > 1:
+            fx.anomaly("callback_duplicated", callback_executions_ok=len(cb_oks), positions=positions, **fields)
+        if all_done and not cb_oks:
+            fx.anomaly("callback_missing", positions=positions, **fields)
+        if cb_starts and ch.headers:
+            first_cb = min(cb_starts)
+            if last_header is None or first_cb < last_header:
+                fx.anomaly("premature_callback", callback_started=first_cb, last_header_succeeded=last_header,
+                           positions=positions, **fields)
+        if len(cb_oks) == 1 and all_done:
+            completed += 1
+    fx.counts.update(chords=len(ix.chords), chords_completed=completed, chords_without_headers=headerless)
+    if headerless:
+        fx.notes.append(f"{headerless} chords had a callback but no header op with role 'header': "
+                        "premature callbacks cannot be judged for them")
+    if not ix.chords:
+        fx.vacuous("no chord ops (value.chord_id) in the history")
+    return fx.verdict()

@@ -1,0 +1,663 @@
+"""The history index: one pass over the ops, grouped the way the checkers read them.
+
+Responsibility: turn a flat `Sequence[Op]` into per-task records (publishes, receives,
+executions paired invoke -> completion, retries, DLQ entries, ...), effects, faults and the
+worker kills derived from them. Built once by `check_all` and shared by every checker, so a
+1M-op history is walked once.
+
+How ops are read (the contract with harness/history):
+
+- Ops are grouped by ``value.task_id``. An ``execute`` invoke opens an `Execution`; its
+  completion is the next ``execute`` ok / fail / info of the same task on the same ``process``
+  (a fail is a retry when ``value.state == "RETRY"``, else a terminal failure; the first
+  completion wins, a later redundant ``info`` is ignored). A completion with no open invoke on
+  its process becomes an *orphan* execution (start = end).
+- A publish may come from any process (chain steps and retries are published by workers).
+  Publish status of a task: ``ok`` if any publish was confirmed, else ``info`` if any was
+  indeterminate (info, or an invoke never completed), else ``fail``.
+- ``value.run_id`` different from the expected run's marks the op *foreign* (a leftover of
+  another run); foreign ops are counted, remembered by task id and otherwise ignored.
+- Faults pair ``fault_start``/``fault_stop`` by ``value.fault_id`` (or by kind, last open
+  first); the kind is ``value.kind`` or ``value.fault``. A fault whose kind contains "kill"
+  (or is listed in ``Expectations.kill_fault_kinds``) is a *kill*; its scope is "child" when
+  the kind names a child/pool (``kill_worker_child``), else "worker". Its target is read from
+  the start ops' values: ``hostname``/``worker``/``node``, ``pid``/``pids``/``child_pid``, or
+  ``task_id``; without a target it hits every worker.
+- A ``worker_lost`` op is a child kill of the recording worker's children (``value.task_id``
+  narrows it to one task).
+- An execution that never completed (or completed ``info``) is *cut* by the earliest kill that
+  matches its target and happened while it ran (`Execution.killed_by`).
+
+Example:
+    >>> from harness.history.ops import F, Op, OpType
+    >>> ix = build_index([
+    ...     Op(0, 10, "producer-1", OpType.INVOKE, F.PUBLISH, {"task_id": "t1", "key": "k1"}),
+    ...     Op(1, 20, "producer-1", OpType.OK, F.PUBLISH, {"task_id": "t1", "key": "k1"}),
+    ...     Op(2, 30, "w1.child-7", OpType.INVOKE, F.EXECUTE, {"task_id": "t1", "attempt": 0}),
+    ...     Op(3, 40, "w1.child-7", OpType.OK, F.EXECUTE, {"task_id": "t1"})])
+    >>> t = ix.tasks["t1"]
+    >>> t.publish_status, t.executions[0].outcome, t.is_terminal
+    ('ok', 'ok', True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.history.ops import F, Op, OpType
+
+__all__ = [
+    "FAILURE",
+    "INFO",
+    "OK",
+    "RETRY",
+    "ChordRecord",
+    "Execution",
+    "Fault",
+    "HistoryIndex",
+    "Kill",
+    "TaskRecord",
+    "build_index",
+]
+
+# Execution outcomes (None: the execution never completed).
+OK = "ok"
+FAILURE = "failure"
+RETRY = "retry"
+INFO = "info"
+
+# A pool child's death is noticed (and recorded) by its parent a little after the kill:
+# an execution that ended `info` up to this long before the kill's record still counts as cut.
+_KILL_SLACK_NS = 1_000_000_000
+
+_STORED_EFFECT = getattr(F, "STORED_EFFECT", "stored_effect")
+_EMPTY: dict[str, Any] = {}
+
+_INVOKE = OpType.INVOKE
+_OKT = OpType.OK
+_FAILT = OpType.FAIL
+_INFOT = OpType.INFO
+
+
+@dataclass(slots=True, eq=False)
+class Kill:
+    """A worker (scope "worker") or pool child (scope "child") killed between `time_lo` and `time_hi`."""
+
+    source: str  # "fault" or "worker_lost"
+    time_lo: int
+    time_hi: int
+    scope: str
+    pos: int
+    kind: str | None = None
+    fault_id: str | None = None
+    hostnames: frozenset[str] = frozenset()
+    pids: frozenset[int] = frozenset()
+    task_id: str | None = None
+    process: str | None = None  # worker_lost: the recording worker; its children were hit
+
+    def matches(self, ex: Execution) -> bool:
+        """Whether `ex` ran on what this kill hit (ignoring time)."""
+        if self.task_id is not None:
+            return ex.task_id == self.task_id
+        targeted = False
+        if self.hostnames:
+            targeted = True
+            if ex.hostname in self.hostnames:
+                return True
+        if self.pids:
+            targeted = True
+            if ex.pid in self.pids or _parent_pid(ex.process) in self.pids:
+                return True
+        if targeted:
+            return False
+        if self.process is not None:
+            return ex.process == self.process or ex.process.startswith(self.process + ".")
+        return True
+
+
+@dataclass(slots=True, eq=False)
+class Execution:
+    """One run of a task body: execute invoke -> ok / fail / info (or never completed)."""
+
+    task_id: str
+    attempt: int
+    process: str
+    hostname: str
+    pid: int | None
+    start: int
+    start_pos: int
+    end: int | None = None
+    end_pos: int = -1
+    outcome: str | None = None
+    orphan: bool = False
+    killed_by: Kill | None = None
+
+    @property
+    def completed(self) -> bool:
+        """Ran to an end the worker observed (ok, terminal failure or retry)."""
+        return self.outcome is not None and self.outcome != INFO
+
+    def running_at(self, t: int) -> bool:
+        return self.start <= t and (self.end is None or self.end > t)
+
+
+@dataclass(slots=True, eq=False)
+class TaskRecord:
+    """Everything the history says about one task id."""
+
+    task_id: str
+    first_seen: int
+    key: str | None = None
+    name: str | None = None
+    chord_id: str | None = None
+    role: str | None = None
+    chord_size: int | None = None
+    pub_invokes: int = 0
+    pub_ok: int = 0
+    pub_info: int = 0
+    pub_fail: int = 0
+    publish_first: int | None = None  # time of the first publish op of any type
+    publish_ok: int | None = None  # time of the first confirmed publish
+    published_by: str | None = None
+    countdown: float | None = None  # of the first publish (ETA / countdown tasks)
+    receives: list[tuple[int, bool, str, int]] | None = None  # (time, redelivered, hostname, pos)
+    executions: list[Execution] | None = None
+    retries: list[tuple[int, float | None, int | None, int]] | None = None  # (time, countdown, attempt, pos)
+    dlq: list[int] | None = None  # positions of dlq ops
+    revokes: int = 0
+    rejects: list[tuple[int, bool, int]] | None = None  # (time, requeue, pos)
+    worker_lost: list[int] | None = None  # positions
+    positions: list[int] = field(default_factory=list)
+
+    @property
+    def publish_status(self) -> str | None:
+        """"ok", "info" (maybe published), "fail" (known not sent) or None (never published)."""
+        if self.pub_ok:
+            return "ok"
+        if self.pub_info or self.pub_invokes > self.pub_fail + self.pub_info:
+            return "info"
+        if self.pub_fail:
+            return "fail"
+        return None
+
+    @property
+    def succeeded(self) -> bool:
+        return any(ex.outcome == OK for ex in self.executions or ())
+
+    @property
+    def failed(self) -> bool:
+        """Ended in a terminal failure (FAILURE, e.g. retries exhausted) and never succeeded."""
+        ex = self.executions
+        return bool(ex) and not self.succeeded and any(e.outcome == FAILURE for e in ex)  # type: ignore[union-attr]
+
+    @property
+    def is_terminal(self) -> bool:
+        """Executed to completion (success or terminal failure), dead-lettered, or revoked."""
+        if self.dlq or self.revokes:
+            return True
+        return any(ex.outcome == OK or ex.outcome == FAILURE for ex in self.executions or ())
+
+    @property
+    def outcome(self) -> str | None:
+        """"complete", "dlq", "failed", "revoked" or None (not terminal)."""
+        if self.succeeded:
+            return "complete"
+        if self.dlq:
+            return "dlq"
+        if self.failed:
+            return "failed"
+        if self.revokes:
+            return "revoked"
+        return None
+
+    def first_ok(self) -> Execution | None:
+        best = None
+        for ex in self.executions or ():
+            if ex.outcome == OK and (best is None or ex.end < best.end):  # type: ignore[operator]
+                best = ex
+        return best
+
+
+@dataclass(slots=True, eq=False)
+class Fault:
+    """One fault: started between `start_lo` and `start_hi`, healed between `stop_lo` and `stop_hi`."""
+
+    fault_id: str | None
+    kind: str | None
+    start_lo: int
+    start_hi: int
+    start_pos: int
+    value: dict[str, Any] = field(default_factory=dict)
+    applied: bool = True  # False when fault_start completed with fail
+    start_done: bool = False
+    stop_lo: int | None = None  # heal asked
+    stop_hi: int | None = None  # heal confirmed (fault_stop ok / info)
+    stop_pos: int = -1
+
+    @property
+    def healed(self) -> bool:
+        """The heal was confirmed (a fault_stop completed other than with fail)."""
+        return self.stop_hi is not None
+
+    def active_during(self, lo: int, hi: int) -> bool:
+        """Whether the fault may have been in effect at some time in [lo, hi]."""
+        return self.applied and self.start_lo <= hi and (self.stop_hi is None or self.stop_hi >= lo)
+
+
+@dataclass(slots=True, eq=False)
+class ChordRecord:
+    chord_id: str
+    headers: list[TaskRecord] = field(default_factory=list)
+    callbacks: list[TaskRecord] = field(default_factory=list)
+    size: int | None = None
+
+
+@dataclass(slots=True, eq=False)
+class HistoryIndex:
+    """The grouped history. `history` is the original sequence (for counterexample slices)."""
+
+    history: Sequence[Op]
+    run_id: str | None
+    kill_fault_kinds: frozenset[str]
+    tasks: dict[str, TaskRecord] = field(default_factory=dict)
+    effects: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # applied (not duplicate)
+    effects_deduplicated: int = 0
+    stored_effects: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)  # (count, pos)
+    faults: list[Fault] = field(default_factory=list)
+    kills: list[Kill] = field(default_factory=list)
+    phases: list[tuple[int, str, int]] = field(default_factory=list)
+    foreign_ops: int = 0
+    foreign: dict[str, int] = field(default_factory=dict)  # task id (or "op@pos") -> first pos
+    orphan_completions: int = 0
+    unmatched_fault_stops: int = 0
+    ok_times: list[int] = field(default_factory=list)
+    first_time: int | None = None
+    last_time: int | None = None
+    n_ops: int = 0
+    keys: dict[str, list[TaskRecord]] = field(default_factory=dict)
+    chords: dict[str, ChordRecord] = field(default_factory=dict)
+
+    def ops_at(self, positions: Iterable[int], limit: int) -> list[dict[str, Any]]:
+        """The ops at `positions` (history order), as dicts, at most `limit` of them."""
+        out: list[dict[str, Any]] = []
+        h = self.history
+        for p in sorted(set(positions)):
+            if len(out) >= limit:
+                break
+            out.append(h[p].to_dict())
+        return out
+
+
+def _parent_pid(process: str) -> int | None:
+    # Recorder convention: "worker-4242.child-4250" is a child of worker pid 4242.
+    head = process.split(".", 1)[0]
+    _, _, num = head.rpartition("-")
+    return int(num) if num.isdigit() else None
+
+
+def _as_int(x: Any) -> int | None:
+    if isinstance(x, bool):
+        return None
+    if isinstance(x, int):
+        return x
+    if isinstance(x, str) and x.isdigit():
+        return int(x)
+    return None
+
+
+def _pids_of(v: dict[str, Any]) -> frozenset[int]:
+    out: set[int] = set()
+    for k in ("pid", "target_pid", "child_pid", "worker_pid"):
+        p = _as_int(v.get(k))
+        if p is not None:
+            out.add(p)
+    for k in ("pids", "child_pids", "killed_pids"):
+        seq = v.get(k)
+        if isinstance(seq, list):
+            out.update(p for p in map(_as_int, seq) if p is not None)
+    return frozenset(out)
+
+
+def _hostnames_of(v: dict[str, Any]) -> frozenset[str]:
+    out = set()
+    for k in ("hostname", "worker", "node"):
+        h = v.get(k)
+        if isinstance(h, str) and h:
+            out.add(h)
+    hs = v.get("hostnames")
+    if isinstance(hs, list):
+        out.update(h for h in hs if isinstance(h, str))
+    return frozenset(out)
+
+
+def build_index(history: Sequence[Op], *, run_id: str | None = None,
+                kill_fault_kinds: Iterable[str] = ()) -> HistoryIndex:
+    """Index `history` in one pass (see the module docstring for how ops are read).
+
+    Example:
+        >>> from harness.history.ops import F, Op, OpType
+        >>> ix = build_index([Op(0, 5, "w", OpType.OK, F.RECEIVE, {"task_id": "t", "run_id": "old"})],
+        ...                  run_id="new")
+        >>> ix.foreign_ops, list(ix.foreign)
+        (1, ['t'])
+    """
+    ix = HistoryIndex(history=history, run_id=run_id, kill_fault_kinds=frozenset(kill_fault_kinds))
+    tasks = ix.tasks
+    effects = ix.effects
+    ok_times = ix.ok_times
+    worker_lost_ops: list[tuple[int, Op]] = []
+    fault_ops: list[tuple[int, Op]] = []
+    first_time = last_time = None
+    EXECUTE, RECEIVE, PUBLISH, EFFECT = F.EXECUTE, F.RECEIVE, F.PUBLISH, F.EFFECT
+    RETRY_F, DLQ, REVOKE, REJECT, WORKER_LOST = F.RETRY, F.DLQ, F.REVOKE, F.REJECT, F.WORKER_LOST
+    FAULT_START, FAULT_STOP, PHASE = F.FAULT_START, F.FAULT_STOP, F.PHASE
+
+    pos = -1
+    for pos, op in enumerate(history):
+        t = op.time
+        if first_time is None or t < first_time:
+            first_time = t
+        if last_time is None or t > last_time:
+            last_time = t
+        v = op.value
+        if type(v) is not dict:
+            v = _EMPTY
+        f = op.f
+        if run_id is not None:
+            rid = v.get("run_id")
+            if rid is not None and rid != run_id:
+                ix.foreign_ops += 1
+                tid = v.get("task_id")
+                fk = str(tid) if tid is not None else f"op@{pos}"
+                if fk not in ix.foreign:
+                    ix.foreign[fk] = pos
+                continue
+        if f == FAULT_START or f == FAULT_STOP:
+            fault_ops.append((pos, op))
+            continue
+        if f == PHASE:
+            name = v.get("phase") or v.get("name")
+            ix.phases.append((t, str(name), pos))
+            continue
+        if f == _STORED_EFFECT:
+            key = v.get("key")
+            if key is not None:
+                ix.stored_effects[(str(key), str(v.get("kind")))] = (_as_int(v.get("count")) or 0, pos)
+            continue
+        tid = v.get("task_id")
+        rec = None
+        if tid is not None:
+            rec = tasks.get(tid)
+            if rec is None:
+                rec = tasks[tid] = TaskRecord(task_id=tid, first_seen=t)
+            rec.positions.append(pos)
+        typ = op.type
+        if f == EXECUTE:
+            if rec is None:
+                continue
+            if rec.key is None:
+                _fill_meta(rec, v)
+            if typ is _INVOKE:
+                ex = Execution(tid, v.get("attempt") or 0, op.process, v.get("hostname") or op.process,
+                               v.get("pid"), t, pos)
+                if rec.executions is None:
+                    rec.executions = [ex]
+                else:
+                    rec.executions.append(ex)
+                continue
+            if typ is _OKT:
+                outcome = OK
+            elif typ is _FAILT:
+                outcome = RETRY if v.get("state") == "RETRY" else FAILURE
+            else:
+                outcome = INFO
+            target = None
+            if rec.executions:
+                for ex in reversed(rec.executions):
+                    if ex.outcome is None and ex.process == op.process:
+                        target = ex
+                        break
+            if target is None:
+                if outcome == INFO:
+                    continue  # redundant: the first completion won, or nothing was running
+                ix.orphan_completions += 1
+                target = Execution(tid, v.get("attempt") or 0, op.process, v.get("hostname") or op.process,
+                                   v.get("pid"), t, pos, orphan=True)
+                if rec.executions is None:
+                    rec.executions = [target]
+                else:
+                    rec.executions.append(target)
+            target.end = t
+            target.end_pos = pos
+            target.outcome = outcome
+            if outcome == OK:
+                ok_times.append(t)
+            continue
+        if f == RECEIVE:
+            if rec is None:
+                continue
+            if rec.key is None:
+                _fill_meta(rec, v)
+            item = (t, bool(v.get("redelivered")), v.get("hostname") or op.process, pos)
+            if rec.receives is None:
+                rec.receives = [item]
+            else:
+                rec.receives.append(item)
+            continue
+        if f == PUBLISH:
+            if rec is None:
+                continue
+            if rec.key is None or rec.chord_id is None:
+                _fill_meta(rec, v)
+            if rec.publish_first is None:
+                rec.publish_first = t
+                rec.published_by = op.process
+                cd = v.get("countdown")
+                if isinstance(cd, int | float) and not isinstance(cd, bool):
+                    rec.countdown = float(cd)
+            if typ is _INVOKE:
+                rec.pub_invokes += 1
+            elif typ is _OKT:
+                rec.pub_ok += 1
+                if rec.publish_ok is None:
+                    rec.publish_ok = t
+            elif typ is _INFOT:
+                rec.pub_info += 1
+            else:
+                rec.pub_fail += 1
+            continue
+        if f == EFFECT:
+            key = v.get("key")
+            if key is None:
+                continue
+            if v.get("duplicate"):
+                ix.effects_deduplicated += 1
+                continue
+            ek = (str(key), str(v.get("kind")))
+            lst = effects.get(ek)
+            if lst is None:
+                effects[ek] = [pos]
+            else:
+                lst.append(pos)
+            continue
+        if rec is None:
+            if f == WORKER_LOST:
+                worker_lost_ops.append((pos, op))
+            continue
+        if f == RETRY_F:
+            cd = v.get("countdown")
+            item2 = (t, float(cd) if isinstance(cd, int | float) and not isinstance(cd, bool) else None,
+                     _as_int(v.get("attempt")), pos)
+            if rec.retries is None:
+                rec.retries = [item2]
+            else:
+                rec.retries.append(item2)
+        elif f == DLQ:
+            if rec.key is None:
+                _fill_meta(rec, v)
+            if rec.dlq is None:
+                rec.dlq = [pos]
+            else:
+                rec.dlq.append(pos)
+        elif f == REVOKE:
+            rec.revokes += 1
+        elif f == REJECT:
+            item3 = (t, bool(v.get("requeue")), pos)
+            if rec.rejects is None:
+                rec.rejects = [item3]
+            else:
+                rec.rejects.append(item3)
+        elif f == WORKER_LOST:
+            if rec.worker_lost is None:
+                rec.worker_lost = [pos]
+            else:
+                rec.worker_lost.append(pos)
+            worker_lost_ops.append((pos, op))
+
+    ix.n_ops = pos + 1
+    ix.first_time = first_time
+    ix.last_time = last_time
+    _index_faults(ix, fault_ops)
+    _index_kills(ix, worker_lost_ops)
+    _cut_executions(ix)
+    _group_keys_and_chords(ix)
+    return ix
+
+
+def _fill_meta(rec: TaskRecord, v: dict[str, Any]) -> None:
+    if rec.key is None:
+        k = v.get("key")
+        if k is None:
+            k = v.get("task_key")
+        if k is not None:
+            rec.key = str(k)
+    if rec.name is None:
+        n = v.get("name")
+        if n is not None:
+            rec.name = str(n)
+    if rec.chord_id is None:
+        c = v.get("chord_id")
+        if c is not None:
+            rec.chord_id = str(c)
+            role = v.get("role")
+            rec.role = str(role) if role is not None else None
+    if rec.chord_size is None:
+        rec.chord_size = _as_int(v.get("chord_size"))
+
+
+def _index_faults(ix: HistoryIndex, fault_ops: list[tuple[int, Op]]) -> None:
+    by_id: dict[str, Fault] = {}
+    open_by_kind: dict[str | None, list[Fault]] = {}  # faults recorded without a fault_id
+    for pos, op in fault_ops:
+        v = op.value if isinstance(op.value, dict) else {}
+        kind = v.get("kind") or v.get("fault")
+        kind = str(kind) if kind is not None else None
+        fid = v.get("fault_id", v.get("id"))
+        fid = str(fid) if fid is not None else None
+        if op.f == F.FAULT_START:
+            fault = None
+            if op.type is not _INVOKE:
+                if fid is not None:
+                    fault = by_id.get(fid)
+                else:
+                    fault = next((fl for fl in reversed(open_by_kind.get(kind, ())) if not fl.start_done), None)
+                if fault is not None and fault.start_done:
+                    fault = None
+            if fault is None:
+                fault = Fault(fid, kind, op.time, op.time, pos, dict(v))
+                ix.faults.append(fault)
+                if fid is not None:
+                    by_id[fid] = fault
+                else:
+                    open_by_kind.setdefault(kind, []).append(fault)
+                if op.type is _INVOKE:
+                    continue
+            fault.start_hi = op.time
+            fault.start_done = True
+            fault.value.update(v)
+            if fault.kind is None:
+                fault.kind = kind
+            if op.type is _FAILT:
+                fault.applied = False
+        else:
+            if fid is not None:
+                fault = by_id.get(fid)
+            else:
+                fault = next((fl for fl in reversed(open_by_kind.get(kind, ())) if fl.stop_hi is None), None)
+            if fault is None or fault.stop_hi is not None:
+                ix.unmatched_fault_stops += 1
+                continue
+            if op.type is _INVOKE:
+                if fault.stop_lo is None:
+                    fault.stop_lo = op.time
+                    fault.stop_pos = pos
+                continue
+            if fault.stop_lo is None:
+                fault.stop_lo = op.time
+            fault.stop_pos = pos
+            if op.type is not _FAILT:  # a failed heal leaves the fault in place
+                fault.stop_hi = op.time
+
+
+def _index_kills(ix: HistoryIndex, worker_lost_ops: list[tuple[int, Op]]) -> None:
+    for fault in ix.faults:
+        kind = fault.kind
+        if not fault.applied or kind is None:
+            continue
+        if not ("kill" in kind or kind in ix.kill_fault_kinds):
+            continue
+        v = fault.value
+        scope = v.get("scope")
+        if scope not in ("worker", "child"):
+            scope = "child" if ("child" in kind or "pool" in kind) else "worker"
+        tid = v.get("task_id")
+        ix.kills.append(Kill("fault", fault.start_lo, fault.start_hi, scope, fault.start_pos, kind=kind,
+                             fault_id=fault.fault_id, hostnames=_hostnames_of(v), pids=_pids_of(v),
+                             task_id=str(tid) if tid is not None else None))
+    for pos, op in worker_lost_ops:
+        v = op.value if isinstance(op.value, dict) else {}
+        tid = v.get("task_id")
+        ix.kills.append(Kill("worker_lost", op.time, op.time, "child", pos, kind="worker_lost",
+                             task_id=str(tid) if tid is not None else None, process=op.process))
+    ix.kills.sort(key=lambda k: k.time_lo)
+
+
+def _cut_executions(ix: HistoryIndex) -> None:
+    if not ix.kills:
+        return
+    for rec in ix.tasks.values():
+        for ex in rec.executions or ():
+            if ex.outcome is not None and ex.outcome != INFO:
+                continue
+            for k in ix.kills:
+                if ex.start > k.time_hi:
+                    continue
+                if ex.end is not None and ex.end < k.time_lo - _KILL_SLACK_NS:
+                    continue
+                if k.matches(ex):
+                    ex.killed_by = k
+                    break
+
+
+def _group_keys_and_chords(ix: HistoryIndex) -> None:
+    keys = ix.keys
+    chords = ix.chords
+    for rec in ix.tasks.values():
+        if rec.key is not None:
+            lst = keys.get(rec.key)
+            if lst is None:
+                keys[rec.key] = [rec]
+            else:
+                lst.append(rec)
+        if rec.chord_id is not None:
+            ch = chords.get(rec.chord_id)
+            if ch is None:
+                ch = chords[rec.chord_id] = ChordRecord(rec.chord_id)
+            if rec.role == "callback":
+                ch.callbacks.append(rec)
+            else:
+                ch.headers.append(rec)
+            if rec.chord_size is not None:
+                ch.size = max(ch.size or 0, rec.chord_size)

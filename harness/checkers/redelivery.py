@@ -1,0 +1,109 @@
+"""Redelivery after a worker kill under late acks: the killed task came back and finished.
+
+Responsibility: one verdict on "a task executing when its worker died was delivered again".
+
+For every execution cut by a kill (a kill fault, or ``worker_lost``) whose scope requires a
+redelivery under ``exp`` (late acks, and for a pool-child kill also reject-on-worker-lost):
+
+- ``not_redelivered``: the task never executed again and never reached the DLQ;
+- ``redelivered_not_completed``: it executed again but no later execution completed;
+- a later completion counts as redelivered; when no ``receive`` with ``redelivered`` true was
+  seen before it, ``redelivered_flag_missing`` is counted (a note, not a violation: brokers
+  differ in setting the flag on restored messages).
+
+Also ``redelivery_loop``: more than ``exp.max_deliveries`` executions of one attempt of a task
+(the poison-message loop), when that bound is set.
+
+Unknown when nothing was executing at any kill, no worker was killed, or early acks make
+redelivery not expected at all (a vacuous pass is not a pass).
+
+Example:
+    >>> from harness.history.ops import F, Op, OpType
+    >>> t = {"task_id": "t1", "hostname": "w1"}
+    >>> h = [Op(0, 0, "p", OpType.OK, F.PUBLISH, t),
+    ...      Op(1, 1, "w1.child-5", OpType.INVOKE, F.EXECUTE, t),
+    ...      Op(2, 2, "nemesis", OpType.OK, F.FAULT_START, {"kind": "kill_worker", "hostname": "w1"}),
+    ...      Op(3, 3, "w2", OpType.OK, F.RECEIVE, {"task_id": "t1", "redelivered": True}),
+    ...      Op(4, 4, "w2.child-9", OpType.INVOKE, F.EXECUTE, {"task_id": "t1"}),
+    ...      Op(5, 5, "w2.child-9", OpType.OK, F.EXECUTE, {"task_id": "t1"})]
+    >>> v = check_redelivery(h, Expectations(acks_late=True))
+    >>> v.valid.value, v.counts["redelivered"]
+    ('true', 1)
+"""
+
+from __future__ import annotations
+
+from harness.checkers._base import Findings, History, as_index, kill_summary
+from harness.checkers.expectations import Expectations
+from harness.checkers.index import FAILURE, OK
+from harness.checkers.verdict import Verdict
+
+__all__ = ["check_redelivery"]
+
+
+def check_redelivery(history: History, exp: Expectations | None = None) -> Verdict:
+    """Whether tasks cut by worker kills were redelivered and completed (see the module docstring).
+
+    Example:
+        >>> check_redelivery([], Expectations(acks_late=True)).valid.value
+        'unknown'
+    """
+    exp = exp or Expectations()
+    ix = as_index(history, exp)
+    fx = Findings("redelivery", exp, ix, kinds=("not_redelivered", "redelivered_not_completed"))
+    in_flight = redelivered = flag_missing = loss_allowed_cuts = 0
+    for rec in ix.tasks.values():
+        exs = rec.executions
+        if not exs:
+            continue
+        if exp.max_deliveries is not None and len(exs) > exp.max_deliveries:
+            per_attempt: dict[int, int] = {}
+            for ex in exs:
+                per_attempt[ex.attempt] = per_attempt.get(ex.attempt, 0) + 1
+            worst = max(per_attempt.values())
+            if worst > exp.max_deliveries:
+                fx.anomaly("redelivery_loop", task_id=rec.task_id, key=rec.key, executions=worst,
+                           max_deliveries=exp.max_deliveries, positions=rec.positions)
+        cuts = [ex for ex in exs if ex.killed_by is not None]
+        if not cuts:
+            continue
+        expected = [ex for ex in cuts if exp.redelivery_expected_on_kill(scope=ex.killed_by.scope)]  # type: ignore[union-attr]
+        loss_allowed_cuts += len(cuts) - len(expected)
+        if not expected:
+            continue
+        in_flight += 1
+        last_cut = max(expected, key=lambda e: e.start)
+        kill = last_cut.killed_by
+        assert kill is not None
+        later = [ex for ex in exs if ex.start > last_cut.start]
+        done = [ex for ex in later if ex.outcome == OK or ex.outcome == FAILURE]
+        fields = {"task_id": rec.task_id, "key": rec.key, "killed_by": kill_summary(kill),
+                  "positions": [*rec.positions, kill.pos]}
+        if done:
+            redelivered += 1
+            first_done = min(done, key=lambda e: e.start)
+            if not any(red and kill.time_lo <= t <= first_done.start for t, red, _h, _p in rec.receives or ()):
+                flag_missing += 1
+            continue
+        if rec.dlq and any(ix.history[p].time >= kill.time_lo for p in rec.dlq):
+            redelivered += 1  # redelivered until the delivery limit dead-lettered it
+            continue
+        if later:
+            fx.anomaly("redelivered_not_completed", executions_after_kill=len(later), **fields)
+        else:
+            fx.anomaly("not_redelivered", **fields)
+    fx.counts.update(kills=len(ix.kills), kill_faults=sum(1 for k in ix.kills if k.source == "fault"),
+                     worker_lost=sum(1 for k in ix.kills if k.source == "worker_lost"),
+                     in_flight_at_kill=in_flight, redelivered=redelivered,
+                     redelivered_flag_missing=flag_missing, cut_loss_allowed=loss_allowed_cuts)
+    if flag_missing:
+        fx.notes.append(f"{flag_missing} redelivered tasks had no receive with redelivered=True before "
+                        "their re-execution")
+    if not exp.acks_late:
+        fx.vacuous("acks_late is False: a task killed mid-execution is not redelivered (early acks may lose it)")
+    elif not ix.kills:
+        fx.vacuous("no worker was killed")
+    elif in_flight == 0:
+        fx.vacuous("no task was executing when a worker was killed"
+                   + (" (only kills whose losses the configuration allows)" if loss_allowed_cuts else ""))
+    return fx.verdict()
