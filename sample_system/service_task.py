@@ -1,0 +1,192 @@
+"""The base class of every sample-system task: effects, retries, and the way to the dead-letter queue.
+
+Responsibility: what all services share, so each task body only states its business step.
+
+* ``self.apply_effects(...)``: write effects idempotently and report each to the harness
+  history (``record_effect``, a no-op outside the harness).
+* ``self.retry_or_fail(exc)``: retry transient errors with exponential backoff + jitter up to
+  ``max_retries``; re-raise fatal errors and exhausted retries (the task then fails).
+* ``on_failure``: a task that fails for good writes its failure record (exception, traceback,
+  attempts) and, depending on ``Settings.dlq_mode``, either lets the worker reject the message
+  into RabbitMQ's dead-letter exchange (``reject``: ``task_acks_on_failure=False``) or
+  publishes the envelope itself (``publish``/``redis``, and hard time limits, which Celery acks).
+
+Per-process resources (effect store, partner client with its circuit breaker) live in a
+`Runtime` attached to the app and are rebuilt after a fork.
+
+Example (a task of a service module)::
+
+    @app.task(base=ServiceTask, bind=True, name="orders.confirm")
+    def confirm(self, order, *, key):
+        self.apply_effects(self.effect(key, "order.confirmed", order_id=order["order_id"]))
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+import traceback as tb_mod
+from typing import Any
+
+from celery import Celery, Task
+from celery.exceptions import TimeLimitExceeded
+
+from harness.history.effects import record_dlq, record_effect
+from harness.workload import KEY_HEADER, RUN_ID_HEADER
+from sample_system.circuit_breaker import CircuitBreaker
+from sample_system.dlq.envelope import make_envelope
+from sample_system.dlq.queues import DeadLetters, dead_letters_for
+from sample_system.effects import Effect, EffectStore, FailureRecord
+from sample_system.partner_client import PartnerClient
+from sample_system.retry_policy import RetryPolicy, is_retryable
+from sample_system.settings import Settings
+from sample_system.topology import DEFAULT, TASK_ROUTES
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """Per-process resources of one app: effect store, partner client + breaker, retry policy, DLQ."""
+
+    def __init__(self, app: Celery, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.effects = EffectStore(settings.db_url, idempotent=settings.idempotent_effects)
+        self.retry_policy = RetryPolicy(settings.max_retries, settings.retry_backoff,
+                                        settings.retry_backoff_max, settings.retry_jitter)
+        self._lock = threading.Lock()
+        self._pid = -1
+        self._partner: PartnerClient | None = None
+        self._rng = random.Random()
+
+    def _refresh(self) -> None:
+        # A forked pool child must not share the parent's breaker state or RNG sequence.
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            s = self.settings
+            breaker = CircuitBreaker(s.breaker_failure_threshold, s.breaker_reset_timeout)
+            self._partner = PartnerClient(s.partner_url, timeout=s.partner_timeout, breaker=breaker)
+            self._rng = random.Random()
+
+    @property
+    def partner(self) -> PartnerClient:
+        with self._lock:
+            self._refresh()
+            assert self._partner is not None
+            return self._partner
+
+    @property
+    def rng(self) -> random.Random:
+        with self._lock:
+            self._refresh()
+            return self._rng
+
+    @property
+    def dead_letters(self) -> DeadLetters:
+        return dead_letters_for(self.app, effects=self.effects)
+
+
+def runtime_of(app: Celery) -> Runtime:
+    """The Runtime `make_app` attached to `app`."""
+    rt = getattr(app, "sample_runtime", None)
+    if rt is None:
+        raise RuntimeError(f"{app!r} was not built by sample_system.make_app: it has no sample_runtime")
+    return rt
+
+
+class ServiceTask(Task):
+    """Base task (see the module docstring)."""
+
+    abstract = True
+
+    # ----------------------------------------------------------------- context
+    @property
+    def runtime(self) -> Runtime:
+        return runtime_of(self.app)
+
+    @property
+    def settings(self) -> Settings:
+        return self.runtime.settings
+
+    def run_id(self) -> str | None:
+        return getattr(self.request, RUN_ID_HEADER, None)
+
+    def unit_headers(self, key: str) -> dict[str, str]:
+        """Headers for a message this task publishes on behalf of unit `key`."""
+        h = {KEY_HEADER: key}
+        rid = self.run_id()
+        if rid:
+            h[RUN_ID_HEADER] = rid
+        return h
+
+    def partner_headers(self) -> dict[str, str]:
+        """Tracing headers the partner API logs: which task, which attempt, which process."""
+        return {"X-Task-Id": str(self.request.id or ""), "X-Attempt": str((self.request.retries or 0) + 1),
+                "X-Worker-Pid": str(os.getpid())}
+
+    # ----------------------------------------------------------------- effects
+    def effect(self, key: str, kind: str, idempotency_key: str | None = None, **value: Any) -> Effect:
+        """An effect of this task for unit `key`; the idempotency key defaults to ``kind:key``."""
+        return Effect(key=key, kind=kind, idempotency_key=idempotency_key or f"{kind}:{key}", value=value,
+                      task_id=self.request.id, run_id=self.run_id())
+
+    def apply_effects(self, *effects: Effect) -> bool:
+        """Write `effects` atomically; True if new, False if a duplicate the store absorbed."""
+        new = self.runtime.effects.apply(effects)
+        for e in effects:
+            record_effect(e.key, e.kind, duplicate=not new, idempotency_key=e.idempotency_key)
+        return new
+
+    # ----------------------------------------------------------------- retries
+    def retry_or_fail(self, exc: BaseException) -> None:
+        """Retry `exc` with backoff if it is transient and retries remain; otherwise re-raise it."""
+        retries = self.request.retries or 0
+        policy = self.runtime.retry_policy
+        if not is_retryable(exc) or policy.exhausted(retries):
+            raise exc
+        countdown = policy.countdown(retries, self.runtime.rng, retry_after=getattr(exc, "retry_after", None))
+        raise self.retry(exc=exc, countdown=countdown, max_retries=policy.max_retries)
+
+    # ----------------------------------------------------------------- dead letters
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        mode = self.settings.dlq_mode
+        if mode == "off":
+            return
+        # Hard time limits run this in the worker's main process with no task request pushed.
+        req = self.request
+        retries = int(getattr(req, "retries", 0) or 0)
+        key = (kwargs or {}).get("key") or getattr(req, KEY_HEADER, None)
+        run_id = getattr(req, RUN_ID_HEADER, None)
+        exc_text = f"{type(exc).__name__}: {exc}"
+        traceback_text = str(getattr(einfo, "traceback", "") or "".join(tb_mod.format_exception(exc)))
+        now = time.time()
+        try:
+            self.runtime.effects.record_failure(FailureRecord(
+                task_id=task_id, name=self.name, key=key, run_id=run_id, exception=exc_text,
+                traceback=traceback_text, attempts=retries + 1, failed_at=now))
+        except Exception:  # noqa: BLE001 - the dead letter must still happen if the DB is down
+            log.exception("could not store the failure record of %s[%s]", self.name, task_id)
+        reason = "time_limit" if isinstance(exc, TimeLimitExceeded) else type(exc).__name__
+        if mode == "reject" and not isinstance(exc, TimeLimitExceeded):
+            # The worker rejects the message after this returns (task_acks_on_failure=False) and
+            # RabbitMQ moves it to the DLX; nothing to publish.
+            record_dlq(task_id, key=key, reason=reason, name=self.name, attempts=retries + 1, mode=mode)
+            return
+        signature = None
+        if getattr(req, "id", None) == task_id:
+            sig = self.signature_from_request(req, args, kwargs)
+            signature = dict(sig)
+        envelope = make_envelope(
+            task_id=task_id, name=self.name, args=args or (), kwargs=kwargs or {}, exception=exc_text,
+            traceback=traceback_text, attempts=retries + 1, key=key, run_id=run_id,
+            queue=TASK_ROUTES.get(self.name, DEFAULT), reason=reason, failed_at=now, signature=signature)
+        try:
+            new = self.runtime.dead_letters.land(envelope)
+        except Exception:  # noqa: BLE001
+            log.exception("could not publish the dead letter of %s[%s]", self.name, task_id)
+            return
+        record_dlq(task_id, key=key, reason=reason, name=self.name, attempts=retries + 1, mode=mode,
+                   duplicate=not new)

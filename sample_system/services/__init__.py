@@ -1,0 +1,20 @@
+"""The services of the sample system, one module each: orders, payments, scans, notifications, events.
+
+Responsibility: register every task on an app built by `sample_system.make_app`. Each module
+has ``register(app)``; task names are ``<service>.<step>`` and are routed by name
+(``sample_system.topology.TASK_ROUTES``).
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from sample_system.services import events, notifications, orders, payments, scans
+
+SERVICES = (orders, payments, scans, notifications, events)
+
+
+def register_all(app: Celery) -> None:
+    """Register every service's tasks on `app`."""
+    for service in SERVICES:
+        service.register(app)
