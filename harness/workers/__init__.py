@@ -1,0 +1,5 @@
+"""Real `celery worker` processes: start, ping-ready, kill, shutdown, restart."""
+
+from harness.workers.process import WorkerProcess, WorkerSpec
+
+__all__ = ["WorkerProcess", "WorkerSpec"]

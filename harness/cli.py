@@ -1,0 +1,137 @@
+"""The `celery-chaos` command: stack up, toxiproxy, check, certify.
+
+Exit codes: 0 success / every verdict valid; 1 a verdict is false or unknown; 2 usage or setup error.
+
+Example::
+
+    celery-chaos stack up --json          # prints URLs as one JSON object, holds until Ctrl-C
+    celery-chaos certify --profile quick --report report/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from harness.errors import ConfigError, HarnessError
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _install_signal_handlers() -> None:
+    # SIGTERM behaves like Ctrl-C so every `with` block tears its processes down.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
+
+
+def cmd_stack_up(args: argparse.Namespace) -> int:
+    from harness.stack import open_stack
+
+    options: dict[str, Any] = {}
+    if args.provider == "local":
+        options = {"broker": args.broker, "redis_aof": args.aof}
+        if args.toxiproxy_url:
+            options["toxiproxy"] = args.toxiproxy_url
+    elif args.provider == "external":
+        options = {"broker_url": args.broker_url, "backend_url": args.backend_url,
+                   "toxiproxy_url": args.toxiproxy_url}
+    _install_signal_handlers()
+    stack = open_stack(args.provider, **options)
+    try:
+        with stack:
+            info = stack.urls.to_json()
+            info["provider"] = args.provider
+            info["pids"] = stack.pids() if hasattr(stack, "pids") else []
+            if args.json:
+                print(json.dumps(info), flush=True)
+            else:
+                print(f"broker (direct):   {info['broker_url']}")
+                print(f"backend (direct):  {info['backend_url']}")
+                print(f"toxiproxy API:     {info['toxiproxy_url']}")
+                for role, ep in info["proxied"].items():
+                    print(f"{role + ':':18} {ep['url']}   (proxy {ep['proxy']})")
+                print("stack is up; Ctrl-C (or SIGTERM) tears it down", flush=True)
+            print("stack up", file=sys.stderr, flush=True)
+            threading.Event().wait()  # until a signal raises KeyboardInterrupt
+    except KeyboardInterrupt:
+        print("stack down", file=sys.stderr, flush=True)
+    return 0
+
+
+def cmd_toxiproxy(argv: list[str]) -> int:
+    from harness.toxiproxy.__main__ import main as toxiproxy_main
+
+    return int(toxiproxy_main(argv) or 0)
+
+
+def cmd_check(argv: list[str]) -> int:
+    from harness.history.cli import check_main
+
+    return int(check_main(argv))
+
+
+def cmd_certify(args: argparse.Namespace) -> int:
+    from harness.certify import certify_main
+
+    return int(certify_main(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="celery-chaos", description="Chaos-validation harness for Celery systems.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    stack = sub.add_parser("stack", help="provision a broker, backend and fault proxy")
+    stack_sub = stack.add_subparsers(dest="stack_command", required=True)
+    up = stack_sub.add_parser("up", help="start a stack, print its URLs, hold until SIGINT/SIGTERM")
+    up.add_argument("--provider", default="local", choices=("local", "containers", "external"))
+    up.add_argument("--json", action="store_true", help="one JSON object on stdout; logs on stderr")
+    up.add_argument("--broker", default="rabbitmq", choices=("rabbitmq", "redis"))
+    up.add_argument("--aof", action="store_true", help="Redis AOF (fsync always) for durability scenarios")
+    up.add_argument("--broker-url")
+    up.add_argument("--backend-url")
+    up.add_argument("--toxiproxy-url")
+    up.set_defaults(func=cmd_stack_up)
+
+    sub.add_parser("toxiproxy", help="run the built-in Toxiproxy-compatible server (toxiproxy-server flags)",
+                   add_help=False)
+    sub.add_parser("check", help="check a history file offline: celery-chaos check HISTORY.jsonl", add_help=False)
+
+    cert = sub.add_parser("certify", help="run the certification selection and write a report")
+    cert.add_argument("--app", default="sample_system.app:app", help="MODULE:ATTR of the Celery app")
+    cert.add_argument("--workload", default="sample_system.workload:workload", help="MODULE:ATTR of the workload")
+    cert.add_argument("--profile", default="quick", choices=("smoke", "quick", "full", "soak"))
+    cert.add_argument("--report", default="chaos-report", help="report directory")
+    cert.add_argument("--stack", default="local", choices=("local", "containers", "external"))
+    cert.add_argument("--seed", type=int, default=None)
+    cert.set_defaults(func=cmd_certify)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # These two hand their flags over untouched (toxiproxy-server's Go-style -flags).
+    if argv and argv[0] == "toxiproxy":
+        return cmd_toxiproxy(argv[1:])
+    if argv and argv[0] == "check":
+        return cmd_check(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"celery-chaos: {exc}", file=sys.stderr)
+        return 2
+    except HarnessError as exc:
+        print(f"celery-chaos: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""A stack the user runs: broker, backend and Toxiproxy given as URLs.
+
+Responsibility: hand out the user's URLs (and per-role proxies when a Toxiproxy URL is given)
+through the same interface as the local stack. It did not start the servers, so it cannot
+kill them: process-level faults raise UnsupportedFault with the reason.
+
+Example:
+    >>> stack = ExternalStack(broker_url="amqp://u:p@127.0.0.1:5672//",
+    ...                       backend_url="redis://127.0.0.1:6379/0")
+    >>> stack.broker is None
+    True
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import urlsplit
+
+from harness.errors import ConfigError, UnsupportedFault
+from harness.stack.base import ProxiedEndpoint, Role, StackURLs
+
+
+def _hostport(url: str) -> str:
+    parts = urlsplit(url)
+    if not parts.hostname or not parts.port:
+        raise ConfigError(f"URL {url!r} needs an explicit host and port, e.g. amqp://user:pass@127.0.0.1:5672//")
+    return f"{parts.hostname}:{parts.port}"
+
+
+class ExternalStack:
+    """URLs of servers the user runs. Implements harness.stack.base.Stack (without process control)."""
+
+    provider = "external"
+
+    def __init__(self, broker_url: str | None = None, backend_url: str | None = None,
+                 toxiproxy_url: str | None = None) -> None:
+        self.broker_url = broker_url or os.environ.get("CHAOS_BROKER_URL", "")
+        self.backend_url = backend_url or os.environ.get("CHAOS_BACKEND_URL", "")
+        self.toxiproxy_url = toxiproxy_url or os.environ.get("TOXIPROXY_URL", "")
+        if not self.broker_url or not self.backend_url:
+            raise ConfigError(
+                "the external stack needs --broker-url and --backend-url (or CHAOS_BROKER_URL and "
+                "CHAOS_BACKEND_URL); add --toxiproxy-url (or TOXIPROXY_URL) to inject network faults")
+        self.toxiproxy = None
+        self._urls: StackURLs | None = None
+        self._created: list[str] = []
+
+    def start(self) -> ExternalStack:
+        proxied: dict[Role, ProxiedEndpoint] = {}
+        if self.toxiproxy_url:
+            from harness.toxiproxy.client import ToxiproxyClient
+
+            self.toxiproxy = ToxiproxyClient(self.toxiproxy_url)
+            self.toxiproxy.wait_ready(timeout=10)
+            for role in Role:
+                url = self.broker_url if role.is_broker else self.backend_url
+                name = f"chaos-ext-{role.value}"
+                existing = self.toxiproxy.proxies().get(name)
+                if existing is not None:
+                    self.toxiproxy.delete_proxy(name)
+                info = self.toxiproxy.create_proxy(name, _hostport(url), listen="127.0.0.1:0")
+                self._created.append(name)
+                host = "127.0.0.1" if info.listen_host in ("[::]", "0.0.0.0") else info.listen_host
+                parts = urlsplit(url)
+                netloc = parts.netloc.rsplit("@", 1)
+                creds = f"{netloc[0]}@" if len(netloc) == 2 else ""
+                proxied[role] = ProxiedEndpoint(role, name, host, info.listen_port, _hostport(url),
+                                                parts._replace(netloc=f"{creds}{host}:{info.listen_port}").geturl())
+        kind = "amqp" if self.broker_url.startswith(("amqp", "pyamqp")) else "redis"
+        self._urls = StackURLs(self.broker_url, self.backend_url, self.toxiproxy_url, proxied, kind)
+        return self
+
+    def stop(self) -> None:
+        if self.toxiproxy is not None:
+            for name in self._created:
+                try:
+                    self.toxiproxy.delete_proxy(name)
+                except Exception:  # noqa: BLE001 - teardown must go on
+                    pass
+        self._created.clear()
+
+    @property
+    def urls(self) -> StackURLs:
+        if self._urls is None:
+            raise RuntimeError("the stack is not started: call start() or use it as a context manager")
+        return self._urls
+
+    @property
+    def broker(self) -> None:
+        return None
+
+    @property
+    def backend(self) -> None:
+        return None
+
+    def require_process_control(self, what: str) -> None:
+        raise UnsupportedFault(
+            f"{what} needs to kill or restart a server, but the external stack did not start it and "
+            "cannot control it. Use --stack=local (or containers), or choose a network fault instead.")
+
+    def pids(self) -> list[int]:
+        return []
+
+    def __enter__(self) -> ExternalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

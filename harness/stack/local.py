@@ -1,0 +1,239 @@
+"""The embedded local stack: real RabbitMQ, Redis and a Toxiproxy-compatible proxy as child processes.
+
+Responsibility: provision a broker, a result backend and a fault proxy on loopback with no
+Docker, create one proxy per client role, hand out direct and per-role URLs, and tear it
+all down (processes, ports, temp dirs) on exit, failure or interrupt.
+
+Example:
+    >>> with LocalStack() as stack:                                     # doctest: +SKIP
+    ...     app = Celery(broker=stack.urls.url_for(Role.PRODUCER_BROKER),
+    ...                  backend=stack.urls.url_for(Role.PRODUCER_BACKEND))
+    ...     stack.broker.kill(); stack.broker.start()   # broker outage by SIGKILL
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from harness.errors import ConfigError
+from harness.stack._process import ManagedProcess, free_port
+from harness.stack.base import ProxiedEndpoint, Role, StackURLs
+from harness.stack.rabbitmq import LocalRabbitMQ
+from harness.stack.redis import LocalRedis
+from harness.toxiproxy.client import ToxiproxyClient
+
+
+@dataclass(frozen=True, slots=True)
+class LocalStackOptions:
+    """How to build the local stack.
+
+    broker:            "rabbitmq" (default) or "redis" (Redis as broker: a second redis-server)
+    redis_aof:         AOF with fsync always on the backend (and a Redis broker), for durability scenarios
+    startup_timeout:   seconds each server may take to become ready (a clear error after it)
+    toxiproxy:         "auto" (TOXIPROXY_URL, else toxiproxy-server on PATH, else built-in),
+                       "builtin", "real", or an http:// URL of a running Toxiproxy
+    rabbitmq_management: enable the management plugin (off: it costs start-up time)
+    """
+
+    broker: Literal["rabbitmq", "redis"] = "rabbitmq"
+    redis_aof: bool = False
+    startup_timeout: float = 30.0
+    toxiproxy: str = "auto"
+    rabbitmq_management: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.broker not in ("rabbitmq", "redis"):
+            raise ConfigError(f"broker must be 'rabbitmq' or 'redis', not {self.broker!r}")
+        if not (self.toxiproxy in ("auto", "builtin", "real") or self.toxiproxy.startswith("http")):
+            raise ConfigError(
+                f"toxiproxy must be 'auto', 'builtin', 'real' or an http:// URL, not {self.toxiproxy!r}")
+        if self.startup_timeout <= 0:
+            raise ConfigError(f"startup_timeout must be positive, not {self.startup_timeout}")
+
+
+def _with_port(url: str, host: str, port: int) -> str:
+    """Replace host:port in a broker/backend URL (credentials and path kept)."""
+    scheme, rest = url.split("://", 1)
+    creds, _, tail = rest.rpartition("@")
+    _hostport, _, path = tail.partition("/")
+    prefix = f"{creds}@" if creds else ""
+    return f"{scheme}://{prefix}{host}:{port}/{path}"
+
+
+class LocalStack:
+    """Broker + result backend + Toxiproxy as local processes. Implements harness.stack.base.Stack."""
+
+    provider = "local"
+
+    def __init__(self, options: LocalStackOptions | None = None) -> None:
+        self.options = options or LocalStackOptions()
+        self._tag = secrets.token_hex(3)
+        self._exit = ExitStack()
+        self._broker: LocalRabbitMQ | LocalRedis | None = None
+        self._backend: LocalRedis | None = None
+        self._toxiproxy_proc: ManagedProcess | None = None
+        self._toxiproxy_dir: Path | None = None
+        self._external_toxiproxy = False
+        self.toxiproxy: ToxiproxyClient | None = None
+        self._urls: StackURLs | None = None
+        self._extra: dict[str, ProxiedEndpoint] = {}
+        self.timings: dict[str, float] = {}
+
+    # -- lifecycle ----------------------------------------------------------------
+    def start(self) -> LocalStack:
+        """Start every server in parallel, wait for each, create the per-role proxies."""
+        t0 = time.monotonic()
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        self.timings["stack"] = time.monotonic() - t0
+        return self
+
+    def _start(self) -> None:
+        o = self.options
+        # Spawn everything first (they boot in parallel), then wait for each in turn.
+        if o.broker == "rabbitmq":
+            self._broker = LocalRabbitMQ(startup_timeout=o.startup_timeout, management=o.rabbitmq_management)
+            self._exit.callback(self._broker.close)
+        else:
+            self._broker = LocalRedis(name="redis-broker", aof=o.redis_aof, startup_timeout=o.startup_timeout)
+            self._exit.callback(self._broker.close)
+        self._backend = LocalRedis(name="redis-backend", aof=o.redis_aof, startup_timeout=o.startup_timeout)
+        self._exit.callback(self._backend.close)
+        t0 = time.monotonic()
+        self._broker.spawn()
+        self._backend.spawn()
+        self._start_toxiproxy()
+        self.timings["toxiproxy"] = time.monotonic() - t0
+        self._backend.await_ready()
+        self.timings["backend"] = time.monotonic() - t0
+        self._broker.await_ready()
+        self.timings["broker"] = time.monotonic() - t0
+        self._urls = self._make_urls()
+
+    def _start_toxiproxy(self) -> None:
+        choice = self.options.toxiproxy
+        url = os.environ.get("TOXIPROXY_URL") if choice == "auto" else (choice if choice.startswith("http") else None)
+        if url:
+            self.toxiproxy = ToxiproxyClient(url)
+            self.toxiproxy.wait_ready(timeout=self.options.startup_timeout)
+            self._external_toxiproxy = True
+            return
+        real = shutil.which("toxiproxy-server")
+        if choice == "real" and real is None:
+            raise ConfigError("toxiproxy='real' but toxiproxy-server is not on PATH: install it, or use 'builtin'")
+        argv_head = [real] if (real and choice in ("auto", "real")) else [sys.executable, "-m", "harness.toxiproxy"]
+        port = free_port()
+        self._toxiproxy_dir = Path(tempfile.mkdtemp(prefix="chaos-toxiproxy-"))
+        self._exit.callback(shutil.rmtree, self._toxiproxy_dir, True)
+        self._toxiproxy_proc = ManagedProcess(
+            "toxiproxy", [*argv_head, "-host", "127.0.0.1", "-port", str(port)],
+            log_path=self._toxiproxy_dir / "toxiproxy.log",
+        )
+        self._toxiproxy_proc.start()
+        self._exit.callback(self._toxiproxy_proc.stop, 5.0)
+        client = ToxiproxyClient(f"http://127.0.0.1:{port}")
+        self._toxiproxy_proc.wait_ready(client.version, timeout=self.options.startup_timeout,
+                                        what=f"GET /version on 127.0.0.1:{port}")
+        self.toxiproxy = client
+
+    def _proxy_name(self, base: str) -> str:
+        # A shared external Toxiproxy may serve several runs at once: keep our names apart.
+        return f"chaos-{self._tag}-{base}" if self._external_toxiproxy else base
+
+    def _make_proxy(self, role_or_name: Role | str, upstream: str, url_template: str | None) -> ProxiedEndpoint:
+        assert self.toxiproxy is not None
+        base = role_or_name.proxy_name if isinstance(role_or_name, Role) else role_or_name
+        name = self._proxy_name(base)
+        info = self.toxiproxy.create_proxy(name, upstream, listen="127.0.0.1:0")
+        self._exit.callback(self._delete_proxy_quietly, name)
+        host, port = info.listen_host, info.listen_port
+        if host in ("[::]", "::", "0.0.0.0", ""):
+            host = "127.0.0.1"
+        url = _with_port(url_template, host, port) if url_template else f"http://{host}:{port}"
+        role = role_or_name if isinstance(role_or_name, Role) else Role.PRODUCER_BROKER
+        return ProxiedEndpoint(role=role, proxy_name=name, listen_host=host, listen_port=port,
+                               upstream=upstream, url=url)
+
+    def _delete_proxy_quietly(self, name: str) -> None:
+        if self.toxiproxy is None or not self._external_toxiproxy:
+            return  # our own server goes away with its process
+        try:
+            self.toxiproxy.delete_proxy(name)
+        except Exception:  # noqa: BLE001 - teardown must go on
+            pass
+
+    def _make_urls(self) -> StackURLs:
+        assert self._broker is not None and self._backend is not None and self.toxiproxy is not None
+        broker_url, backend_url = self._broker.url, self._backend.url
+        proxied = {}
+        for role in Role:
+            direct = self._broker if role.is_broker else self._backend
+            template = broker_url if role.is_broker else backend_url
+            proxied[role] = self._make_proxy(role, direct.address, template)
+        return StackURLs(broker_url=broker_url, backend_url=backend_url,
+                         toxiproxy_url=self.toxiproxy.url, proxied=proxied,
+                         broker_kind="amqp" if self.options.broker == "rabbitmq" else "redis")
+
+    def add_proxy(self, name: str, upstream: str) -> ProxiedEndpoint:
+        """Route another dependency (a partner API, a database) through the fault proxy.
+
+        Example: ``ep = stack.add_proxy("partner_api", "127.0.0.1:8099")`` then call ``ep.url``.
+        """
+        if name in self._extra:
+            raise ConfigError(f"a proxy named {name!r} already exists in this stack; pick another name")
+        ep = self._make_proxy(name, upstream, None)
+        self._extra[name] = ep
+        return ep
+
+    def stop(self) -> None:
+        """Tear down everything this stack started; safe to call twice."""
+        self._exit.close()
+        self._urls = None
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- accessors ----------------------------------------------------------------
+    @property
+    def urls(self) -> StackURLs:
+        if self._urls is None:
+            raise RuntimeError("the stack is not started: call start() or use it as a context manager")
+        return self._urls
+
+    @property
+    def broker(self) -> LocalRabbitMQ | LocalRedis | None:
+        return self._broker
+
+    @property
+    def backend(self) -> LocalRedis | None:
+        return self._backend
+
+    @property
+    def extra_proxies(self) -> dict[str, ProxiedEndpoint]:
+        return dict(self._extra)
+
+    def pids(self) -> list[int]:
+        """OS pids of every server process this stack runs now (for leak checks)."""
+        out: list[int] = []
+        for server in (self._broker, self._backend):
+            if server is not None:
+                out.extend(server.pids)
+        if self._toxiproxy_proc is not None and self._toxiproxy_proc.is_running():
+            out.append(self._toxiproxy_proc.pid)
+        return out

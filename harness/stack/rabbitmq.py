@@ -1,0 +1,266 @@
+"""A private RabbitMQ node for one stack: own node name, ports, credentials and data dir.
+
+Responsibility: start, stop, kill and restart one `rabbitmq-server` node bound to 127.0.0.1
+without touching the machine's default node; run `rabbitmqctl` against it.
+
+Why not the Debian wrapper (`/usr/sbin/rabbitmq-server`): as root it re-executes through
+`su rabbitmq`, which makes a new session, so the node escapes our process group. We run the
+real script as the `rabbitmq` user ourselves, with RABBITMQ_ALLOW_INPUT so the script
+`exec`s the VM: the pid we spawn *is* `beam.smp`, and a private `epmd` on its own port is
+our child too. Nothing the node starts outlives `stop()`.
+
+Example:
+    >>> with LocalRabbitMQ() as rabbit:            # doctest: +SKIP
+    ...     rabbit.url                              # amqp://chaos-…:…@127.0.0.1:PORT//
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import ConfigError, HarnessError
+from harness.stack._process import ManagedProcess, free_port
+
+_INSTALL_HINT = (
+    "install it with `sudo apt-get install -y rabbitmq-server` (Debian/Ubuntu), or point "
+    "CHAOS_RABBITMQ_SERVER at the rabbitmq-server script"
+)
+
+
+def find_rabbitmq_server(explicit: str | None = None, path: str | None = None) -> Path:
+    """The real `rabbitmq-server` script (not the Debian su-wrapper), or a ConfigError naming the fix.
+
+    Example:
+        >>> find_rabbitmq_server(path="/nonexistent")      # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        harness.errors.ConfigError: rabbitmq-server is not on PATH: install it with ...
+    """
+    if explicit:
+        p = Path(explicit)
+        if not p.is_file():
+            raise ConfigError(f"rabbitmq-server not found at {explicit!r} (from CHAOS_RABBITMQ_SERVER): {_INSTALL_HINT}")
+        return p
+    found = shutil.which("rabbitmq-server", path=path)
+    if found is None:
+        raise ConfigError(f"rabbitmq-server is not on PATH: {_INSTALL_HINT}")
+    real = Path(found).resolve()
+    if real.name == "rabbitmq-server" and (real.parent / "rabbitmq-env").is_file():
+        return real
+    # Debian's /usr/sbin/rabbitmq-server is a `su` wrapper script; the real one is here:
+    debian = Path("/usr/lib/rabbitmq/bin/rabbitmq-server").resolve()
+    if debian.name == "rabbitmq-server" and debian.is_file():
+        return debian
+    raise ConfigError(f"{found} is a wrapper and the real rabbitmq-server script was not found next to it: {_INSTALL_HINT}")
+
+
+@dataclass(frozen=True, slots=True)
+class RabbitMQConfig:
+    """Everything that identifies one node; kept across restarts so data survives."""
+
+    node_name: str
+    amqp_port: int
+    dist_port: int
+    epmd_port: int
+    user: str
+    password: str
+    base_dir: Path
+
+    @property
+    def url(self) -> str:
+        return f"amqp://{self.user}:{self.password}@127.0.0.1:{self.amqp_port}//"
+
+
+class LocalRabbitMQ:
+    """One private RabbitMQ node. Implements harness.stack.base.ServerControl."""
+
+    name = "rabbitmq"
+
+    def __init__(self, *, startup_timeout: float = 30.0, server_bin: str | None = None,
+                 management: bool = False, base_dir: Path | None = None) -> None:
+        self.startup_timeout = startup_timeout
+        self._server = find_rabbitmq_server(server_bin or os.environ.get("CHAOS_RABBITMQ_SERVER"))
+        self._ctl = self._server.parent / "rabbitmqctl"
+        self._as_root = os.geteuid() == 0
+        self._run_as = "rabbitmq" if self._as_root else None
+        if self._as_root:
+            try:
+                pwd.getpwnam("rabbitmq")
+            except KeyError as exc:
+                raise ConfigError("running as root needs the `rabbitmq` user: reinstall rabbitmq-server") from exc
+        self._own_base = base_dir is None
+        base = base_dir or Path(tempfile.mkdtemp(prefix="chaos-rabbitmq-"))
+        tag = secrets.token_hex(4)
+        self.config = RabbitMQConfig(
+            node_name=f"chaos-{tag}@localhost",
+            amqp_port=free_port(),
+            dist_port=free_port(),
+            epmd_port=free_port(),
+            user=f"chaos-{tag}",
+            password=secrets.token_urlsafe(18),
+            base_dir=base,
+        )
+        self.management = management
+        self._write_files()
+        log = base / "logs"
+        self._epmd = ManagedProcess("epmd", ["epmd", "-port", str(self.config.epmd_port)],
+                                    log_path=log / "epmd.log", user=self._run_as, env=self._env())
+        self._node = ManagedProcess("rabbitmq-server", [str(self._server)], log_path=log / "rabbitmq.log",
+                                    env=self._env(), cwd=str(base), user=self._run_as, group=self._run_as)
+
+    # -- files and environment ------------------------------------------------
+    def _write_files(self) -> None:
+        c = self.config
+        (c.base_dir / "logs").mkdir(parents=True, exist_ok=True)
+        (c.base_dir / "rabbitmq.conf").write_text(
+            f"listeners.tcp.1 = 127.0.0.1:{c.amqp_port}\n"
+            "distribution.listener.interface = 127.0.0.1\n"
+            f"default_user = {c.user}\n"
+            f"default_pass = {c.password}\n"
+            "default_vhost = /\n"
+            "log.console = true\n"
+            "log.console.level = warning\n"
+            "log.file = false\n"
+            # A node on a busy CI box must not raise a memory or disk alarm by itself:
+            # alarms are faults the harness injects on purpose.
+            "disk_free_limit.absolute = 1MB\n"
+            "vm_memory_high_watermark.relative = 0.8\n"
+        )
+        plugins = "[rabbitmq_management]." if self.management else "[]."
+        (c.base_dir / "enabled_plugins").write_text(plugins + "\n")
+        cookie = c.base_dir / ".erlang.cookie"
+        cookie.write_text(secrets.token_hex(16).upper())
+        cookie.chmod(0o400)
+        (c.base_dir / "inetrc").write_text("{lookup, [file, native]}.\n")
+        if self._as_root:
+            for root, dirs, files in os.walk(c.base_dir):
+                for n in [*dirs, *files]:
+                    shutil.chown(os.path.join(root, n), "rabbitmq", "rabbitmq")
+            shutil.chown(c.base_dir, "rabbitmq", "rabbitmq")
+
+    def _env(self) -> dict[str, str]:
+        c = self.config
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))}
+        env.update(
+            HOME=str(c.base_dir),
+            RABBITMQ_NODENAME=c.node_name,
+            RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
+            RABBITMQ_NODE_PORT=str(c.amqp_port),
+            RABBITMQ_DIST_PORT=str(c.dist_port),
+            ERL_EPMD_PORT=str(c.epmd_port),
+            ERL_EPMD_ADDRESS="127.0.0.1",
+            ERL_INETRC=str(c.base_dir / "inetrc"),
+            RABBITMQ_CONFIG_FILE=str(c.base_dir / "rabbitmq.conf"),
+            RABBITMQ_ADVANCED_CONFIG_FILE=str(c.base_dir / "advanced.config"),
+            RABBITMQ_CONF_ENV_FILE=str(c.base_dir / "rabbitmq-env.conf"),
+            RABBITMQ_ENABLED_PLUGINS_FILE=str(c.base_dir / "enabled_plugins"),
+            RABBITMQ_MNESIA_BASE=str(c.base_dir / "mnesia"),
+            RABBITMQ_LOG_BASE=str(c.base_dir / "logs"),
+            RABBITMQ_PID_FILE=str(c.base_dir / "rabbitmq.pid"),
+            RABBITMQ_FEATURE_FLAGS_FILE=str(c.base_dir / "feature_flags"),
+            # exec the VM (pid == beam.smp) and keep it off stdin.
+            RABBITMQ_ALLOW_INPUT="1",
+            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-noinput",
+        )
+        return env
+
+    # -- ServerControl ----------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return self.config.url
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.config.amqp_port}"
+
+    @property
+    def pids(self) -> list[int]:
+        """OS pids of the node and its epmd while they run (for leak checks)."""
+        return [p.pid for p in (self._node, self._epmd) if p.is_running()]
+
+    def is_running(self) -> bool:
+        return self._node.is_running()
+
+    def start(self) -> LocalRabbitMQ:
+        """Start the node (same ports, credentials and data as before) and wait until AMQP answers."""
+        self.spawn()
+        self.await_ready()
+        return self
+
+    def spawn(self) -> None:
+        """Launch without waiting: a stack spawns all its servers first, then waits for each."""
+        if not self._epmd.is_running():
+            self._epmd.start()
+        self._node.start()
+
+    def await_ready(self) -> None:
+        self._node.wait_ready(
+            self._probe,
+            timeout=self.startup_timeout,
+            what=f"an AMQP connection to {self.address} as {self.config.user}",
+            hint=("Check that the port is free and that the node can write to "
+                  f"{self.config.base_dir} (owned by the rabbitmq user when run as root)."),
+        )
+
+    def _probe(self) -> None:
+        import amqp  # py-amqp ships with kombu
+
+        conn = amqp.Connection(host=self.address, userid=self.config.user, password=self.config.password,
+                               virtual_host="/", connect_timeout=1.0)
+        try:
+            conn.connect()
+        finally:
+            conn.collect()
+
+    def kill(self) -> None:
+        """SIGKILL the node (beam.smp); data on disk stays for start()."""
+        self._node.kill()
+
+    def stop(self) -> None:
+        """Graceful stop: SIGTERM makes RabbitMQ shut down cleanly, keeping persistent messages."""
+        self._node.stop(timeout=30, sig=signal.SIGTERM)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        """Stop everything and remove the data dir (when the stack created it)."""
+        self._node.stop(timeout=15)
+        self._epmd.stop(timeout=5)
+        if self._own_base:
+            shutil.rmtree(self.config.base_dir, ignore_errors=True)
+
+    def ctl(self, *args: str, timeout: float = 30.0) -> str:
+        """Run `rabbitmqctl -n NODE ARGS…` against this node; raise HarnessError with its output on failure.
+
+        Example: ``rabbit.ctl("set_vm_memory_high_watermark", "0.000001")`` raises a memory alarm.
+        """
+        argv = [str(self._ctl), "-n", self.config.node_name, *args]
+        try:
+            r = subprocess.run(argv, env=self._env(), cwd=str(self.config.base_dir), user=self._run_as,
+                               capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as exc:
+            raise HarnessError(f"rabbitmqctl {' '.join(args)} did not answer within {timeout:.0f} s") from exc
+        out = (r.stdout + r.stderr).decode("utf-8", "replace")
+        if r.returncode != 0:
+            raise HarnessError(f"rabbitmqctl {' '.join(args)} failed with code {r.returncode}: {out.strip()[-800:]}")
+        return out
+
+    def __enter__(self) -> LocalRabbitMQ:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,141 @@
+"""The embedded local stack: real RabbitMQ, Redis and proxy processes; no mocks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import kombu
+import psutil
+import pytest
+
+from harness.errors import ConfigError
+from harness.smoke import run_smoke
+from harness.stack.base import Role
+from harness.stack.rabbitmq import find_rabbitmq_server
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        p = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return False
+    return p.status() != psutil.STATUS_ZOMBIE
+
+
+def _wait_all_gone(pids: list[int], timeout: float = 20.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    left = [p for p in pids if _alive(p)]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = [p for p in left if _alive(p)]
+    return left
+
+
+def test_task_round_trip_through_per_role_proxies(chaos_stack):
+    urls = chaos_stack.urls
+    # Every role has its own proxy, distinct from the direct address.
+    listens = {ep.listen_port for ep in urls.proxied.values()}
+    assert len(listens) == len(Role)
+    for role in Role:
+        assert urls.url_for(role) != (urls.broker_url if role.is_broker else urls.backend_url)
+    result = run_smoke(chaos_stack)
+    assert result["ok"], result
+
+
+def test_urls_never_use_default_credentials(chaos_stack):
+    urls = chaos_stack.urls
+    assert "guest" not in urls.broker_url
+    assert urls.broker_url.startswith("amqp://chaos-") and "@127.0.0.1:" in urls.broker_url
+    assert urls.backend_url.startswith("redis://:") and "@127.0.0.1:" in urls.backend_url
+
+
+def test_persistent_message_survives_broker_sigkill_and_restart(chaos_stack):
+    broker = chaos_stack.broker
+    url = chaos_stack.urls.broker_url
+    queue = kombu.Queue("chaos-durable-test", kombu.Exchange("chaos-durable-test", type="direct", durable=True),
+                        routing_key="k", durable=True)
+    body = {"n": time.time_ns()}
+    with kombu.Connection(url, connect_timeout=5) as conn:
+        producer = conn.Producer()
+        producer.publish(body, exchange=queue.exchange, routing_key="k", declare=[queue],
+                         delivery_mode=2, serializer="json", retry=False)
+    old_pids = list(broker.pids)
+    broker.kill()
+    assert not broker.is_running()
+    assert not any(_alive(p) for p in old_pids[:1])
+    broker.start()
+    with kombu.Connection(url, connect_timeout=5) as conn:
+        simple = conn.SimpleQueue(queue)
+        try:
+            msg = simple.get(block=True, timeout=10)
+            msg.ack()
+        finally:
+            simple.close()
+    assert msg.payload == body
+
+
+def test_missing_rabbitmq_server_gives_clear_error(tmp_path):
+    with pytest.raises(ConfigError) as exc:
+        find_rabbitmq_server(path=str(tmp_path))
+    msg = str(exc.value)
+    assert "rabbitmq-server is not on PATH" in msg and "apt-get install -y rabbitmq-server" in msg
+
+
+def test_missing_rabbitmq_server_cli_exits_2_with_the_fix(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "CHAOS_RABBITMQ_SERVER"}
+    env["PATH"] = str(Path(sys.executable).parent)  # python and celery-chaos only
+    r = subprocess.run([sys.executable, "-m", "harness", "stack", "up", "--json"], env=env, cwd=REPO,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert "rabbitmq-server is not on PATH" in r.stderr
+    assert "apt-get install -y rabbitmq-server" in r.stderr
+    assert r.stdout == ""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_stack_up_tears_everything_down_on_signal(sig, tmp_path):
+    before_tmp = {p.name for p in Path("/tmp").glob("chaos-*")}
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "stack", "up", "--json"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, process_group=0)
+    try:
+        line = proc.stdout.readline()  # one JSON object once the stack is up
+        assert line, proc.stderr.read()
+        info = json.loads(line)
+        pids = info["pids"]
+        assert len(pids) >= 4  # beam.smp, epmd, redis-server, toxiproxy
+        assert set(info["proxied"]) == {r.value for r in Role}
+        assert all(_alive(p) for p in pids)
+        proc.send_signal(sig)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert _wait_all_gone(pids) == []
+    after_tmp = {p.name for p in Path("/tmp").glob("chaos-*")}
+    assert after_tmp - before_tmp == set()
+
+
+def test_session_stack_is_torn_down_after_a_failing_test(tmp_path):
+    # A pytest run of its own whose only test fails while the stack is up.
+    (tmp_path / "test_fails.py").write_text(
+        "import json, os\n"
+        "def test_fails(chaos_stack):\n"
+        f"    open({str(tmp_path / 'pids.json')!r}, 'w').write(json.dumps(chaos_stack.pids()))\n"
+        "    assert False, 'deliberate failure'\n"
+    )
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "deliberate failure" in r.stdout
+    pids = json.loads((tmp_path / "pids.json").read_text())
+    assert len(pids) >= 4
+    assert _wait_all_gone(pids) == []
