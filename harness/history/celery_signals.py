@@ -661,9 +661,9 @@ def _request_value(request: Any) -> dict[str, Any]:
 
 
 def _before_request_failure(request: Any, exc_info: Any) -> None:
+    from billiard.einfo import ExceptionWithTraceback
     from billiard.exceptions import WorkerLostError
     from celery.exceptions import Terminated
-    from celery.utils.serialization import ExceptionWithTraceback
 
     inst = installation_for(getattr(getattr(request, "task", None), "app", None))
     if inst is None:
