@@ -2,9 +2,11 @@
 
 Responsibility: one verdict per run on chords.
 
-Contract with the recorder: ops of chord tasks carry ``value.chord_id`` (one id per chord) and
-``value.role``, ``"header"`` or ``"callback"`` (on the publish and/or the execute invoke;
-the first op of a task that carries them wins); optionally ``value.chord_size``, the number
+Contract with the recorder: header tasks' ops carry ``value.chord_id``. Celery's convention,
+which harness/history records, is the callback's task id (a header's ``request.chord`` is the
+callback signature); the task with that id is then the callback, whatever its own ops carry.
+Explicit ``value.role`` (``"header"`` / ``"callback"``) with any shared ``chord_id`` works too
+(the first op of a task carrying a chord_id wins); optionally ``value.chord_size``, the number
 of header tasks, so a header never seen at all is noticed.
 
 - ``callback_duplicated``: more than one successful callback execution, or more than one
@@ -12,7 +14,10 @@ of header tasks, so a header never seen at all is noticed.
 - ``callback_missing``: every header task succeeded and no callback execution succeeded
   (a chord that never completes);
 - ``premature_callback``: a callback execution started before every header had succeeded
-  (a header failed, never ran, or finished later).
+  (a header failed, never ran, or finished later). The header whose successful execution
+  published the callback (same process, during that execution) is exempt from the ordering: Celery publishes the callback from the
+  last header's ``on_chord_part_return``, before that header's ``task_success`` is recorded,
+  so the callback may legitimately start a moment before that header's ``execute`` ok.
 
 Unknown when the history has no chord ops.
 
@@ -30,7 +35,7 @@ from __future__ import annotations
 
 from harness.checkers._base import Findings, History, as_index
 from harness.checkers.expectations import Expectations
-from harness.checkers.index import OK
+from harness.checkers.index import OK, TaskRecord
 from harness.checkers.verdict import Verdict
 
 __all__ = ["check_chords"]
@@ -58,6 +63,7 @@ def check_chords(history: History, exp: Expectations | None = None) -> Verdict:
         last_header = max(header_done) if all_done and header_done else None
         cb_oks = [ex for cb in ch.callbacks for ex in cb.executions or () if ex.outcome == OK]
         cb_starts = [ex.start for cb in ch.callbacks for ex in cb.executions or ()]
+        cb_published = [(cb.publish_first, cb.published_by) for cb in ch.callbacks if cb.publish_first is not None]
         positions = [p for rec in (*ch.headers, *ch.callbacks) for p in rec.positions]
         fields = {"chord_id": ch.chord_id, "headers": len(ch.headers), "headers_expected": expected_headers,
                   "headers_succeeded": len(header_done), "callback_task_ids": [cb.task_id for cb in ch.callbacks]}
@@ -70,9 +76,11 @@ def check_chords(history: History, exp: Expectations | None = None) -> Verdict:
             fx.anomaly("callback_missing", positions=positions, **fields)
         if cb_starts and ch.headers:
             first_cb = min(cb_starts)
-            if last_header is None or first_cb < last_header:
+            exempt = _publisher(ch.headers, min(cb_published)) if cb_published else None
+            pending = [h.task_id for h in ch.headers if h is not exempt and not _done_by(h, first_cb)]
+            if pending or not all_done:
                 fx.anomaly("premature_callback", callback_started=first_cb, last_header_succeeded=last_header,
-                           positions=positions, **fields)
+                           headers_pending=pending[:20], positions=positions, **fields)
         if len(cb_oks) == 1 and all_done:
             completed += 1
     fx.counts.update(chords=len(ix.chords), chords_completed=completed, chords_without_headers=headerless)
@@ -82,3 +90,22 @@ def check_chords(history: History, exp: Expectations | None = None) -> Verdict:
     if not ix.chords:
         fx.vacuous("no chord ops (value.chord_id) in the history")
     return fx.verdict()
+
+
+def _done_by(header: TaskRecord, t: int) -> bool:
+    """Whether `header` had a successful execution that ended by time `t`."""
+    return any(ex.outcome == OK and ex.end is not None and ex.end <= t for ex in header.executions or ())
+
+
+def _publisher(headers: list[TaskRecord], published: tuple[int, str | None]) -> TaskRecord | None:
+    """The header whose successful execution published the callback: on the publishing process,
+    running at the publish, and the first such to end after it (a threads pool runs several
+    headers in one process; the publisher completes right after publishing)."""
+    t, process = published
+    best: tuple[int, TaskRecord] | None = None
+    for h in headers:
+        for ex in h.executions or ():
+            if ex.outcome == OK and ex.end is not None and ex.process == process and ex.start <= t <= ex.end:
+                if best is None or ex.end < best[0]:
+                    best = (ex.end, h)
+    return None if best is None else best[1]

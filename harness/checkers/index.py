@@ -9,8 +9,8 @@ How ops are read (the contract with harness/history):
 
 - Ops are grouped by ``value.task_id``. An ``execute`` invoke opens an `Execution`; its
   completion is the next ``execute`` ok / fail / info of the same task on the same ``process``
-  (a fail is a retry when ``value.state == "RETRY"``, else a terminal failure; the first
-  completion wins, a later redundant ``info`` is ignored). A completion with no open invoke on
+  (a fail is a retry when ``value.state == "RETRY"``, a rejection when "REJECTED", else a
+  terminal failure; the first completion wins, a later redundant ``info`` is ignored). A completion with no open invoke on
   its process becomes an *orphan* execution (start = end).
 - A publish may come from any process (chain steps and retries are published by workers).
   Publish status of a task: ``ok`` if any publish was confirmed, else ``info`` if any was
@@ -52,6 +52,7 @@ __all__ = [
     "FAILURE",
     "INFO",
     "OK",
+    "REJECTED",
     "RETRY",
     "ChordRecord",
     "Execution",
@@ -66,6 +67,7 @@ __all__ = [
 OK = "ok"
 FAILURE = "failure"
 RETRY = "retry"
+REJECTED = "rejected"  # the task raised Reject: the message was requeued or dropped, not finished
 INFO = "info"
 
 # A pool child's death is noticed (and recorded) by its parent a little after the kill:
@@ -397,7 +399,7 @@ def build_index(history: Sequence[Op], *, run_id: str | None = None,
         if f == EXECUTE:
             if rec is None:
                 continue
-            if rec.key is None:
+            if rec.key is None or rec.name is None or (rec.chord_id is None and v.get("chord_id") is not None):
                 _fill_meta(rec, v)
             if typ is _INVOKE:
                 ex = Execution(tid, v.get("attempt") or 0, op.process, v.get("hostname") or op.process,
@@ -410,7 +412,8 @@ def build_index(history: Sequence[Op], *, run_id: str | None = None,
             if typ is _OKT:
                 outcome = OK
             elif typ is _FAILT:
-                outcome = RETRY if v.get("state") == "RETRY" else FAILURE
+                state = v.get("state")
+                outcome = RETRY if state == "RETRY" else REJECTED if state == "REJECTED" else FAILURE
             else:
                 outcome = INFO
             target = None
@@ -449,7 +452,7 @@ def build_index(history: Sequence[Op], *, run_id: str | None = None,
         if f == PUBLISH:
             if rec is None:
                 continue
-            if rec.key is None or rec.chord_id is None:
+            if rec.key is None or rec.name is None or (rec.chord_id is None and v.get("chord_id") is not None):
                 _fill_meta(rec, v)
             if rec.publish_first is None:
                 rec.publish_first = t
@@ -655,9 +658,17 @@ def _group_keys_and_chords(ix: HistoryIndex) -> None:
             ch = chords.get(rec.chord_id)
             if ch is None:
                 ch = chords[rec.chord_id] = ChordRecord(rec.chord_id)
-            if rec.role == "callback":
+            if rec.role == "callback" or (rec.role is None and rec.task_id == rec.chord_id):
                 ch.callbacks.append(rec)
             else:
                 ch.headers.append(rec)
             if rec.chord_size is not None:
                 ch.size = max(ch.size or 0, rec.chord_size)
+    # Celery's convention, recorded by harness/history: a header task's request.chord is the
+    # callback signature, so its chord_id is the callback's task id; the callback's own ops
+    # carry no chord_id. Attach such callbacks to their chord.
+    tasks = ix.tasks
+    for cid, ch in chords.items():
+        cb = tasks.get(cid)
+        if cb is not None and cb.chord_id is None and cb not in ch.callbacks:
+            ch.callbacks.append(cb)
