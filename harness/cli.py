@@ -49,6 +49,7 @@ def cmd_stack_up(args: argparse.Namespace) -> int:
             info = stack.urls.to_json()
             info["provider"] = args.provider
             info["pids"] = stack.pids() if hasattr(stack, "pids") else []
+            info["temp_dirs"] = stack.temp_dirs() if hasattr(stack, "temp_dirs") else []
             if args.json:
                 print(json.dumps(info), flush=True)
             else:

@@ -228,6 +228,14 @@ class LocalStack:
     def extra_proxies(self) -> dict[str, ProxiedEndpoint]:
         return dict(self._extra)
 
+    def temp_dirs(self) -> list[str]:
+        """Data and log directories this stack created (removed by stop(); for leak checks)."""
+        dirs = [str(s.base_dir) if isinstance(s, LocalRedis) else str(s.config.base_dir)
+                for s in (self._broker, self._backend) if s is not None]
+        if self._toxiproxy_dir is not None:
+            dirs.append(str(self._toxiproxy_dir))
+        return dirs
+
     def pids(self) -> list[int]:
         """OS pids of every server process this stack runs now (for leak checks)."""
         out: list[int] = []
