@@ -17,7 +17,8 @@ from celery import Celery
 from harness.history import install_worker_option, record_effect
 
 
-def create_app(broker: str, backend: str, queue: str, *, set_as_current: bool = False) -> Celery:
+def create_app(broker: str, backend: str, queue: str, *, set_as_current: bool = False,
+               worker_option: bool = True) -> Celery:
     app = Celery("history_app", broker=broker, backend=backend, set_as_current=set_as_current)
     app.conf.update(
         task_default_queue=queue,
@@ -63,13 +64,16 @@ def create_app(broker: str, backend: str, queue: str, *, set_as_current: bool = 
             time.sleep(0.05)
         return "not killed"
 
-    install_worker_option(app)
+    if worker_option:
+        install_worker_option(app)
     return app
 
 
-app = create_app(
+_urls = (
     os.environ.get("HISTORY_TEST_BROKER", "memory://"),
     os.environ.get("HISTORY_TEST_BACKEND", "cache+memory://"),
     os.environ.get("HISTORY_TEST_QUEUE", "history-test"),
-    set_as_current=True,
 )
+app = create_app(*_urls, set_as_current=True)
+# The same app without the worker option: recorded only through `python -m harness.history.record_worker`.
+plain_app = create_app(*_urls, worker_option=False)

@@ -54,15 +54,20 @@ class Worker:
     """A `celery worker` subprocess in its own process group, always reaped."""
 
     def __init__(self, tmp: Path, broker: str, backend: str, queue: str, pool: str, history: Path,
-                 run_id: str) -> None:
+                 run_id: str, *, wrapper: bool = False) -> None:
         self.log = tmp / f"worker-{pool}.log"
         env = dict(os.environ, HISTORY_TEST_BROKER=broker, HISTORY_TEST_BACKEND=backend,
                    HISTORY_TEST_QUEUE=queue, PYTHONPATH=os.pathsep.join([str(HERE), str(REPO)]))
-        env.pop("CHAOS_HISTORY_DIR", None)
-        cmd = [sys.executable, "-m", "celery", "-A", "history_app", "worker", "-P", pool, "-c", "2",
-               "-n", f"hist-{pool}-{uuid.uuid4().hex[:6]}@localhost", "-l", "INFO",
-               "--without-gossip", "--without-mingle", "--without-heartbeat",
-               "--chaos-history", str(history), "--chaos-run-id", run_id]
+        for var in ("CHAOS_HISTORY_DIR", "CHAOS_RUN_ID", "CHAOS_PROCESS_NAME"):
+            env.pop(var, None)
+        common = ["worker", "-P", pool, "-c", "2", "-n", f"hist-{pool}-{uuid.uuid4().hex[:6]}@localhost",
+                  "-l", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+        if wrapper:  # an app that opted in to nothing: the environment and the wrapper command
+            env.update(CHAOS_HISTORY_DIR=str(history), CHAOS_RUN_ID=run_id)
+            cmd = [sys.executable, "-m", "harness.history.record_worker", "-A", "history_app:plain_app", *common]
+        else:
+            cmd = [sys.executable, "-m", "celery", "-A", "history_app", *common,
+                   "--chaos-history", str(history), "--chaos-run-id", run_id]
         self._fh = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(cmd, env=env, cwd=str(tmp), stdout=self._fh, stderr=subprocess.STDOUT,
                                      start_new_session=True)
@@ -98,7 +103,8 @@ class Worker:
 
 
 @contextlib.contextmanager
-def running(tmp: Path, urls: tuple[str, str], pool: str) -> Iterator[tuple[Any, Worker, Path, str]]:
+def running(tmp: Path, urls: tuple[str, str], pool: str, *,
+            wrapper: bool = False) -> Iterator[tuple[Any, Worker, Path, str]]:
     import history_app
 
     run_id = f"run-{uuid.uuid4().hex[:8]}"
@@ -106,7 +112,7 @@ def running(tmp: Path, urls: tuple[str, str], pool: str) -> Iterator[tuple[Any, 
     hdir = tmp / "history"
     app = history_app.create_app(urls[0], urls[1], queue)
     inst = install(app, hdir, run_id, process_name="producer-1")
-    worker = Worker(tmp, urls[0], urls[1], queue, pool, hdir, run_id)
+    worker = Worker(tmp, urls[0], urls[1], queue, pool, hdir, run_id, wrapper=wrapper)
     try:
         worker.wait_ready()
         yield app, worker, hdir, run_id
@@ -259,3 +265,15 @@ def test_prefork_records_children_and_a_sigkilled_child(tmp_path: Path, stack_ur
     done = _one(h, F.EXECUTE, OpType.OK, slow.id)
     assert done.process == second.process
     assert first.index < lost.index < reject.index < receives[1].index < second.index < done.index
+
+
+def test_record_worker_records_an_app_that_opted_in_to_nothing(tmp_path: Path, stack_urls: tuple[str, str]) -> None:
+    with running(tmp_path, stack_urls, "solo", wrapper=True) as (app, worker, hdir, run_id):
+        res = app.tasks["history_app.charge"].delay("plain-1")
+        assert res.get(timeout=30) == "plain-1"
+    h = read_history(hdir)
+    proc = f"worker-{worker.proc.pid}"
+    assert _one(h, F.RECEIVE, OpType.OK, res.id).process == proc
+    assert _one(h, F.EXECUTE, OpType.OK, res.id).value["run_id"] == run_id
+    effect = [op for op in h if op.f == F.EFFECT]
+    assert [(op.process, op.value["key"], op.value["task_id"]) for op in effect] == [(proc, "plain-1", res.id)]
