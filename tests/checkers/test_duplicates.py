@@ -1,0 +1,87 @@
+"""duplicates: duplicate executions with their cause (tolerated) vs duplicate effects (never)."""
+
+from __future__ import annotations
+
+import pytest
+from checker_ops import H, kinds
+
+from harness.checkers import Expectations, Validity, check_duplicates
+
+
+def causes(v) -> dict[str, int]:
+    return {k[len("cause_"):]: n for k, n in v.counts.items() if k.startswith("cause_") and n}
+
+
+def test_single_executions_and_distinct_effects_pass() -> None:
+    v = check_duplicates(H().done("t1", "k1").done("t2", "k2").ops, Expectations())
+    assert v.valid is Validity.TRUE and v.counts["duplicate_executions"] == 0
+    assert "not exercised" in " ".join(v.notes)
+
+
+def test_retry_is_a_cause_not_a_duplicate() -> None:
+    h = (H().publish("t", "k").start("t", attempt=0).end("t", result="fail", state="RETRY")
+         .start("t", attempt=1).effect("t", "k").end("t"))
+    v = check_duplicates(h.ops, Expectations(allow_duplicate_executions=False))
+    assert v.valid is Validity.TRUE and causes(v) == {"retry": 1} and v.counts["duplicate_executions"] == 0
+
+
+def test_worker_lost_cause() -> None:
+    h = (H().publish("t", "k").start("t", "worker-w1.child-1").effect("t", "k", proc="worker-w1.child-1")
+         .worker_lost("t").end("t", "worker-w1.child-1", result="info")
+         .receive("t", "w2", redelivered=True).start("t", "w2.child-1", host="w2")
+         .effect("t", "k", duplicate=True, proc="w2.child-1").end("t", "w2.child-1"))
+    v = check_duplicates(h.ops, Expectations())
+    assert v.valid is Validity.TRUE and causes(v) == {"worker_lost": 1}
+    assert v.counts["effects_deduplicated"] == 1
+    (ce,) = v.counterexamples
+    assert ce["allowed"] and ce["cause"] == "worker_lost" and ce["killed_by"]["source"] == "worker_lost"
+
+
+def test_overlap_without_fault_is_visibility_timeout_and_with_fault_redelivery() -> None:
+    base = (H().publish("t", "k").start("t", "w1.child-1", at=10)
+            .receive("t", "w2", redelivered=True, at=20).start("t", "w2.child-1", host="w2", at=21)
+            .end("t", "w2.child-1", at=30).end("t", "w1.child-1", at=40))
+    v = check_duplicates(base.ops, Expectations())
+    assert causes(v) == {"visibility_timeout": 1} and v.counts["concurrent_duplicates"] == 1
+    faulted = H()
+    faulted.ops = list(base.ops)
+    faulted.fault("partition_broker", "f1", at=15, stop_at=50)
+    assert causes(check_duplicates(faulted.ops, Expectations())) == {"redelivery": 1}
+
+
+def test_sequential_redelivered_and_unattributed() -> None:
+    h = (H().publish("a", "ka").run("a", at=1).receive("a", redelivered=True, at=5).run("a", at=6)
+         .publish("b", "kb").run("b", at=20).run("b", at=30))
+    v = check_duplicates(h.ops, Expectations())
+    assert v.valid is Validity.TRUE
+    assert {ce["task_id"]: ce["cause"] for ce in v.counterexamples} == {"a": "redelivery", "b": "unattributed"}
+
+
+def test_exactly_once_makes_duplicate_executions_violations() -> None:
+    h = H().publish("a", "ka").run("a", at=1).receive("a", redelivered=True, at=5).run("a", at=6)
+    v = check_duplicates(h.ops, Expectations(allow_duplicate_executions=False))
+    assert v.valid is Validity.FALSE and kinds(v) == [("duplicate_execution", "a")]
+
+
+def test_duplicate_effect_is_a_violation_with_idempotent_effects() -> None:
+    h = (H().publish("t", "k1").start("t").effect("t", "k1").end("t")
+         .receive("t", redelivered=True).start("t").effect("t", "k1").end("t")
+         .done("u", "k2"))
+    v = check_duplicates(h.ops, Expectations())
+    assert v.valid is Validity.FALSE
+    assert [(c["kind"], c["key"], c["applied"]) for c in v.violations()] == [("duplicate_effect", "k1", 2)]
+    relaxed = check_duplicates(h.ops, Expectations(idempotent_effects=False))
+    assert relaxed.valid is Validity.TRUE and relaxed.counts["duplicate_effect_allowed"] == 1
+
+
+@pytest.mark.parametrize(("count", "valid"), [(1, Validity.TRUE), (2, Validity.FALSE)])
+def test_effect_store_contents_count_too(count: int, valid: Validity) -> None:
+    h = H().done("t", "k1").op("harness", "ok", "stored_effect", {"key": "k1", "kind": "write", "count": count})
+    v = check_duplicates(h.ops, Expectations())
+    assert v.valid is valid
+    if count > 1:
+        assert v.violations()[0]["source"] == "effect store"
+
+
+def test_no_execution_is_unknown() -> None:
+    assert check_duplicates(H().publish("t", "k").ops, Expectations()).valid is Validity.UNKNOWN

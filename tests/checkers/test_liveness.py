@@ -1,0 +1,44 @@
+"""liveness: every published workload key reaches a terminal state, the expected one."""
+
+from __future__ import annotations
+
+from checker_ops import H, kinds
+
+from harness.checkers import Expectations, Validity, check_liveness
+
+
+def test_chain_key_complete_when_every_step_is() -> None:
+    h = H().publish("s1", "k").run("s1").publish("s2", "k", process="w1.child-1").run("s2")
+    v = check_liveness(h.ops, Expectations(expected_outcomes={"k": "complete"}))
+    assert v.valid is Validity.TRUE and v.counts["outcome_complete"] == 1
+
+
+def test_a_stuck_step_makes_the_key_stuck() -> None:
+    h = H().publish("s1", "k").run("s1").publish("s2", "k", process="w1.child-1")
+    v = check_liveness(h.ops, Expectations())
+    assert kinds(v) == [("stuck", "k")] and v.violations()[0]["task_ids"] == ["s2"]
+
+
+def test_wrong_outcome() -> None:
+    h = (H().done("a", "ka").publish("b", "kb").start("b").end("b", result="fail", state="FAILURE").dlq("b", "kb")
+         .publish("c", "kc").start("c").end("c", result="fail", state="FAILURE"))
+    exp = Expectations(expected_outcomes={"ka": "dlq", "kb": "dlq", "kc": "dlq"})
+    v = check_liveness(h.ops, exp)
+    assert [(c["key"], c["actual"]) for c in v.violations()] == [("ka", "complete"), ("kc", "failed")]
+
+
+def test_allowed_loss_is_not_a_liveness_violation() -> None:
+    h = H().publish("t", "k").start("t", "w1.child-1", host="w1").fault("kill_worker", "f", hostname="w1")
+    assert check_liveness(h.ops, Expectations()).valid is Validity.TRUE
+    assert check_liveness(h.ops, Expectations(acks_late=True)).valid is Validity.FALSE
+
+
+def test_indeterminate_and_failed_publishes_are_not_stuck() -> None:
+    h = H().done("a", "ka").publish("b", "kb", result="info").publish("c", "kc", result="fail")
+    v = check_liveness(h.ops, Expectations())
+    assert v.valid is Validity.TRUE and (v.counts["indeterminate"], v.counts["not_sent"]) == (1, 1)
+
+
+def test_expected_key_never_published_is_unknown() -> None:
+    v = check_liveness(H().done("a", "ka").ops, Expectations(expected_outcomes={"ka": "complete", "kz": "complete"}))
+    assert v.valid is Validity.UNKNOWN and "never published" in v.notes[0]
