@@ -15,11 +15,12 @@ Business endpoints (all JSON; ``Idempotency-Key`` header de-duplicates, as payme
 
 Control endpoints (never faulted):
 
-* ``POST /_control`` ``{failure_rate, status_codes, latency_ms, seed, fail_next}`` sets knobs
-  (any subset) and returns all of them; ``GET /_control`` reads them. ``failure_rate`` in
-  [0, 1] fails that share of business calls with a status drawn from ``status_codes``;
-  ``fail_next`` fails exactly the next N; ``latency_ms`` is a delay or a ``[min, max]`` range;
-  ``seed`` makes the draws repeatable.
+* ``POST /_control`` ``{failure_rate, status_codes, latency_ms, seed, fail_next, stall_next,
+  stall_ms}`` sets knobs (any subset) and returns all of them; ``GET /_control`` reads them.
+  ``failure_rate`` in [0, 1] fails that share of business calls with a status drawn from
+  ``status_codes``; ``fail_next`` fails exactly the next N; ``latency_ms`` delays every call
+  (an int or a ``[min, max]`` range); ``stall_next`` delays only the next N calls by an extra
+  ``stall_ms`` (to trip a time limit once); ``seed`` makes the draws repeatable.
 * ``GET /_log`` -> ``{"requests": [...]}`` one entry per business call (``since=<seq>`` pages),
   ``DELETE /_log`` clears it. Entries carry ``seq, time, mono_ns, method, path, status,
   injected, idempotency_key, task_id, attempt, pid``. ``mono_ns`` is CLOCK_MONOTONIC, the
@@ -56,7 +57,7 @@ from urllib.parse import parse_qs, urlsplit
 from harness.errors import ConfigError, HarnessError, StackStartTimeout
 
 LOG_CAPACITY = 200_000
-KNOB_NAMES = ("failure_rate", "status_codes", "latency_ms", "seed", "fail_next")
+KNOB_NAMES = ("failure_rate", "status_codes", "latency_ms", "seed", "fail_next", "stall_next", "stall_ms")
 CARD_BEHAVIOUR = {"tok_declined": (402, "card_declined"), "tok_revoked": (401, "api_key_revoked"),
                   "tok_unavailable": (503, "processor_unavailable")}
 
@@ -75,6 +76,8 @@ class PartnerState:
         self.latency_ms: list[int] = [0, 0]
         self.seed: int | None = None
         self.fail_next = 0
+        self.stall_next = 0
+        self.stall_ms = 0
         self.rng = random.Random()
         self.log: deque[dict[str, Any]] = deque(maxlen=LOG_CAPACITY)
         self.seq = 0
@@ -83,7 +86,8 @@ class PartnerState:
 
     def knobs(self) -> dict[str, Any]:
         return {"failure_rate": self.failure_rate, "status_codes": list(self.status_codes),
-                "latency_ms": list(self.latency_ms), "seed": self.seed, "fail_next": self.fail_next}
+                "latency_ms": list(self.latency_ms), "seed": self.seed, "fail_next": self.fail_next,
+                "stall_next": self.stall_next, "stall_ms": self.stall_ms}
 
     def apply(self, body: Any) -> dict[str, Any]:
         """Validate every knob in `body` first, then set them all (all or nothing)."""
@@ -117,11 +121,12 @@ class PartnerState:
             if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
                 raise KnobError(f"seed={seed!r} must be an int or null")
             new["seed"] = seed
-        if "fail_next" in body:
-            fn = body["fail_next"]
-            if isinstance(fn, bool) or not isinstance(fn, int) or fn < 0:
-                raise KnobError(f"fail_next={fn!r} must be an int >= 0")
-            new["fail_next"] = fn
+        for name in ("fail_next", "stall_next", "stall_ms"):
+            if name in body:
+                v = body[name]
+                if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                    raise KnobError(f"{name}={v!r} must be an int >= 0")
+                new[name] = v
         with self.lock:
             for k, v in new.items():
                 setattr(self, k, v)
@@ -134,6 +139,9 @@ class PartnerState:
         with self.lock:
             lo, hi = self.latency_ms
             delay = (lo if lo == hi else self.rng.randint(lo, hi)) / 1000.0
+            if self.stall_next > 0:
+                self.stall_next -= 1
+                delay += self.stall_ms / 1000.0
             status: int | None = None
             if self.fail_next > 0:
                 self.fail_next -= 1
@@ -293,6 +301,12 @@ class _PartnerServer(ThreadingHTTPServer):
         super().__init__(addr, _Handler)
         self.state = PartnerState()
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up (timeout, time limit) while a call was stalled is expected here.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
 
 def serve(host: str = "127.0.0.1", port: int = 0, *, ready: Any = None) -> None:
     """Run the partner API in this process until SIGTERM/SIGINT; print the URL when listening."""
@@ -347,7 +361,7 @@ class PartnerControl:
             raise HarnessError(f"partner API {method} {path} answered {exc.code}: {detail}") from None
 
     def control(self, **knobs: Any) -> dict[str, Any]:
-        """Set any of failure_rate, status_codes, latency_ms, seed, fail_next; return all knobs."""
+        """Set any of the knobs (see the module docstring); return all of them."""
         return self._call("POST", "/_control", knobs)
 
     def knobs(self) -> dict[str, Any]:
@@ -356,7 +370,8 @@ class PartnerControl:
     def reset(self) -> dict[str, Any]:
         """No failures, no latency, fresh log."""
         self.clear_log()
-        return self.control(failure_rate=0.0, status_codes=[503], latency_ms=0, fail_next=0, seed=None)
+        return self.control(failure_rate=0.0, status_codes=[503], latency_ms=0, fail_next=0, seed=None,
+                            stall_next=0, stall_ms=0)
 
     def log(self, since: int = 0) -> list[dict[str, Any]]:
         """Business requests seen so far (``seq > since``), oldest first."""

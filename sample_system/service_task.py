@@ -129,9 +129,14 @@ class ServiceTask(Task):
 
     # ----------------------------------------------------------------- effects
     def effect(self, key: str, kind: str, idempotency_key: str | None = None, **value: Any) -> Effect:
-        """An effect of this task for unit `key`; the idempotency key defaults to ``kind:key``."""
-        return Effect(key=key, kind=kind, idempotency_key=idempotency_key or f"{kind}:{key}", value=value,
-                      task_id=self.request.id, run_id=self.run_id())
+        """An effect of this task for unit `key`; the idempotency key defaults to ``kind:key``.
+
+        The value also records the queue that delivered the task, so routing is checkable from
+        the effect store alone.
+        """
+        queue = (self.request.delivery_info or {}).get("routing_key")
+        return Effect(key=key, kind=kind, idempotency_key=idempotency_key or f"{kind}:{key}",
+                      value={**value, "queue": queue}, task_id=self.request.id, run_id=self.run_id())
 
     def apply_effects(self, *effects: Effect) -> bool:
         """Write `effects` atomically; True if new, False if a duplicate the store absorbed."""

@@ -53,6 +53,6 @@ def publish_event(task: ServiceTask, event: str, payload: dict[str, Any], *, key
 
 
 def register(app: Celery) -> None:
-    @app.task(base=ServiceTask, bind=True, name="events.publish", ignore_result=True)
+    @app.task(base=ServiceTask, bind=True, shared=False, name="events.publish", ignore_result=True)
     def publish(self: ServiceTask, event: str, payload: dict[str, Any], *, key: str) -> list[str]:
         return publish_event(self, event, payload, key=key)

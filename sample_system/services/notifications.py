@@ -26,7 +26,7 @@ def delivery_task_id(key: str, channel: str) -> str:
 def register(app: Celery) -> None:
     settings = runtime_of(app).settings
 
-    @app.task(base=ServiceTask, bind=True, name="notifications.notify", ignore_result=True)
+    @app.task(base=ServiceTask, bind=True, shared=False, name="notifications.notify", ignore_result=True)
     def notify(self: ServiceTask, user: str, message: str, *, key: str,
                channels: list[str] | None = None) -> list[str]:
         ids = []
@@ -37,7 +37,7 @@ def register(app: Celery) -> None:
             ids.append(tid)
         return ids
 
-    @app.task(base=ServiceTask, bind=True, name="notifications.deliver", ignore_result=True,
+    @app.task(base=ServiceTask, bind=True, shared=False, name="notifications.deliver", ignore_result=True,
               rate_limit=settings.rate_limit)
     def deliver(self: ServiceTask, channel: str, user: str, message: str, *, key: str) -> None:
         try:
@@ -49,15 +49,15 @@ def register(app: Celery) -> None:
             raise
         self.apply_effects(self.effect(key, f"notification.{channel}", message_id=result.get("id"), to=user))
 
-    @app.task(base=ServiceTask, bind=True, name="notifications.welcome_user", ignore_result=True)
+    @app.task(base=ServiceTask, bind=True, shared=False, name="notifications.welcome_user", ignore_result=True)
     def welcome_user(self: ServiceTask, event: dict[str, Any], *, key: str) -> None:
         self.apply_effects(self.effect(key, "welcome.sent", user=event["payload"].get("user"), event_id=event["id"]))
 
-    @app.task(base=ServiceTask, bind=True, name="notifications.send_receipt", ignore_result=True)
+    @app.task(base=ServiceTask, bind=True, shared=False, name="notifications.send_receipt", ignore_result=True)
     def send_receipt(self: ServiceTask, event: dict[str, Any], *, key: str) -> None:
         self.apply_effects(self.effect(key, "receipt.sent", order_id=event["payload"].get("order_id"),
                                        event_id=event["id"]))
 
-    @app.task(base=ServiceTask, bind=True, name="notifications.page_oncall", ignore_result=True)
+    @app.task(base=ServiceTask, bind=True, shared=False, name="notifications.page_oncall", ignore_result=True)
     def page_oncall(self: ServiceTask, report: dict[str, Any], *, key: str) -> None:
         self.apply_effects(self.effect(key, "oncall.paged", critical=report.get("critical")))

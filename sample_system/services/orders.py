@@ -66,18 +66,18 @@ def order_pipeline(app: Celery, order: dict[str, Any], *, key: str, headers: dic
 
 
 def register(app: Celery) -> None:
-    @app.task(base=ServiceTask, bind=True, name="orders.validate")
+    @app.task(base=ServiceTask, bind=True, shared=False, name="orders.validate")
     def validate(self: ServiceTask, order: dict[str, Any], *, key: str) -> dict[str, Any]:
         return validate_order(order)
 
-    @app.task(base=ServiceTask, bind=True, name="orders.reserve_inventory")
+    @app.task(base=ServiceTask, bind=True, shared=False, name="orders.reserve_inventory")
     def reserve_inventory(self: ServiceTask, order: dict[str, Any], *, key: str) -> dict[str, Any]:
         reservation = f"res-{order['order_id']}"
         self.apply_effects(self.effect(key, "inventory.reserved", reservation=reservation,
                                        skus=sorted(i["sku"] for i in order["items"])))
         return {**order, "reservation": reservation}
 
-    @app.task(base=ServiceTask, bind=True, name="orders.confirm")
+    @app.task(base=ServiceTask, bind=True, shared=False, name="orders.confirm")
     def confirm(self: ServiceTask, order: dict[str, Any], *, key: str) -> dict[str, Any]:
         self.apply_effects(self.effect(key, "order.confirmed", charge_id=order.get("charge_id"),
                                        amount=order["amount"]))

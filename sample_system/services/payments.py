@@ -17,7 +17,7 @@ from sample_system.service_task import ServiceTask
 
 
 def register(app: Celery) -> None:
-    @app.task(base=ServiceTask, bind=True, name="payments.charge")
+    @app.task(base=ServiceTask, bind=True, shared=False, name="payments.charge")
     def charge(self: ServiceTask, order: dict[str, Any], *, key: str) -> dict[str, Any]:
         try:
             result = self.runtime.partner.charge(
@@ -34,7 +34,7 @@ def register(app: Celery) -> None:
         )
         return {**order, "charge_id": charge_id}
 
-    @app.task(base=ServiceTask, bind=True, name="payments.open_wallet", ignore_result=True)
+    @app.task(base=ServiceTask, bind=True, shared=False, name="payments.open_wallet", ignore_result=True)
     def open_wallet(self: ServiceTask, event: dict[str, Any], *, key: str) -> None:
         self.apply_effects(self.effect(key, "wallet.opened", user=event["payload"].get("user"),
                                        event_id=event["id"]))

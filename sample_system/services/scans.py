@@ -60,13 +60,13 @@ def scan_workflow(app: Celery, key: str, assets: list[str], *, headers: dict[str
 
 
 def register(app: Celery) -> None:
-    @app.task(base=ServiceTask, bind=True, name="scans.scan_asset")
+    @app.task(base=ServiceTask, bind=True, shared=False, name="scans.scan_asset")
     def scan_asset(self: ServiceTask, asset: str, *, key: str) -> dict[str, Any]:
         findings = findings_for(asset)
         self.apply_effects(self.effect(key, "scan.asset", f"scan.asset:{asset}", asset=asset, findings=findings))
         return {"asset": asset, "findings": findings}
 
-    @app.task(base=ServiceTask, bind=True, name="scans.aggregate_report")
+    @app.task(base=ServiceTask, bind=True, shared=False, name="scans.aggregate_report")
     def aggregate_report(self: ServiceTask, results: list[dict[str, Any]], *, key: str,
                          expected_assets: int) -> dict[str, Any]:
         assets = sorted(r["asset"] for r in results)
