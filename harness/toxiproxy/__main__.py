@@ -84,6 +84,18 @@ def parse_flags(argv: list[str]) -> dict[str, str | bool]:
     return values
 
 
+def _raise_open_file_limit() -> None:
+    # Go raises the soft RLIMIT_NOFILE to the hard limit at start; each proxied connection uses two fds.
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the server with Toxiproxy's flags; returns the exit code (0 on a clean SIGTERM/SIGINT)."""
     args = sys.argv[1:] if argv is None else argv
@@ -112,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f'invalid value "{seed_text}" for flag -seed: parse error', file=sys.stderr)
             return 2
     configure_logging(os.environ.get("LOG_LEVEL"))
+    _raise_open_file_limit()
     try:
         return asyncio.run(run(str(flags["host"]), int(port_text), str(flags["config"]) or None, seed))
     except KeyboardInterrupt:
