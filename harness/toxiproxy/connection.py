@@ -37,6 +37,9 @@ WRITER_QUEUE_ITEMS = 4
 QUEUE_BYTES = 1 << 20  # bytes a non-latency stage may queue before back-pressure
 LATENCY_QUEUE_BYTES = 8 << 20  # Go buffers 1024 chunks; we also cap bytes to bound memory
 _LINGER_ZERO = struct.pack("ii", 1, 0)
+# Go's Close() leaves unsent bytes to the kernel; ours may still hold some in user space. A peer
+# that never reads them must not keep the connection (and its buffer) forever.
+CLOSE_FLUSH_TIMEOUT = 60.0
 
 
 class ConnectionOwner(Protocol):
@@ -147,7 +150,10 @@ class Link:
         if self.state == DEAD:
             return
         self.state = DEAD
-        self.dest.close()
+        dest = self.dest
+        dest.close()
+        if dest.get_write_buffer_size():
+            self.loop.call_later(CLOSE_FLUSH_TIMEOUT, dest.abort)
         self.conn.link_closed(self)
 
     async def _write_loop(self) -> None:
