@@ -417,3 +417,22 @@ def test_reset_enables_and_clears_toxics_ignoring_body(http: RawHttp, client: To
     assert (r.status, r.body) == (204, b"")
     p = client.get_proxy("r")
     assert p.enabled and p.toxics == ()
+
+
+def test_chunked_request_body_and_expect_continue(tp_process, echo: EchoServer) -> None:
+    body = json.dumps({"name": "chunky", "upstream": echo.addr}).encode()
+    with socket.create_connection(("127.0.0.1", tp_process.port), timeout=5) as s:
+        s.sendall(b"POST /proxies HTTP/1.1\r\nHost: x\r\nConnection: close\r\nExpect: 100-continue\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n")
+        s.sendall(f"{len(body) - 5:x}\r\n".encode() + body[:-5] + b"\r\n")
+        s.sendall(b"5\r\n" + body[-5:] + b"\r\n0\r\n\r\n")
+        raw, how = read_until_close(s)
+    assert how == "eof"
+    assert b"HTTP/1.1 201 Created" in raw
+    with socket.create_connection(("127.0.0.1", tp_process.port), timeout=5) as s:
+        s.sendall(b"PATCH /proxies/chunky HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                  b"Expect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+        assert s.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        s.sendall(b"{}")
+        raw, how = read_until_close(s)
+    assert raw.startswith(b"HTTP/1.1 200 OK\r\n")
