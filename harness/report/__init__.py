@@ -1,0 +1,31 @@
+"""Reports: report.json, a self-contained report.html with timeline charts, and junit.xml.
+
+Example:
+    >>> from harness.report import write_report, CertificationReport
+    >>> write_report(CertificationReport(profile="quick", scenarios=[]), "out/")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.report.html import to_html
+from harness.report.junit import to_junit_xml
+from harness.report.model import CertificationReport, FaultWindow, ScenarioReport, TimelinePoint
+from harness.report.timeline import build_timeline, fault_windows
+
+
+def write_report(report: CertificationReport, directory: str | Path) -> dict[str, Path]:
+    """Write report.json, report.html and junit.xml into `directory`; return their paths."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    paths = {"json": d / "report.json", "html": d / "report.html", "junit": d / "junit.xml"}
+    paths["json"].write_text(json.dumps(report.to_dict(), indent=2, default=str))
+    paths["html"].write_text(to_html(report))
+    paths["junit"].write_text(to_junit_xml(report))
+    return paths
+
+
+__all__ = ["CertificationReport", "FaultWindow", "ScenarioReport", "TimelinePoint", "build_timeline",
+           "fault_windows", "to_html", "to_junit_xml", "write_report"]
