@@ -18,10 +18,11 @@ with the same task id and the retry counter reset, so a chain resumes where it s
 removes the dead letter. A crash between the two can replay a task twice; effects are
 idempotent, so that costs a duplicate execution, never a duplicate effect.
 
-Example:
-    >>> from sample_system import Settings, make_app     # doctest: +SKIP
-    >>> dlq = dead_letters_for(make_app(Settings()))
-    >>> [e.task_id for e in dlq.entries()]
+Example (needs a running broker)::
+
+    from sample_system import Settings, make_app
+    dlq = dead_letters_for(make_app(Settings()))
+    print([e.task_id for e in dlq.entries()])
 """
 
 from __future__ import annotations
