@@ -62,7 +62,7 @@ def attribute_duplicate(prev: Execution, cur: Execution, rec: TaskRecord, ix: Hi
         h = ix.history
         if any(prev.start <= h[p].time <= cur.start for p in rec.worker_lost):
             return "worker_lost"
-    fault_active = any(f.active_during(prev.start, cur.start) for f in ix.faults)
+    fault_active = ix.fault_active_during(prev.start, cur.start)
     if prev.running_at(cur.start):
         return "redelivery" if fault_active else "visibility_timeout"
     for t, redelivered, _host, _pos in rec.receives or ():

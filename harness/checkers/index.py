@@ -10,7 +10,9 @@ How ops are read (the contract with harness/history):
 - Ops are grouped by ``value.task_id``. An ``execute`` invoke opens an `Execution`; its
   completion is the next ``execute`` ok / fail / info of the same task on the same ``process``
   (a fail is a retry when ``value.state == "RETRY"``, a rejection when "REJECTED", else a
-  terminal failure; the first completion wins, a later redundant ``info`` is ignored). A completion with no open invoke on
+  terminal failure; an info is an unknown outcome, except state "TIME_LIMIT", a terminal
+  failure as Celery records it; the first completion wins, a later redundant ``info`` is
+  ignored). A completion with no open invoke on
   its process becomes an *orphan* execution (start = end).
 - A publish may come from any process (chain steps and retries are published by workers).
   Publish status of a task: ``ok`` if any publish was confirmed, else ``info`` if any was
@@ -42,6 +44,7 @@ Example:
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,9 +76,18 @@ INFO = "info"
 # A pool child's death is noticed (and recorded) by its parent a little after the kill:
 # an execution that ended `info` up to this long before the kill's record still counts as cut.
 _KILL_SLACK_NS = 1_000_000_000
+_FOREVER = 1 << 62
 
 _STORED_EFFECT = getattr(F, "STORED_EFFECT", "stored_effect")
 _EMPTY: dict[str, Any] = {}
+
+# Op kinds as small ints (one dict lookup per op instead of a chain of string compares).
+_C_EXECUTE, _C_RECEIVE, _C_PUBLISH, _C_EFFECT, _C_RETRY, _C_DLQ, _C_REVOKE, _C_REJECT, _C_WORKER_LOST = range(1, 10)
+_C_FAULT, _C_PHASE, _C_STORED = 20, 21, 22
+_CODES = {F.EXECUTE: _C_EXECUTE, F.RECEIVE: _C_RECEIVE, F.PUBLISH: _C_PUBLISH, F.EFFECT: _C_EFFECT,
+          F.RETRY: _C_RETRY, F.DLQ: _C_DLQ, F.REVOKE: _C_REVOKE, F.REJECT: _C_REJECT,
+          F.WORKER_LOST: _C_WORKER_LOST, F.FAULT_START: _C_FAULT, F.FAULT_STOP: _C_FAULT, F.PHASE: _C_PHASE,
+          _STORED_EFFECT: _C_STORED}
 
 _INVOKE = OpType.INVOKE
 _OKT = OpType.OK
@@ -280,6 +292,30 @@ class HistoryIndex:
     n_ops: int = 0
     keys: dict[str, list[TaskRecord]] = field(default_factory=dict)
     chords: dict[str, ChordRecord] = field(default_factory=dict)
+    _fault_starts: list[int] | None = field(default=None, repr=False)
+    _fault_reach: list[int] = field(default_factory=list, repr=False)
+
+    def fault_active_during(self, lo: int, hi: int) -> bool:
+        """Whether any applied fault may have been in effect at some time in [lo, hi] (O(log n)).
+
+        >>> from harness.history.ops import Op, OpType
+        >>> ix = build_index([Op(0, 10, "nemesis", OpType.OK, "fault_start", {"kind": "x", "fault_id": "f"}),
+        ...                   Op(1, 20, "nemesis", OpType.OK, "fault_stop", {"kind": "x", "fault_id": "f"})])
+        >>> ix.fault_active_during(0, 9), ix.fault_active_during(15, 30), ix.fault_active_during(21, 30)
+        (False, True, False)
+        """
+        if self._fault_starts is None:
+            spans = sorted((f.start_lo, f.stop_hi if f.stop_hi is not None else _FOREVER)
+                           for f in self.faults if f.applied)
+            self._fault_starts = [a for a, _ in spans]
+            reach: list[int] = []
+            top = -_FOREVER
+            for _, b in spans:
+                top = max(top, b)
+                reach.append(top)
+            self._fault_reach = reach
+        i = bisect_right(self._fault_starts, hi)  # faults started by `hi`
+        return i > 0 and self._fault_reach[i - 1] >= lo
 
     def ops_at(self, positions: Iterable[int], limit: int) -> list[dict[str, Any]]:
         """The ops at `positions` (history order), as dicts, at most `limit` of them."""
@@ -347,67 +383,73 @@ def build_index(history: Sequence[Op], *, run_id: str | None = None,
     """
     ix = HistoryIndex(history=history, run_id=run_id, kill_fault_kinds=frozenset(kill_fault_kinds))
     tasks = ix.tasks
-    effects = ix.effects
     ok_times = ix.ok_times
+    foreign = ix.foreign
     worker_lost_ops: list[tuple[int, Op]] = []
     fault_ops: list[tuple[int, Op]] = []
+    codes = _CODES
+    empty = _EMPTY
+    check_run = run_id is not None
     first_time = last_time = None
-    EXECUTE, RECEIVE, PUBLISH, EFFECT = F.EXECUTE, F.RECEIVE, F.PUBLISH, F.EFFECT
-    RETRY_F, DLQ, REVOKE, REJECT, WORKER_LOST = F.RETRY, F.DLQ, F.REVOKE, F.REJECT, F.WORKER_LOST
-    FAULT_START, FAULT_STOP, PHASE = F.FAULT_START, F.FAULT_STOP, F.PHASE
+    if len(history):
+        first_time = last_time = history[0].time
 
+    # One branch per op kind, most frequent first; everything per op stays inline (this loop
+    # is the whole cost of checking a 1M-op history).
     pos = -1
     for pos, op in enumerate(history):
         t = op.time
-        if first_time is None or t < first_time:
+        if t < first_time:  # type: ignore[operator]
             first_time = t
-        if last_time is None or t > last_time:
+        elif t > last_time:  # type: ignore[operator]
             last_time = t
         v = op.value
-        if type(v) is not dict:
-            v = _EMPTY
-        f = op.f
-        if run_id is not None:
+        if v.__class__ is not dict:
+            v = empty
+        if check_run:
             rid = v.get("run_id")
             if rid is not None and rid != run_id:
                 ix.foreign_ops += 1
                 tid = v.get("task_id")
                 fk = str(tid) if tid is not None else f"op@{pos}"
-                if fk not in ix.foreign:
-                    ix.foreign[fk] = pos
+                if fk not in foreign:
+                    foreign[fk] = pos
                 continue
-        if f == FAULT_START or f == FAULT_STOP:
-            fault_ops.append((pos, op))
-            continue
-        if f == PHASE:
-            name = v.get("phase") or v.get("name")
-            ix.phases.append((t, str(name), pos))
-            continue
-        if f == _STORED_EFFECT:
-            key = v.get("key")
-            if key is not None:
-                ix.stored_effects[(str(key), str(v.get("kind")))] = (_as_int(v.get("count")) or 0, pos)
+        code = codes.get(op.f, 0)
+        if code >= _C_FAULT:
+            if code == _C_FAULT:
+                fault_ops.append((pos, op))
+            elif code == _C_PHASE:
+                name = v.get("phase") or v.get("name")
+                ix.phases.append((t, str(name), pos))
+            else:
+                key = v.get("key")
+                if key is not None:
+                    ix.stored_effects[(str(key), str(v.get("kind")))] = (_as_int(v.get("count")) or 0, pos)
             continue
         tid = v.get("task_id")
-        rec = None
-        if tid is not None:
-            rec = tasks.get(tid)
-            if rec is None:
-                rec = tasks[tid] = TaskRecord(task_id=tid, first_seen=t)
-            rec.positions.append(pos)
+        if tid is None:
+            if code == _C_WORKER_LOST:
+                worker_lost_ops.append((pos, op))
+            elif code == _C_EFFECT:
+                _add_effect(ix, v, pos)
+            continue
+        rec = tasks.get(tid)
+        if rec is None:
+            rec = tasks[tid] = TaskRecord(tid, t)
+        rec.positions.append(pos)
         typ = op.type
-        if f == EXECUTE:
-            if rec is None:
-                continue
+        if code == _C_EXECUTE:
             if rec.key is None or rec.name is None or (rec.chord_id is None and v.get("chord_id") is not None):
                 _fill_meta(rec, v)
+            exs = rec.executions
             if typ is _INVOKE:
                 ex = Execution(tid, v.get("attempt") or 0, op.process, v.get("hostname") or op.process,
                                v.get("pid"), t, pos)
-                if rec.executions is None:
+                if exs is None:
                     rec.executions = [ex]
                 else:
-                    rec.executions.append(ex)
+                    exs.append(ex)
                 continue
             if typ is _OKT:
                 outcome = OK
@@ -415,11 +457,15 @@ def build_index(history: Sequence[Op], *, run_id: str | None = None,
                 state = v.get("state")
                 outcome = RETRY if state == "RETRY" else REJECTED if state == "REJECTED" else FAILURE
             else:
-                outcome = INFO
+                # A hard time limit kills the child but Celery marks the task FAILURE
+                # (TimeLimitExceeded): a terminal failure, not an unknown outcome.
+                outcome = FAILURE if v.get("state") == "TIME_LIMIT" else INFO
             target = None
-            if rec.executions:
-                for ex in reversed(rec.executions):
-                    if ex.outcome is None and ex.process == op.process:
+            if exs:
+                process = op.process
+                for i in range(len(exs) - 1, -1, -1):
+                    ex = exs[i]
+                    if ex.outcome is None and ex.process == process:
                         target = ex
                         break
             if target is None:
@@ -428,37 +474,31 @@ def build_index(history: Sequence[Op], *, run_id: str | None = None,
                 ix.orphan_completions += 1
                 target = Execution(tid, v.get("attempt") or 0, op.process, v.get("hostname") or op.process,
                                    v.get("pid"), t, pos, orphan=True)
-                if rec.executions is None:
+                if exs is None:
                     rec.executions = [target]
                 else:
-                    rec.executions.append(target)
+                    exs.append(target)
             target.end = t
             target.end_pos = pos
             target.outcome = outcome
             if outcome == OK:
                 ok_times.append(t)
-            continue
-        if f == RECEIVE:
-            if rec is None:
-                continue
-            if rec.key is None:
+        elif code == _C_RECEIVE:
+            if rec.key is None or rec.name is None:
                 _fill_meta(rec, v)
             item = (t, bool(v.get("redelivered")), v.get("hostname") or op.process, pos)
             if rec.receives is None:
                 rec.receives = [item]
             else:
                 rec.receives.append(item)
-            continue
-        if f == PUBLISH:
-            if rec is None:
-                continue
+        elif code == _C_PUBLISH:
             if rec.key is None or rec.name is None or (rec.chord_id is None and v.get("chord_id") is not None):
                 _fill_meta(rec, v)
             if rec.publish_first is None:
                 rec.publish_first = t
                 rec.published_by = op.process
                 cd = v.get("countdown")
-                if isinstance(cd, int | float) and not isinstance(cd, bool):
+                if cd is not None and cd.__class__ in (int, float):
                     rec.countdown = float(cd)
             if typ is _INVOKE:
                 rec.pub_invokes += 1
@@ -470,49 +510,32 @@ def build_index(history: Sequence[Op], *, run_id: str | None = None,
                 rec.pub_info += 1
             else:
                 rec.pub_fail += 1
-            continue
-        if f == EFFECT:
-            key = v.get("key")
-            if key is None:
-                continue
-            if v.get("duplicate"):
-                ix.effects_deduplicated += 1
-                continue
-            ek = (str(key), str(v.get("kind")))
-            lst = effects.get(ek)
-            if lst is None:
-                effects[ek] = [pos]
-            else:
-                lst.append(pos)
-            continue
-        if rec is None:
-            if f == WORKER_LOST:
-                worker_lost_ops.append((pos, op))
-            continue
-        if f == RETRY_F:
+        elif code == _C_EFFECT:
+            _add_effect(ix, v, pos)
+        elif code == _C_RETRY:
             cd = v.get("countdown")
-            item2 = (t, float(cd) if isinstance(cd, int | float) and not isinstance(cd, bool) else None,
+            item2 = (t, float(cd) if cd is not None and cd.__class__ in (int, float) else None,
                      _as_int(v.get("attempt")), pos)
             if rec.retries is None:
                 rec.retries = [item2]
             else:
                 rec.retries.append(item2)
-        elif f == DLQ:
+        elif code == _C_DLQ:
             if rec.key is None:
                 _fill_meta(rec, v)
             if rec.dlq is None:
                 rec.dlq = [pos]
             else:
                 rec.dlq.append(pos)
-        elif f == REVOKE:
+        elif code == _C_REVOKE:
             rec.revokes += 1
-        elif f == REJECT:
+        elif code == _C_REJECT:
             item3 = (t, bool(v.get("requeue")), pos)
             if rec.rejects is None:
                 rec.rejects = [item3]
             else:
                 rec.rejects.append(item3)
-        elif f == WORKER_LOST:
+        elif code == _C_WORKER_LOST:
             if rec.worker_lost is None:
                 rec.worker_lost = [pos]
             else:
@@ -527,6 +550,21 @@ def build_index(history: Sequence[Op], *, run_id: str | None = None,
     _cut_executions(ix)
     _group_keys_and_chords(ix)
     return ix
+
+
+def _add_effect(ix: HistoryIndex, v: dict[str, Any], pos: int) -> None:
+    key = v.get("key")
+    if key is None:
+        return
+    if v.get("duplicate"):
+        ix.effects_deduplicated += 1
+        return
+    ek = (str(key), str(v.get("kind")))
+    lst = ix.effects.get(ek)
+    if lst is None:
+        ix.effects[ek] = [pos]
+    else:
+        lst.append(pos)
 
 
 def _fill_meta(rec: TaskRecord, v: dict[str, Any]) -> None:
@@ -547,7 +585,9 @@ def _fill_meta(rec: TaskRecord, v: dict[str, Any]) -> None:
             role = v.get("role")
             rec.role = str(role) if role is not None else None
     if rec.chord_size is None:
-        rec.chord_size = _as_int(v.get("chord_size"))
+        size = v.get("chord_size")
+        if size is not None:
+            rec.chord_size = _as_int(size)
 
 
 def _index_faults(ix: HistoryIndex, fault_ops: list[tuple[int, Op]]) -> None:
@@ -628,20 +668,59 @@ def _index_kills(ix: HistoryIndex, worker_lost_ops: list[tuple[int, Op]]) -> Non
 
 
 def _cut_executions(ix: HistoryIndex) -> None:
+    """Give each incomplete execution the earliest kill that hit it.
+
+    Kills are bucketed by target (task id, hostname, pid, recording process, or none), so each
+    incomplete execution looks only at the kills that could have hit it: linear, not
+    executions x kills.
+    """
     if not ix.kills:
         return
+    by_task: dict[str, list[Kill]] = {}
+    by_host: dict[str, list[Kill]] = {}
+    by_pid: dict[int, list[Kill]] = {}
+    by_process: dict[str, list[Kill]] = {}
+    untargeted: list[Kill] = []
+    for k in ix.kills:
+        if k.task_id is not None:
+            by_task.setdefault(k.task_id, []).append(k)
+            continue
+        if k.hostnames or k.pids:
+            for h in k.hostnames:
+                by_host.setdefault(h, []).append(k)
+            for p in k.pids:
+                by_pid.setdefault(p, []).append(k)
+        elif k.process is not None:
+            by_process.setdefault(k.process, []).append(k)
+        else:
+            untargeted.append(k)
     for rec in ix.tasks.values():
         for ex in rec.executions or ():
             if ex.outcome is not None and ex.outcome != INFO:
                 continue
-            for k in ix.kills:
+            candidates = list(untargeted)
+            candidates += by_task.get(ex.task_id, ())
+            candidates += by_host.get(ex.hostname, ())
+            if by_pid:
+                if ex.pid is not None:
+                    candidates += by_pid.get(ex.pid, ())
+                parent = _parent_pid(ex.process)
+                if parent is not None and parent != ex.pid:
+                    candidates += by_pid.get(parent, ())
+            if by_process:
+                candidates += by_process.get(ex.process, ())
+                head = ex.process.split(".", 1)[0]
+                if head != ex.process:
+                    candidates += by_process.get(head, ())
+            best = None
+            for k in candidates:
                 if ex.start > k.time_hi:
                     continue
                 if ex.end is not None and ex.end < k.time_lo - _KILL_SLACK_NS:
                     continue
-                if k.matches(ex):
-                    ex.killed_by = k
-                    break
+                if (best is None or k.time_lo < best.time_lo) and k.matches(ex):
+                    best = k
+            ex.killed_by = best
 
 
 def _group_keys_and_chords(ix: HistoryIndex) -> None:

@@ -4,7 +4,8 @@ Responsibility: one verdict per run on task ids (Jepsen's set checker, for messa
 
 - **lost**: a publish was acknowledged (``publish`` ok, from any process) and the task never
   reached a terminal state: no execution ended ok or with a terminal failure, it was never
-  dead-lettered nor revoked. A loss is *allowed* (reported, not a violation) only when an
+  dead-lettered nor revoked (a rejected execution, ``Reject``, is not an end: a message
+  rejected without requeue and not dead-lettered is lost). A loss is *allowed* (reported, not a violation) only when an
   execution of the task was cut by a kill the configuration may lose on (early acks; late acks
   without reject-on-worker-lost on a pool-child kill).
 - **recovered**: the publish was indeterminate (``info``, or an invoke never completed) and the

@@ -101,6 +101,8 @@ def check_retries(history: History, exp: Expectations | None = None) -> Verdict:
         if pol.max_retries is not None and top > pol.max_retries:
             fx.anomaly("too_many_attempts", task_id=rec.task_id, key=rec.key, name=rec.name, attempts=top + 1,
                        allowed_attempts=pol.max_retries + 1, positions=rec.positions)
+        if rec.retries is None and top == 0 and all(ex.outcome != RETRY for ex in exs or ()):
+            continue  # never retried: the common case, skipped without building events
         events = retry_events(rec)
         if events or top > 0:
             retried_tasks += 1

@@ -100,3 +100,9 @@ def test_keys_group_chain_steps_and_chords_follow_celery_convention() -> None:
     assert sorted(r.task_id for r in ix.keys["k"]) == ["s1", "s2"]
     ch = ix.chords["cb"]
     assert [r.task_id for r in ch.headers] == ["h1"] and [r.task_id for r in ch.callbacks] == ["cb"]
+
+
+def test_hard_time_limit_is_a_terminal_failure() -> None:
+    h = H().start("t", at=1).end("t", result="info", state="TIME_LIMIT", at=2)
+    rec = build_index(h.ops).tasks["t"]
+    assert rec.executions[0].outcome == FAILURE and rec.outcome == "failed"
