@@ -33,6 +33,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 from harness.checkers._base import Findings, History, as_index
 from harness.checkers.expectations import Expectations
 from harness.checkers.index import OK, TaskRecord
@@ -65,7 +67,7 @@ def check_chords(history: History, exp: Expectations | None = None) -> Verdict:
         cb_starts = [ex.start for cb in ch.callbacks for ex in cb.executions or ()]
         cb_published = [(cb.publish_first, cb.published_by) for cb in ch.callbacks if cb.publish_first is not None]
         positions = [p for rec in (*ch.headers, *ch.callbacks) for p in rec.positions]
-        fields = {"chord_id": ch.chord_id, "headers": len(ch.headers), "headers_expected": expected_headers,
+        fields: dict[str, Any] = {"chord_id": ch.chord_id, "headers": len(ch.headers), "headers_expected": expected_headers,
                   "headers_succeeded": len(header_done), "callback_task_ids": [cb.task_id for cb in ch.callbacks]}
         if not ch.headers:
             headerless += 1

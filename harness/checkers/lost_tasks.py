@@ -25,6 +25,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 from harness.checkers._base import Findings, History, as_index, kill_summary, loss_allowance
 from harness.checkers.expectations import Expectations
 from harness.checkers.verdict import Verdict
@@ -78,7 +80,7 @@ def check_lost_tasks(history: History, exp: Expectations | None = None) -> Verdi
             continue
         kill = loss_allowance(rec, exp)
         last = ix.history[rec.positions[-1]] if rec.positions else None
-        fields = {"task_id": rec.task_id, "key": rec.key, "name": rec.name,
+        fields: dict[str, Any] = {"task_id": rec.task_id, "key": rec.key, "name": rec.name,
                   "last_op": None if last is None else f"{last.f} {last.type.value} by {last.process}"}
         if kill is not None:
             fx.anomaly("lost", allowed=True, killed_by=kill_summary(kill),

@@ -48,12 +48,13 @@ def check_rate_limits(history: History, exp: Expectations | None = None) -> Verd
     starts: dict[tuple[str, str], list[tuple[int, str, int]]] = {}
     if limits:
         for rec in ix.tasks.values():
-            if rec.name not in limits or not rec.executions:
+            name = rec.name
+            if name is None or name not in limits or not rec.executions:
                 continue
             for ex in rec.executions:
                 if ex.orphan:
                     continue
-                starts.setdefault((ex.hostname, rec.name), []).append((ex.start, rec.task_id, ex.start_pos))
+                starts.setdefault((ex.hostname, name), []).append((ex.start, rec.task_id, ex.start_pos))
     saturated = checked = violating_windows = 0
     for (host, name), lst in sorted(starts.items()):
         lst.sort()

@@ -33,6 +33,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 from harness.checkers._base import Findings, History, as_index, kill_summary
 from harness.checkers.expectations import Expectations
 from harness.checkers.index import FAILURE, OK
@@ -77,7 +79,7 @@ def check_redelivery(history: History, exp: Expectations | None = None) -> Verdi
         assert kill is not None
         later = [ex for ex in exs if ex.start > last_cut.start]
         done = [ex for ex in later if ex.outcome == OK or ex.outcome == FAILURE]
-        fields = {"task_id": rec.task_id, "key": rec.key, "killed_by": kill_summary(kill),
+        fields: dict[str, Any] = {"task_id": rec.task_id, "key": rec.key, "killed_by": kill_summary(kill),
                   "positions": [*rec.positions, kill.pos]}
         if done:
             redelivered += 1

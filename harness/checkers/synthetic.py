@@ -492,23 +492,23 @@ def synthesize(plans: Sequence[UnitPlan], injections: Sequence[Injection] = (), 
     t_limited = 1.0
     for i, plan in enumerate(plans):
         key = f"k{i}"
-        inj = assigned.get(i)
+        unit_inj = assigned.get(i)
         t0 = 1.0 + i * 7.0 + rng.uniform(0, 3)
         if plan.kind == "simple":
-            e = b.simple(t0, key, inj)
+            e = b.simple(t0, key, unit_inj)
         elif plan.kind == "limited":
             e = b.simple(t_limited, key, None, name=LIMITED, w=b.limited_worker)
             t_limited += _LIMITED_SPACING_MS
         elif plan.kind == "retry":
-            e = b.retry(t0, key, plan, inj)
+            e = b.retry(t0, key, plan, unit_inj)
         elif plan.kind == "dlq":
-            e = b.dlq(t0, key, inj)
+            e = b.dlq(t0, key, unit_inj)
         elif plan.kind == "chain":
             e = b.chain(t0, key, plan)
         elif plan.kind == "chord":
-            e = b.chord(t0, key, plan, inj)
+            e = b.chord(t0, key, plan, unit_inj)
         elif plan.kind == "killed":
-            e = b.killed(t0, key, plan, inj)
+            e = b.killed(t0, key, plan, unit_inj)
         elif plan.kind == "overlap":
             e = b.overlap(t0, key)
         else:
