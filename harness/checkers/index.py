@@ -22,9 +22,11 @@ How ops are read (the contract with harness/history):
 - Faults pair ``fault_start``/``fault_stop`` by ``value.fault_id`` (or by kind, last open
   first); the kind is ``value.kind`` or ``value.fault``. A fault whose kind contains "kill"
   (or is listed in ``Expectations.kill_fault_kinds``) is a *kill*; its scope is "child" when
-  the kind names a child/pool (``kill_worker_child``), else "worker". Its target is read from
-  the start ops' values: ``hostname``/``worker``/``node``, ``pid``/``pids``/``child_pid``, or
-  ``task_id``; without a target it hits every worker.
+  the kind names a child/pool (``kill_worker_child``), else "worker" (``value.scope`` wins).
+  A ``fault_start`` that completed with fail (never applied, ``never_bit``) is no fault. The
+  target is read from the start ops' values: ``hostname``/``hostnames``/``worker``/``node``,
+  ``pid``/``pids``/``killed_pids``/``child_pid``, or ``task_id``; without a target it hits
+  every worker.
 - A ``worker_lost`` op is a child kill of the recording worker's children (``value.task_id``
   narrows it to one task).
 - An execution that never completed (or completed ``info``) is *cut* by the earliest kill that
