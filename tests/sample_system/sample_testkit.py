@@ -46,8 +46,11 @@ class SampleWorker:
     """One `celery -A sample_system worker` process group configured by `settings` (via SAMPLE_* env)."""
 
     def __init__(self, settings: Settings, log_dir: Path, *, queues: tuple[str, ...] = SERVICE_QUEUES,
-                 concurrency: int = 2, ready_timeout: float = 45.0) -> None:
+                 concurrency: int = 2, ready_timeout: float = 45.0, command: tuple[str, ...] = (CELERY,),
+                 extra_env: dict[str, str] | None = None) -> None:
         self.settings = settings
+        self.command = command
+        self.extra_env = dict(extra_env or {})
         self.queues = queues
         self.concurrency = concurrency
         self.ready_timeout = ready_timeout
@@ -64,10 +67,11 @@ class SampleWorker:
     def start(self, app: Celery) -> SampleWorker:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SAMPLE_")}
         env.update(self.settings.to_env())
+        env.update(self.extra_env)
         log = open(self.log_path, "wb")  # noqa: SIM115 - the child writes to it until stop()
         try:
             self.proc = subprocess.Popen(
-                [CELERY, "-A", "sample_system", "worker", "-Q", ",".join(self.queues), "-P", "prefork",
+                [*self.command, "-A", "sample_system", "worker", "-Q", ",".join(self.queues), "-P", "prefork",
                  "-c", str(self.concurrency), "--loglevel=INFO", "-n", self.nodename, "--without-gossip",
                  "--without-mingle"],
                 env=env, cwd=str(REPO), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

@@ -318,6 +318,8 @@ def test_workload_contract_end_to_end(env: Env, partner_control: PartnerControl)
         for r in effects.get(u.key, []):
             by_key.setdefault(r.idempotency_key, []).append(r)
         assert_exactly_once(by_key, u.effects)
+    # The run id travelled in the chaos_run_id header through chains, chords, retries and fan-outs.
+    assert set(env.store.effects_by_key(run_id=run_id)) == {u.key for u in units if u.effects}
     entries = env.workload.dlq_entries(env.app)
     assert sorted(e.key for e in entries) == sorted(u.key for u in dlq_units)
     assert all(e.copies == 1 and e.run_id == run_id for e in entries)
