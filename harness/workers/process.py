@@ -1,35 +1,74 @@
 """Real `celery worker` processes for any Celery app given by import path.
 
-Responsibility: start a worker in its own process group with the stack's worker-role URLs,
-wait until it answers a ping, and stop, kill or restart it without leaving a process behind.
+Responsibility: start a worker in its own process group with the stack's worker-role URLs (and,
+when asked, history recording and extra Celery settings), wait until it answers a ping, look
+into it (pool children, active / reserved / scheduled tasks), and stop, kill or restart it
+without leaving a process behind.
+
+Operations, in Celery's words:
+
+- `kill` SIGKILLs the whole worker (main process and pool children, the process group);
+- `kill_child(pid)` SIGKILLs one prefork pool child; `kill_child_running(task_name=...)` finds
+  the child executing a task (``inspect active``) and SIGKILLs exactly that one;
+- `warm_shutdown` (SIGTERM to the main process: finish running tasks, then exit),
+  `cold_shutdown` (SIGQUIT: exit now, running tasks are cut), `restart`.
 
 Example:
-    >>> spec = WorkerSpec(app="sample_system.app:app", queues=("orders",), concurrency=2)
+    >>> spec = WorkerSpec(app="tests.engine.engine_app:app", queues=("engine",), concurrency=2)
     >>> with WorkerProcess(spec, broker_url=..., backend_url=...) as w:     # doctest: +SKIP
-    ...     w.kill()          # SIGKILL the whole worker (parent and pool children)
+    ...     killed = w.kill_child_running(task_name="engine.slow", timeout=10)
+    ...     w.warm_shutdown()
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import secrets
+import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from harness.errors import ConfigError, StackStartTimeout
+from harness.errors import ConfigError, HarnessError, UnsupportedFault
 from harness.stack._process import ManagedProcess, log_tail
 
 Pool = Literal["prefork", "threads", "solo"]
+POOLS: tuple[str, ...] = ("prefork", "threads", "solo")
+
+__all__ = ["POOLS", "KilledChild", "Pool", "WorkerProcess", "WorkerSpec", "wait_until"]
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerSpec:
-    """What to run: `celery -A APP worker -P POOL -c N -Q QUEUES -n HOSTNAME` plus env and options."""
+    """What to run: ``celery -A APP worker -P POOL -c N -Q QUEUES -n HOSTNAME`` plus settings.
+
+    app:        import path of the Celery app (``package.module:app`` or ``package``)
+    pool:       prefork (default), threads or solo
+    concurrency: pool size
+    queues:     queues to consume (default: the app's default queue)
+    hostname:   node name (``w1@127.0.0.1``); default ``chaos-<random>@127.0.0.1``
+    settings:   Celery settings applied over the app's own (JSON values), e.g.
+                ``{"task_acks_late": True, "worker_prefetch_multiplier": 1}``
+    env:        extra environment variables for the worker process
+    pythonpath: directories put in front of PYTHONPATH (where the app's package lives)
+    extra_args: more ``celery worker`` arguments
+
+    Example:
+        >>> WorkerSpec(app="sample_system:app", pool="threads", concurrency=4).to_dict()["pool"]
+        'threads'
+        >>> WorkerSpec(app="x:app", pool="gevent")
+        Traceback (most recent call last):
+        ...
+        harness.errors.ConfigError: pool must be one of prefork, threads, solo, not 'gevent'
+    """
 
     app: str
     pool: Pool = "prefork"
@@ -39,65 +78,239 @@ class WorkerSpec:
     loglevel: str = "INFO"
     env: dict[str, str] = field(default_factory=dict)
     extra_args: tuple[str, ...] = ()
+    settings: dict[str, Any] = field(default_factory=dict)
+    pythonpath: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.pool not in ("prefork", "threads", "solo"):
-            raise ConfigError(f"pool must be prefork, threads or solo, not {self.pool!r}")
-        if self.concurrency < 1:
-            raise ConfigError(f"concurrency must be >= 1, not {self.concurrency}")
-        if not self.app or ":" not in self.app and "." not in self.app and not self.app.isidentifier():
+        if self.pool not in POOLS:
+            raise ConfigError(f"pool must be one of {', '.join(POOLS)}, not {self.pool!r}")
+        if not isinstance(self.concurrency, int) or isinstance(self.concurrency, bool) or self.concurrency < 1:
+            raise ConfigError(f"concurrency must be an int >= 1, not {self.concurrency!r}")
+        if not isinstance(self.app, str) or not self.app or (
+                ":" not in self.app and "." not in self.app and not self.app.isidentifier()):
             raise ConfigError(f"app must be an import path like 'package.module:app', not {self.app!r}")
+        if isinstance(self.queues, str):
+            raise ConfigError(f"queues must be a tuple of names, not one string: use queues=({self.queues!r},)")
+        object.__setattr__(self, "queues", tuple(self.queues))
+        object.__setattr__(self, "extra_args", tuple(self.extra_args))
+        object.__setattr__(self, "pythonpath", tuple(str(p) for p in self.pythonpath))
+        if self.hostname and "@" not in self.hostname:
+            raise ConfigError(f"hostname must look like 'name@host' (Celery's node name), not {self.hostname!r}: "
+                              f"use {self.hostname + '@127.0.0.1'!r}")
+        try:
+            json.dumps(self.settings)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"settings must be JSON values (they are passed to the worker process): {exc}") from None
+        bad = [k for k in self.settings if not isinstance(k, str) or k != k.lower()]
+        if bad:
+            raise ConfigError(f"settings keys must be Celery's lowercase setting names (task_acks_late, ...), got {bad}")
+
+    @property
+    def node_name(self) -> str:
+        """The part of the hostname before '@' ('' when the hostname is generated)."""
+        return self.hostname.split("@", 1)[0]
+
+    def with_hostname(self, hostname: str) -> WorkerSpec:
+        """A copy with another node name (scaling out clones a spec)."""
+        return WorkerSpec(self.app, self.pool, self.concurrency, self.queues, hostname, self.loglevel,
+                          dict(self.env), self.extra_args, dict(self.settings), self.pythonpath)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"app": self.app, "pool": self.pool, "concurrency": self.concurrency, "queues": list(self.queues),
+                "hostname": self.hostname, "loglevel": self.loglevel, "env": dict(self.env),
+                "extra_args": list(self.extra_args), "settings": dict(self.settings),
+                "pythonpath": list(self.pythonpath)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> WorkerSpec:
+        known = {"app", "pool", "concurrency", "queues", "hostname", "loglevel", "env", "extra_args", "settings",
+                 "pythonpath"}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"WorkerSpec has no field(s) {unknown}; known: {sorted(known)}")
+        kw = dict(d)
+        for k in ("queues", "extra_args", "pythonpath"):
+            if k in kw:
+                kw[k] = tuple(kw[k])
+        return cls(**kw)
+
+
+@dataclass(frozen=True, slots=True)
+class KilledChild:
+    """A pool child the harness SIGKILLed, and the task it was executing."""
+
+    hostname: str
+    pid: int
+    task_id: str | None
+    task_name: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"hostname": self.hostname, "pid": self.pid, "task_id": self.task_id, "task_name": self.task_name}
+
+
+def _children_of(pid: int) -> list[int]:
+    """Direct children of `pid`, alive (zombies excluded).
+
+    Reads ``/proc/<pid>/task/*/children`` (one small file per thread) instead of scanning every
+    process of the machine as psutil does: on a busy CI box that scan takes seconds, and a
+    trigger must kill a pool child within milliseconds.
+    """
+    found: list[int] = []
+    task_dir = Path(f"/proc/{pid}/task")
+    try:
+        tasks = list(task_dir.iterdir())
+    except FileNotFoundError:
+        return []
+    except OSError:
+        tasks = []
+    if not tasks or not (tasks[0] / "children").exists():
+        import psutil  # no CONFIG_PROC_CHILDREN: the slow way
+
+        try:
+            return [c.pid for c in psutil.Process(pid).children(recursive=False)
+                    if c.status() != psutil.STATUS_ZOMBIE]
+        except psutil.NoSuchProcess:
+            return []
+    for t in tasks:
+        try:
+            found.extend(int(x) for x in (t / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            continue
+    alive = []
+    for c in dict.fromkeys(found):
+        try:
+            with open(f"/proc/{c}/stat", "rb") as fh:
+                state = fh.read().rsplit(b")", 1)[1].split()[0]
+        except (FileNotFoundError, IndexError):
+            continue
+        if state not in (b"Z", b"X"):
+            alive.append(c)
+    return alive
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
+    """Poll `predicate` until true or raise TimeoutError naming `what`.
+
+    >>> wait_until(lambda: True, 1.0, "nothing")
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout:.1f} s waiting for {what}")
+        time.sleep(interval)
 
 
 class WorkerProcess:
-    """One `celery worker` (parent + pool children) under the harness's control."""
+    """One `celery worker` (main process + pool children) under the harness's control.
 
-    def __init__(self, spec: WorkerSpec, *, broker_url: str, backend_url: str,
+    Args:
+        spec: what to run.
+        broker_url, backend_url: the URLs the worker uses (the stack's worker-role proxies).
+        control_url: the broker URL the harness pings and inspects through (default
+            `broker_url`; a Run passes the direct, unproxied URL so faults on the worker's proxy
+            do not blind the harness).
+        history_dir, run_id: record the worker's history there (both or neither).
+        log_dir: where the worker's log goes (default: a temp dir removed by `stop`).
+        ready_timeout: seconds to wait for the first ping reply.
+    """
+
+    def __init__(self, spec: WorkerSpec, *, broker_url: str, backend_url: str, control_url: str | None = None,
+                 history_dir: Path | str | None = None, run_id: str | None = None,
                  log_dir: Path | None = None, ready_timeout: float = 30.0) -> None:
+        if (history_dir is None) != (run_id is None):
+            raise ConfigError("history_dir and run_id go together: pass both to record the worker's history, "
+                              "or neither")
         self.spec = spec
         self.broker_url = broker_url
         self.backend_url = backend_url
+        self.control_url = control_url or broker_url
+        self.history_dir = None if history_dir is None else Path(history_dir)
+        self.run_id = run_id
         self.ready_timeout = ready_timeout
         self.hostname = spec.hostname or f"chaos-{secrets.token_hex(3)}@127.0.0.1"
         self._own_dir = log_dir is None
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="chaos-worker-"))
         self._proc: ManagedProcess | None = None
         self._generation = 0
+        self._control_app: Any = None
+        self._control_lock = threading.Lock()
+        self.started_at: float | None = None
 
+    # -- command line --------------------------------------------------------------------------
     def _argv(self) -> list[str]:
         s = self.spec
-        argv = [sys.executable, "-m", "celery", "-A", s.app, "worker", "-P", s.pool, "-c", str(s.concurrency),
-                "-n", self.hostname, "--loglevel", s.loglevel, "--without-gossip", "--without-mingle"]
+        argv = [sys.executable, "-m", "harness.workers.launch", "-A", s.app, "worker", "-P", s.pool,
+                "-c", str(s.concurrency), "-n", self.hostname, "--loglevel", s.loglevel,
+                "--without-gossip", "--without-mingle"]
         if s.queues:
             argv += ["-Q", ",".join(s.queues)]
         return argv + list(s.extra_args)
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
+        # A worker records only what this WorkerProcess asks for, never what leaked from the
+        # harness's own environment.
+        for var in ("CHAOS_HISTORY_DIR", "CHAOS_RUN_ID", "CHAOS_PROCESS_NAME", "CHAOS_WORKER_SETTINGS"):
+            env.pop(var, None)
         env.update({"CHAOS_BROKER_URL": self.broker_url, "CHAOS_BACKEND_URL": self.backend_url,
                     "PYTHONUNBUFFERED": "1"})
+        if self.spec.settings:
+            env["CHAOS_WORKER_SETTINGS"] = json.dumps(self.spec.settings)
+        if self.history_dir is not None and self.run_id is not None:
+            env["CHAOS_HISTORY_DIR"] = str(self.history_dir)
+            env["CHAOS_RUN_ID"] = self.run_id
+        paths = [*self.spec.pythonpath, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])]
+        if paths:
+            env["PYTHONPATH"] = os.pathsep.join(paths)
         env.update(self.spec.env)
         return env
 
+    # -- state ---------------------------------------------------------------------------------
     @property
     def pid(self) -> int:
+        """The worker's main process id (changes on restart)."""
         if self._proc is None:
-            raise RuntimeError("the worker is not started")
+            raise RuntimeError(f"worker {self.hostname} is not started: call start() first")
         return self._proc.pid
 
     @property
     def log_path(self) -> Path:
         return self.log_dir / f"{self.hostname.split('@')[0]}-{self._generation}.log"
 
+    @property
+    def pool(self) -> str:
+        return self.spec.pool
+
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.is_running()
 
-    def start(self) -> WorkerProcess:
-        """Start and wait until the worker answers a ping (bounded by ready_timeout)."""
+    def children(self) -> list[int]:
+        """Pids of the pool child processes (prefork; empty for threads and solo)."""
+        if not self.is_running():
+            return []
+        return _children_of(self.pid)
+
+    def pids(self) -> list[int]:
+        """The main process and its children (for leak checks)."""
+        return [self.pid, *self.children()] if self.is_running() else []
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def spawn(self) -> WorkerProcess:
+        """Launch without waiting (a group spawns all its workers, then waits for each)."""
+        if self.is_running():
+            return self
         self._generation += 1
         self._proc = ManagedProcess(f"celery worker {self.hostname}", self._argv(),
                                     log_path=self.log_path, env=self._env())
         self._proc.start()
+        self.started_at = time.monotonic()
+        return self
+
+    def start(self) -> WorkerProcess:
+        """Start and wait until the worker answers a ping (bounded by `ready_timeout`)."""
+        self.spawn()
         try:
             self.wait_ready()
         except BaseException:
@@ -105,63 +318,109 @@ class WorkerProcess:
             raise
         return self
 
-    def wait_ready(self) -> None:
-        from celery import Celery
+    def _control(self) -> Any:
+        if self._control_app is None:
+            from celery import Celery
 
-        probe_app = Celery("chaos-probe", broker=self.broker_url, backend=None)
-        probe_app.conf.broker_connection_retry_on_startup = False
-        probe_app.conf.broker_connection_timeout = 2
+            app = Celery(f"chaos-control-{self.hostname}", broker=self.control_url, backend=None,
+                         set_as_current=False)
+            app.conf.broker_connection_retry_on_startup = False
+            app.conf.broker_connection_timeout = 2
+            app.conf.broker_connection_max_retries = 0
+            self._control_app = app
+        return self._control_app
 
-        def ping() -> None:
-            replies = probe_app.control.ping(destination=[self.hostname], timeout=0.5)
-            if not replies:
+    def ping(self, timeout: float = 0.5) -> bool:
+        """Whether the worker answers a broadcast ping within `timeout` seconds."""
+        with self._control_lock:
+            replies = self._control().control.ping(destination=[self.hostname], timeout=timeout)
+        return bool(replies)
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait until the worker answers a ping; StackStartTimeout with its log tail after `timeout`."""
+        def probe() -> None:
+            if not self.ping():
                 raise TimeoutError(f"no ping reply from {self.hostname}")
 
-        assert self._proc is not None
-        try:
-            self._proc.wait_ready(ping, timeout=self.ready_timeout, what=f"a ping reply from {self.hostname}",
-                                  hint="Check the app import path, the broker URL and the queue names.")
-        except StackStartTimeout:
-            raise
-        finally:
-            probe_app.close()
+        if self._proc is None:
+            raise RuntimeError(f"worker {self.hostname} is not started: call spawn() or start() first")
+        self._proc.wait_ready(probe, timeout=self.ready_timeout if timeout is None else timeout,
+                              what=f"a ping reply from {self.hostname}",
+                              hint="Check the app import path (and pythonpath), the broker URL and the queue names.")
 
-    def children(self) -> list[int]:
-        """Pids of the pool child processes (prefork), from /proc."""
+    def _signal_main(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, sig)
+
+    def _wait_exit(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.is_running():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def warm_shutdown(self, timeout: float = 30.0) -> bool:
+        """SIGTERM to the main process: stop consuming, finish running tasks, exit.
+
+        Only the main process is signalled: a SIGTERM to the whole group would kill pool
+        children mid-task, which is a different fault. After `timeout` the group is SIGKILLed.
+        Returns whether the worker exited by itself.
+        """
         if not self.is_running():
-            return []
-        import psutil
+            return True
+        self._signal_main(signal.SIGTERM)
+        clean = self._wait_exit(timeout)
+        self._reap()
+        return clean
 
-        try:
-            return [c.pid for c in psutil.Process(self.pid).children(recursive=False)]
-        except psutil.NoSuchProcess:
-            return []
+    def cold_shutdown(self, timeout: float = 15.0) -> bool:
+        """SIGQUIT to the main process: exit at once, cutting running tasks. Returns whether it exited."""
+        if not self.is_running():
+            return True
+        self._signal_main(signal.SIGQUIT)
+        clean = self._wait_exit(timeout)
+        self._reap()
+        return clean
 
-    def kill(self) -> None:
-        """SIGKILL the whole worker: parent and pool children (the process group)."""
+    # Names of the lead's first version, kept for callers.
+    def terminate(self, timeout: float = 30.0) -> None:
+        """Warm shutdown (see `warm_shutdown`)."""
+        self.warm_shutdown(timeout)
+
+    def quit(self, timeout: float = 15.0) -> None:
+        """Cold shutdown (see `cold_shutdown`)."""
+        self.cold_shutdown(timeout)
+
+    def kill(self) -> list[int]:
+        """SIGKILL the whole worker (main process and pool children); returns the pids killed."""
+        pids = self.pids()
+        if self._proc is not None:
+            self._proc.kill()
+        return pids
+
+    def _reap(self) -> None:
+        # Whatever is left of the group (children orphaned by the main process) goes too.
         if self._proc is not None:
             self._proc.kill()
 
-    def terminate(self, timeout: float = 30.0) -> None:
-        """Warm shutdown (SIGTERM): finish running tasks, then exit; SIGKILL after `timeout`."""
-        if self._proc is not None:
-            self._proc.stop(timeout=timeout, sig=signal.SIGTERM)
+    def restart(self, timeout: float = 30.0) -> WorkerProcess:
+        """Warm shutdown (bounded by `timeout`), then start again with the same hostname."""
+        self.warm_shutdown(timeout)
+        return self.start()
 
-    def quit(self, timeout: float = 15.0) -> None:
-        """Cold shutdown (SIGQUIT): exit at once, no waiting for running tasks."""
-        if self._proc is not None:
-            self._proc.stop(timeout=timeout, sig=signal.SIGQUIT)
-
-    def restart(self) -> None:
-        self.terminate()
-        self.start()
-
-    def stop(self) -> None:
-        self.terminate(timeout=10)
-        if self._own_dir:
-            import shutil
-
-            shutil.rmtree(self.log_dir, ignore_errors=True)
+    def stop(self, timeout: float = 10.0) -> None:
+        """Warm shutdown bounded by `timeout`, then SIGKILL what is left; remove an own log dir. Idempotent."""
+        try:
+            self.warm_shutdown(timeout)
+        finally:
+            self._reap()
+            if self._control_app is not None:
+                with contextlib.suppress(Exception):
+                    self._control_app.close()
+                self._control_app = None
+            if self._own_dir:
+                shutil.rmtree(self.log_dir, ignore_errors=True)
 
     def log(self, lines: int = 40) -> str:
         return log_tail(self.log_path, lines)
@@ -172,12 +431,75 @@ class WorkerProcess:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def __repr__(self) -> str:
+        state = f"pid={self._proc.pid}" if self.is_running() and self._proc is not None else "stopped"
+        return f"WorkerProcess({self.hostname!r}, {self.spec.pool}, {state})"
 
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.05) -> None:  # type: ignore[no-untyped-def]
-    """Poll `predicate` until true or raise TimeoutError naming `what`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.1f} s waiting for {what}")
+    # -- inspection ----------------------------------------------------------------------------
+    def inspect(self, method: str, timeout: float = 1.0) -> list[dict[str, Any]]:
+        """``celery inspect <method>`` for this worker only (active, reserved, scheduled, ...).
+
+        Raises HarnessError when the worker does not answer within `timeout`.
+        """
+        with self._control_lock:
+            insp = self._control().control.inspect(destination=[self.hostname], timeout=timeout)
+            reply = getattr(insp, method)()
+        if not reply or self.hostname not in reply:
+            raise HarnessError(f"worker {self.hostname} did not answer `inspect {method}` within {timeout:.1f} s")
+        return list(reply[self.hostname] or [])
+
+    def busy(self, timeout: float = 1.0) -> dict[str, int]:
+        """How many tasks the worker holds: ``{"active": n, "reserved": n, "scheduled": n}``."""
+        return {m: len(self.inspect(m, timeout)) for m in ("active", "reserved", "scheduled")}
+
+    # -- pool children -------------------------------------------------------------------------
+    def _require_prefork(self, what: str) -> None:
+        if self.spec.pool != "prefork":
+            raise UnsupportedFault(
+                f"{what} needs the prefork pool, but worker {self.hostname} runs the {self.spec.pool} pool "
+                "(its tasks run inside the worker's main process): use kill_worker instead, or pool='prefork'")
+
+    def kill_child(self, pid: int) -> None:
+        """SIGKILL pool child `pid` of this worker (refuses any other pid)."""
+        self._require_prefork("killing a pool child")
+        if pid not in self.children():
+            raise HarnessError(f"pid {pid} is not a pool child of worker {self.hostname} "
+                               f"(children: {self.children()}); refusing to kill it")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+    def find_child_running(self, *, task_name: str | None = None, task_id: str | None = None,
+                           timeout: float = 10.0, interval: float = 0.05) -> KilledChild:
+        """Wait (bounded) until a pool child executes a matching task; return it, not killed.
+
+        Reads ``inspect active`` (its ``worker_pid``). Raises TimeoutError naming what was awaited.
+        """
+        self._require_prefork("finding the pool child running a task")
+        deadline = time.monotonic() + timeout
+        seen: list[str] = []
+        while True:
+            try:
+                for t in self.inspect("active", timeout=min(1.0, max(0.2, deadline - time.monotonic()))):
+                    seen.append(str(t.get("name")))
+                    if task_name is not None and t.get("name") != task_name:
+                        continue
+                    if task_id is not None and t.get("id") != task_id:
+                        continue
+                    pid = t.get("worker_pid")
+                    if isinstance(pid, int) and pid in self.children():
+                        return KilledChild(self.hostname, pid, t.get("id"), t.get("name"))
+            except HarnessError:
+                pass  # no answer this round: a busy main process; try again until the deadline
+            if time.monotonic() >= deadline:
+                want = " ".join(x for x in (f"name={task_name}" if task_name else "",
+                                            f"id={task_id}" if task_id else "") if x) or "any task"
+                raise TimeoutError(f"no pool child of {self.hostname} ran {want} within {timeout:.1f} s "
+                                   f"(active tasks seen: {sorted(set(seen))[:10]})")
+            time.sleep(interval)
+
+    def kill_child_running(self, *, task_name: str | None = None, task_id: str | None = None,
+                           timeout: float = 10.0) -> KilledChild:
+        """SIGKILL the pool child executing a matching task as soon as one is seen (bounded wait)."""
+        found = self.find_child_running(task_name=task_name, task_id=task_id, timeout=timeout)
+        self.kill_child(found.pid)
+        return found

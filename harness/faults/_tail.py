@@ -1,0 +1,110 @@
+"""Follow a run's history directory as its processes write it (for event triggers).
+
+Responsibility: return the ops appended to ``<dir>/*.jsonl`` since the last poll, complete
+lines only (a line being written is kept for the next poll), and keep the set of executions
+that are open right now (``execute`` invoke with no completion yet), so the nemesis can find
+"the pool child running task X" without asking the worker.
+
+Reading is by byte offset per file: a poll costs a directory scan plus one read per file that
+grew, so polling every few milliseconds is cheap next to the workers.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from harness.history import HistoryRecorder
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> tail = HistoryTail(d)
+    >>> with HistoryRecorder(d, "w.child-7") as rec:
+    ...     _ = rec.record("execute", "invoke", {"task_id": "t1", "name": "slow", "pid": 7})
+    >>> [op["f"] for op in tail.poll()], list(tail.open_executions())
+    (['execute'], [{'task_id': 't1', 'name': 'slow', 'pid': 7, 'process': 'w.child-7'}])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = ["HistoryTail"]
+
+_MAX_READ = 4 * 1024 * 1024  # per file and poll: a burst is read over several polls
+
+
+class HistoryTail:
+    """Incremental reader of a history directory (see the module docstring)."""
+
+    def __init__(self, directory: Path | str, *, skip_processes: tuple[str, ...] = ("nemesis",)) -> None:
+        self.directory = Path(directory)
+        self._offsets: dict[str, int] = {}
+        self._partial: dict[str, bytes] = {}
+        self._open: dict[tuple[str, str], dict[str, Any]] = {}
+        self._skip = skip_processes
+        self.ops_seen = 0
+
+    def poll(self) -> list[dict[str, Any]]:
+        """The ops appended since the last poll, as dicts, file by file."""
+        out: list[dict[str, Any]] = []
+        try:
+            entries = list(os.scandir(self.directory))
+        except FileNotFoundError:
+            return out
+        for entry in entries:
+            if not entry.name.endswith(".jsonl"):
+                continue
+            try:
+                size = entry.stat().st_size
+            except FileNotFoundError:
+                continue
+            offset = self._offsets.get(entry.name, 0)
+            if size <= offset:
+                continue
+            try:
+                with open(entry.path, "rb") as fh:
+                    fh.seek(offset)
+                    data = fh.read(min(size - offset, _MAX_READ))
+            except FileNotFoundError:
+                continue
+            self._offsets[entry.name] = offset + len(data)
+            data = self._partial.pop(entry.name, b"") + data
+            lines = data.split(b"\n")
+            if lines and lines[-1]:
+                self._partial[entry.name] = lines[-1]
+            for raw in lines[:-1]:
+                if not raw.strip():
+                    continue
+                try:
+                    op = json.loads(raw)
+                except ValueError:
+                    continue  # a torn line of a killed process: the merged history skips it too
+                if not isinstance(op, dict) or op.get("process") in self._skip:
+                    continue
+                self._track(op)
+                out.append(op)
+        self.ops_seen += len(out)
+        return out
+
+    def _track(self, op: dict[str, Any]) -> None:
+        if op.get("f") != "execute":
+            return
+        v = op.get("value") if isinstance(op.get("value"), dict) else {}
+        tid = v.get("task_id")
+        if tid is None:
+            return
+        key = (str(op.get("process")), str(tid))
+        if op.get("type") == "invoke":
+            self._open[key] = {"task_id": tid, "name": v.get("name"), "pid": v.get("pid"),
+                               "process": op.get("process")}
+        else:
+            self._open.pop(key, None)
+
+    def open_executions(self) -> Iterator[dict[str, Any]]:
+        """Executions started and not completed, as of the last poll (oldest first)."""
+        return iter(list(self._open.values()))
+
+    def forget_pid(self, pid: int) -> None:
+        """Drop open executions of a process the nemesis killed (it will never complete them)."""
+        for key, v in list(self._open.items()):
+            if v.get("pid") == pid:
+                del self._open[key]

@@ -1,0 +1,579 @@
+"""One chaos run, end to end: workers, producer, workload, faults, heal, quiesce, drain, check.
+
+Responsibility: wire the roles together for one run (Jepsen's ``run!``), as one explicit `Run`
+object: no globals. In order:
+
+1. workers: a `WorkerGroup` on the stack's worker-role proxies, recording the history;
+2. producer: the app (import path or object) on the producer-role proxies, recording its publishes;
+3. load: ``workload.setup`` / ``units`` / ``submit`` while the nemesis runs the schedule;
+4. heal: every fault undone (also on error or Ctrl-C); then the recovery probes: the last
+   ``after_heal`` fraction of the units is submitted after the heal;
+5. quiesce (bounded): the consumed queues hold no ready or unacknowledged message and no
+   worker holds an active, reserved or scheduled task, twice in a row;
+6. drain: the workers are stopped, the effect store and the dead-letter queue are read back
+   into the history (``stored_effect`` / ``dlq`` ops);
+7. check: the merged history against `Expectations` derived from the workers' actual Celery
+   configuration (``inspect conf``: task_acks_late, task_reject_on_worker_lost) and the workload
+   (``idempotent_effects`` / ``dead_letter_queue`` attributes when it has them), with explicit
+   overrides on top.
+
+Options (keyword arguments of `Run`):
+
+- ``app``: the Celery app, ``"package.module:app"`` or the app object (the producer side);
+- ``workload``: a `harness.workload.Workload`; ``n_per_kind``: units per kind;
+- ``workers``: `WorkerSpec` list (default one prefork worker, concurrency 2, on the app's
+  default queue); ``settings``: Celery settings for every worker and the producer;
+- ``schedule``: a `Schedule` (default none: a fault-free baseline, vacuous passes allowed);
+- ``expectations``: an `Expectations` (used as is, run id and outcomes filled in) or a dict
+  of overrides over the derived ones; ``checkers``: names (default: what the expectations ask);
+- ``after_heal``: fraction of units submitted after the heal (default 0.25 with faults, else 0);
+- ``submit_interval_s``: pause between submits; ``quiesce_timeout_s``; ``fault_timeout_s``;
+- ``directory``: where history and logs go (kept); default a temp dir removed after the run
+  (the merged history stays in `RunResult.history`).
+
+Example:
+    >>> result = Run(stack, app="tests.engine.engine_app:app", workload=EngineWorkload(),   # doctest: +SKIP
+    ...              workers=[WorkerSpec(app="tests.engine.engine_app:app", queues=("engine",))],
+    ...              schedule=Schedule.of(when(on_effect("charge"), KillWorkerChild())),
+    ...              n_per_kind=4).execute()
+    >>> result.valid, result.verdicts["redelivery"].counts["redelivered"]                 # doctest: +SKIP
+    (<Validity.TRUE: 'true'>, 1)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import secrets
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.checkers import Expectations, Validity, Verdict, check_all, overall
+from harness.errors import ConfigError
+from harness.faults.nemesis import AppliedFault, Nemesis
+from harness.faults.schedule import Schedule
+from harness.history import History, HistoryRecorder, read_history
+from harness.history.ops import F, OpType
+from harness.stack.base import Role
+from harness.workers.group import WorkerGroup
+from harness.workers.process import WorkerSpec
+from harness.workload import Unit, Workload, validate_units
+
+__all__ = ["Run", "RunResult"]
+
+# Faults that cut running tasks the way a kill does, besides kinds named "kill...".
+_KILL_LIKE = frozenset({"cold_shutdown"})
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """What a run did and what the checkers concluded; `to_dict` / `to_json` for reports.
+
+    `valid` is the worst verdict. `schedule` is the plan, `schedule_as_run` what the nemesis
+    actually did (real times in seconds after the schedule started, the observed effect of
+    each fault). `history` is the merged history (not serialised; see `history_path`).
+    """
+
+    run_id: str
+    valid: Validity
+    verdicts: dict[str, Verdict]
+    schedule: Schedule
+    schedule_as_run: tuple[AppliedFault, ...]
+    expectations: Expectations
+    timings: dict[str, float]
+    counts: dict[str, int]
+    quiesced: bool
+    history_path: str | None
+    notes: tuple[str, ...] = ()
+    history: History | None = field(default=None, compare=False, repr=False)
+
+    def verdict(self, name: str) -> Verdict:
+        """The verdict of checker `name` (KeyError naming those that ran)."""
+        try:
+            return self.verdicts[name]
+        except KeyError:
+            raise KeyError(f"no verdict {name!r} in this run: checkers that ran are {sorted(self.verdicts)}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "valid": self.valid.to_json(),
+            "verdicts": {k: v.to_dict() for k, v in self.verdicts.items()},
+            "schedule": self.schedule.to_dict(),
+            "schedule_as_run": [a.to_dict() for a in self.schedule_as_run],
+            "expectations": self.expectations.to_dict(),
+            "timings": dict(self.timings),
+            "counts": dict(self.counts),
+            "quiesced": self.quiesced,
+            "history_path": self.history_path,
+            "notes": list(self.notes),
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, default=str)
+
+    def summary(self) -> str:
+        """A few lines for a terminal: validity per checker, the schedule as run, the run id."""
+        lines = [f"run {self.run_id}: {self.valid.value}"]
+        for name, v in self.verdicts.items():
+            bad = len(v.violations())
+            lines.append(f"  {name:<12} {v.valid.value:<8} {dict(v.counts)}" + (f" ({bad} violations)" if bad else ""))
+        for a in self.schedule_as_run:
+            lines.append(f"  fault {a.id} {a.kind} {a.planned}: {a.outcome} "
+                         f"start={a.started_s} heal={a.healed_s}" + (f" ({a.error})" if a.error else ""))
+        if not self.quiesced:
+            lines.append("  the system did not quiesce before the deadline (see notes)")
+        lines.extend(f"  note: {n}" for n in self.notes)
+        lines.append(f"  schedule to replay: {self.schedule.to_json(indent=None)}")
+        return "\n".join(lines)
+
+
+def _load_app(app: Any) -> Any:
+    if isinstance(app, str):
+        from celery.app.utils import find_app
+
+        try:
+            return find_app(app)
+        except Exception as exc:
+            raise ConfigError(f"cannot import the Celery app {app!r}: {type(exc).__name__}: {exc}. "
+                              "Pass 'package.module:app' importable from this process (check sys.path)") from exc
+    if not hasattr(app, "send_task") or not hasattr(app, "conf"):
+        raise ConfigError(f"app must be a Celery app or its import path 'package.module:app', not {app!r}")
+    return app
+
+
+def _app_path(app: Any) -> str:
+    if isinstance(app, str):
+        return app
+    main = getattr(app, "main", None)
+    raise ConfigError(f"the workers need the app's import path ('package.module:app'); the app object {main!r} "
+                      "does not say where it lives: pass app='package.module:app', or give workers=[WorkerSpec(...)]")
+
+
+def _reset_clients(app: Any) -> None:
+    """Forget the app's pooled broker connections and cached result backend (the URLs changed).
+
+    Celery caches both on the app; a new URL would otherwise not be used until restart.
+    """
+    with contextlib.suppress(Exception):
+        app.close()
+    with contextlib.suppress(Exception):
+        app._backend_cache = None
+        app._local = threading.local()
+
+
+class _Producer:
+    """The producer side of a run: the app pointed at the producer-role URLs, recording publishes."""
+
+    def __init__(self, app: Any, broker_url: str, backend_url: str, settings: Mapping[str, Any],
+                 history_dir: Path, run_id: str) -> None:
+        self.app = app
+        self._overrides = {"broker_url": broker_url, "result_backend": backend_url, **settings}
+        self._saved: dict[str, Any] = {}
+        self._history_dir = history_dir
+        self._run_id = run_id
+        self._inst: Any = None
+
+    def __enter__(self) -> _Producer:
+        from harness.history import install
+
+        conf = self.app.conf
+        self._saved = {k: conf.get(k) for k in self._overrides}
+        _reset_clients(self.app)
+        conf.update(self._overrides)
+        try:
+            self._inst = install(self.app, self._history_dir, self._run_id, process_name="producer")
+        except RuntimeError as exc:
+            raise ConfigError(f"{exc}. Another Run in this process still records this app: run Runs one "
+                              "after the other, each to its end") from exc
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._inst is not None:
+                self._inst.uninstall()
+        finally:
+            _reset_clients(self.app)
+            self.app.conf.update(self._saved)
+
+
+class Run:
+    """One chaos run (see the module docstring for the phases and options).
+
+    Example:
+        result = Run(stack, app="pkg.tasks:app", workload=MyWorkload(), n_per_kind=20,
+                     schedule=Schedule.of(at(2, BrokerOutage("blackhole"), duration_s=5))).execute()
+        print(result.summary())
+    """
+
+    def __init__(self, stack: Any, *, app: Any, workload: Workload, workers: Sequence[WorkerSpec] | None = None,
+                 schedule: Schedule | None = None, expectations: Expectations | Mapping[str, Any] | None = None,
+                 n_per_kind: int = 10, settings: Mapping[str, Any] | None = None,
+                 checkers: Iterable[str] | Mapping[str, Any] | None = None, after_heal: float | None = None,
+                 submit_interval_s: float = 0.0, quiesce_timeout_s: float = 60.0,
+                 fault_timeout_s: float | None = None, run_id: str | None = None,
+                 directory: Path | str | None = None, ready_timeout_s: float = 30.0,
+                 log: Any = None) -> None:
+        if not isinstance(n_per_kind, int) or isinstance(n_per_kind, bool) or n_per_kind < 1:
+            raise ConfigError(f"n_per_kind must be an int >= 1, got {n_per_kind!r}")
+        if schedule is not None and not isinstance(schedule, Schedule):
+            raise ConfigError(f"schedule must be a harness.faults.Schedule (Schedule.of(at(...), when(...))), "
+                              f"got {type(schedule).__name__}")
+        if after_heal is not None and not (0.0 <= after_heal < 1.0):
+            raise ConfigError(f"after_heal is the fraction of units submitted after the heal, in [0, 1); got {after_heal!r}")
+        if expectations is not None and not isinstance(expectations, Expectations | Mapping):
+            raise ConfigError("expectations must be an Expectations or a dict of overrides such as "
+                              f"{{'idempotent_effects': False}}, got {type(expectations).__name__}")
+        for name in ("submit_interval_s", "quiesce_timeout_s", "ready_timeout_s"):
+            val = locals()[name]
+            if not isinstance(val, int | float) or val < 0:
+                raise ConfigError(f"{name} must be a number of seconds >= 0, got {val!r}")
+        missing = [m for m in ("setup", "units", "submit", "effects", "dlq_entries") if not hasattr(workload, m)]
+        if missing:
+            raise ConfigError(f"workload {type(workload).__name__} lacks {missing} of the harness.workload.Workload "
+                              "protocol (setup, units, submit, effects, dlq_entries)")
+        self.stack = stack
+        self.app_ref = app
+        self.workload = workload
+        self.settings = dict(settings or {})
+        self.worker_specs = list(workers) if workers else [WorkerSpec(app=_app_path(app))]
+        self.schedule = schedule or Schedule()
+        self.expectations_in = expectations
+        self.n_per_kind = n_per_kind
+        self.checkers = checkers
+        self.after_heal = (0.25 if self.schedule else 0.0) if after_heal is None else after_heal
+        self.submit_interval_s = float(submit_interval_s)
+        self.quiesce_timeout_s = float(quiesce_timeout_s)
+        self.fault_timeout_s = fault_timeout_s
+        self.ready_timeout_s = float(ready_timeout_s)
+        self.run_id = run_id or f"run-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        self._keep = directory is not None
+        self.directory = Path(directory) if directory is not None else None
+        self._log = log if log is not None else (lambda msg: None)
+        self._executed = False
+        self.notes: list[str] = []
+
+    # ------------------------------------------------------------------ helpers
+    def _say(self, msg: str) -> None:
+        self._log(f"[run {self.run_id}] {msg}")
+
+    def _specs(self) -> list[WorkerSpec]:
+        out = []
+        for s in self.worker_specs:
+            merged = {**self.settings, **s.settings}
+            out.append(dataclasses.replace(s, settings=merged))
+        return out
+
+    def _queues(self, app: Any) -> list[str]:
+        names: list[str] = []
+        for s in self.worker_specs:
+            for q in s.queues or (app.conf.task_default_queue or "celery",):
+                if q not in names:
+                    names.append(q)
+        return names
+
+    def _worker_conf(self, group: WorkerGroup, app: Any) -> dict[str, Any]:
+        """The workers' actual configuration (``inspect conf``); the producer's app conf as fallback."""
+        w = group.get(None)
+        try:
+            with w._control_lock:
+                reply = w._control().control.inspect(destination=[w.hostname], timeout=2.0).conf(with_defaults=True)
+            conf = (reply or {}).get(w.hostname)
+            if isinstance(conf, dict) and conf:
+                return conf
+        except Exception as exc:  # noqa: BLE001 - fall back, and say so
+            self.notes.append(f"could not read the workers' configuration ({exc!r}); expectations use the app's")
+        merged = {k: app.conf.get(k) for k in ("task_acks_late", "task_reject_on_worker_lost")}
+        merged.update({k: v for k, v in self._specs()[0].settings.items()})
+        return merged
+
+    def _expectations(self, conf: Mapping[str, Any], units: list[Unit]) -> Expectations:
+        outcomes = {u.key: u.expected for u in units}
+        kill_kinds = frozenset(k for k in self.schedule.kinds if k in _KILL_LIKE)
+        if isinstance(self.expectations_in, Expectations):
+            exp = self.expectations_in
+            changes: dict[str, Any] = {}
+            if exp.run_id is None:
+                changes["run_id"] = self.run_id
+            if not exp.expected_outcomes:
+                changes["expected_outcomes"] = outcomes
+            if kill_kinds - exp.kill_fault_kinds:
+                changes["kill_fault_kinds"] = exp.kill_fault_kinds | kill_kinds
+            return dataclasses.replace(exp, **changes) if changes else exp
+        derived: dict[str, Any] = {"run_id": self.run_id, "expected_outcomes": outcomes,
+                                   "require_fault_bite": bool(self.schedule), "kill_fault_kinds": kill_kinds}
+        for attr in ("idempotent_effects", "dead_letter_queue"):
+            val = getattr(self.workload, attr, None)
+            if isinstance(val, bool):
+                derived[attr] = val
+        derived.update(dict(self.expectations_in or {}))
+        return Expectations.from_celery_config(conf, **derived)
+
+    # ------------------------------------------------------------------ phases
+    def _submit_all(self, app: Any, units: list[Unit], counts: dict[str, int], stop: threading.Event) -> None:
+        for u in units:
+            if stop.is_set():
+                counts["not_submitted"] = counts.get("not_submitted", 0) + 1
+                continue
+            try:
+                self.workload.submit(app, u)
+                counts["submitted"] = counts.get("submitted", 0) + 1
+            except Exception as exc:  # noqa: BLE001 - a publish failing under a fault is data, not a crash
+                counts["submit_errors"] = counts.get("submit_errors", 0) + 1
+                if counts["submit_errors"] <= 3:
+                    self.notes.append(f"submit of {u.key} raised {type(exc).__name__}: {str(exc)[:200]}")
+            if self.submit_interval_s:
+                stop.wait(self.submit_interval_s)
+
+    def _submit(self, app: Any, units: list[Unit], counts: dict[str, int], timeout: float, what: str) -> None:
+        """Submit in a thread so a publish stuck on a fault cannot hang the run (bounded by `timeout`)."""
+        if not units:
+            return
+        stop = threading.Event()
+        t = threading.Thread(target=self._submit_all, args=(app, units, counts, stop), name=f"chaos-load-{what}",
+                             daemon=True)
+        t.start()
+        t.join(timeout)
+        if t.is_alive():
+            stop.set()
+            t.join(5.0)
+            self.notes.append(f"{what}: submitting {len(units)} units did not finish within {timeout:.0f} s "
+                              "(a publish was stuck on a fault); the rest were not submitted")
+
+    def _queue_depths(self, queues: list[str]) -> dict[str, tuple[int, int]]:
+        """(ready, unacked) per queue; unacked is known on a local RabbitMQ and on Redis, else -1."""
+        urls = self.stack.urls
+        out: dict[str, tuple[int, int]] = {}
+        broker = getattr(self.stack, "broker", None)
+        if urls.broker_kind == "amqp" and broker is not None and hasattr(broker, "ctl"):
+            text = broker.ctl("list_queues", "-q", "--no-table-headers", "name", "messages_ready",
+                              "messages_unacknowledged", timeout=30.0)
+            for line in text.splitlines():
+                parts = line.split()
+                if len(parts) >= 3 and parts[-1].isdigit() and parts[-2].isdigit():
+                    name = " ".join(parts[:-2])
+                    if name in queues:
+                        out[name] = (int(parts[-2]), int(parts[-1]))
+            for q in queues:
+                out.setdefault(q, (0, 0))  # not declared: empty
+            return out
+        from kombu import Connection
+
+        with Connection(urls.broker_url, connect_timeout=3, transport_options={"max_retries": 1}) as conn:
+            ch = conn.default_channel
+            for q in queues:
+                try:
+                    _, ready, _ = ch.queue_declare(queue=q, passive=True)
+                except Exception:  # noqa: BLE001 - a queue never declared holds nothing
+                    ready = 0
+                    ch = conn.channel()
+                unacked = -1
+                client = getattr(ch, "client", None)
+                if client is not None and hasattr(ch, "unacked_key"):
+                    unacked = int(client.hlen(ch.unacked_key))
+                out[q] = (int(ready), unacked)
+        return out
+
+    def _quiesce(self, group: WorkerGroup, queues: list[str]) -> tuple[bool, dict[str, Any]]:
+        deadline = time.monotonic() + self.quiesce_timeout_s
+        last: dict[str, Any] = {}
+        calm = 0
+        for _ in range(100_000):
+            try:
+                depths = self._queue_depths(queues)
+                busy = group.busy(timeout=1.0)
+                last = {"queues": {q: {"ready": r, "unacked": u} for q, (r, u) in depths.items()}, "workers": busy}
+                empty = all(r == 0 and u <= 0 for r, u in depths.values())
+                idle = all(sum(v.values()) == 0 for v in busy.values())
+                if not any(w.is_running() for w in group):
+                    last["note"] = "no worker is running"
+                calm = calm + 1 if (empty and idle) else 0
+                if calm >= 2:
+                    return True, last
+            except Exception as exc:  # noqa: BLE001 - a broker still recovering: keep polling
+                last = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+                calm = 0
+            if time.monotonic() >= deadline:
+                return False, last
+            time.sleep(0.25)
+        return False, last
+
+    def _drain(self, recorder: HistoryRecorder, app: Any, counts: dict[str, int]) -> None:
+        try:
+            effects = self.workload.effects()
+        except Exception as exc:  # noqa: BLE001
+            self.notes.append(f"reading the effect store failed: {type(exc).__name__}: {exc}")
+            effects = {}
+        by_kind: dict[tuple[str, str], dict[str, int]] = {}
+        n_records = 0
+        for key, records in (effects or {}).items():
+            for r in records:
+                n_records += 1
+                per_idem = by_kind.setdefault((r.key or key, r.kind), {})
+                per_idem[r.idempotency_key] = per_idem.get(r.idempotency_key, 0) + 1
+        for (key, kind), per_idem in sorted(by_kind.items()):
+            # count: how many times the store holds the most-repeated effect of this (key, kind);
+            # several idempotency keys of one kind (one per asset...) are distinct effects.
+            recorder.record(F.STORED_EFFECT, OpType.OK, {
+                "key": key, "kind": kind, "count": max(per_idem.values()), "idempotency_keys": len(per_idem),
+                "run_id": self.run_id})
+        counts["stored_effects"] = n_records
+        try:
+            entries = self.workload.dlq_entries(app)
+        except Exception as exc:  # noqa: BLE001
+            self.notes.append(f"reading the dead-letter queue failed: {type(exc).__name__}: {exc}")
+            entries = []
+        counts["dlq_entries"] = len(entries)
+        self._dlq_entries = entries
+
+    def _record_dlq_store(self, recorder: HistoryRecorder, history: History) -> None:
+        # The workers record a dlq op when they dead-letter; the store's copies beyond those are
+        # recorded here (a DLQ holding two messages for one task is a duplicate the workers cannot see).
+        recorded: dict[str, int] = {}
+        for op in history:
+            if op.f == F.DLQ and isinstance(op.value, dict):
+                tid = str(op.value.get("task_id"))
+                recorded[tid] = recorded.get(tid, 0) + 1
+        for e in getattr(self, "_dlq_entries", []):
+            extra = max(0, int(e.copies) - recorded.get(str(e.task_id), 0))
+            for _ in range(extra):
+                recorder.record(F.DLQ, OpType.OK, {"task_id": e.task_id, "key": e.key, "name": e.name,
+                                                    "reason": e.reason, "run_id": e.run_id or self.run_id,
+                                                    "source": "dead-letter queue read after drain"})
+
+    # ------------------------------------------------------------------ the run
+    def execute(self) -> RunResult:
+        """Run every phase and return the result; workers, faults and temp dirs are cleaned up always."""
+        if self._executed:
+            raise ConfigError("this Run was executed already: build a new Run (each run has its own run id)")
+        self._executed = True
+        t_start = time.monotonic()
+        timings: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        applied: list[AppliedFault] = []
+        quiesced = False
+        with ExitStack() as cleanup:
+            if self.directory is None:
+                tmp = Path(tempfile.mkdtemp(prefix=f"chaos-{self.run_id}-"))
+                cleanup.callback(shutil.rmtree, tmp, True)
+                directory = tmp
+            else:
+                directory = self.directory
+                directory.mkdir(parents=True, exist_ok=True)
+            history_dir = directory / "history"
+            history_dir.mkdir(parents=True, exist_ok=True)
+            (directory / "schedule.json").write_text(self.schedule.to_json())
+            recorder = cleanup.enter_context(HistoryRecorder(history_dir, "harness"))
+
+            def phase(name: str, **value: Any) -> None:
+                recorder.record(F.PHASE, OpType.OK, {"phase": name, "run_id": self.run_id, **value})
+                self._say(name)
+
+            urls = self.stack.urls
+            app = _load_app(self.app_ref)
+            group = WorkerGroup(self._specs(), broker_url=urls.url_for(Role.WORKER_BROKER),
+                                backend_url=urls.url_for(Role.WORKER_BACKEND), control_url=urls.broker_url,
+                                history_dir=history_dir, run_id=self.run_id, log_dir=directory / "logs",
+                                ready_timeout=self.ready_timeout_s)
+            # Registered before start: a failed start still reaps what was spawned.
+            cleanup.callback(self._stop_workers, group)
+            nemesis = Nemesis(self.stack, recorder=HistoryRecorder(history_dir, "nemesis"), workers=group)
+            cleanup.callback(self._close_nemesis, nemesis)
+            nemesis.preflight(self.schedule)  # fail before anything runs
+
+            t = time.monotonic()
+            group.start()
+            timings["workers_ready_s"] = round(time.monotonic() - t, 3)
+            producer = cleanup.enter_context(_Producer(app, urls.url_for(Role.PRODUCER_BROKER),
+                                                       urls.url_for(Role.PRODUCER_BACKEND), self.settings,
+                                                       history_dir, self.run_id))
+            conf = self._worker_conf(group, producer.app)
+            self.workload.setup(producer.app)
+            units = validate_units(self.workload, self.workload.units(self.n_per_kind, self.run_id), self.run_id)
+            expectations = self._expectations(conf, units)
+            n_after = int(round(len(units) * self.after_heal))
+            if self.after_heal > 0 and n_after == 0 and len(units) > 1:
+                n_after = 1
+            during, after = units[:len(units) - n_after], units[len(units) - n_after:]
+            counts.update(units=len(units), units_after_heal=len(after))
+
+            # -- load under faults
+            t = t_faults = time.monotonic()
+            phase("load_start", units=len(during))
+            nemesis.start(self.schedule)
+            horizon = self.schedule.horizon_s
+            load_timeout = max(60.0, 2 * horizon + 30.0 + len(during) * (self.submit_interval_s + 0.5))
+            self._submit(producer.app, during, counts, load_timeout, "load")
+            timings["load_s"] = round(time.monotonic() - t, 3)
+            fault_timeout = self.fault_timeout_s if self.fault_timeout_s is not None else horizon + 60.0
+            if not nemesis.wait(max(0.0, fault_timeout - (time.monotonic() - t))):
+                self.notes.append(f"the schedule did not finish within {fault_timeout:.0f} s: stopped early")
+            # -- heal
+            t = time.monotonic()
+            applied = nemesis.stop()
+            phase("heal", faults=[a.id for a in applied])
+            timings["faults_s"] = round(t - t_faults, 3)
+            timings["heal_s"] = round(time.monotonic() - t, 3)
+            unhealed = [a.id for a in applied if a.outcome == "unhealed"]
+            if unhealed:
+                self.notes.append(f"faults {unhealed} could not be healed: verdicts are about a broken system")
+            if after:
+                phase("after_heal", units=len(after))
+                self._submit(producer.app, after, counts, max(60.0, len(after) * (self.submit_interval_s + 0.5)),
+                             "after heal")
+            # -- quiesce
+            t = time.monotonic()
+            quiesced, state = self._quiesce(group, self._queues(producer.app))
+            timings["quiesce_s"] = round(time.monotonic() - t, 3)
+            phase("quiesce", quiesced=quiesced, state=state)
+            if not quiesced:
+                self.notes.append(f"not quiescent after {self.quiesce_timeout_s:.0f} s: {json.dumps(state)[:400]}")
+            # -- drain
+            t = time.monotonic()
+            self._stop_workers(group)
+            self._drain(recorder, producer.app, counts)
+            phase("drain")
+            timings["drain_s"] = round(time.monotonic() - t, 3)
+            # -- check
+            t = time.monotonic()
+            history = read_history(history_dir)
+            self._record_dlq_store(recorder, history)
+            phase("check")
+            history = read_history(history_dir)
+            verdicts = check_all(history, expectations, self.checkers)
+            timings["check_s"] = round(time.monotonic() - t, 3)
+            counts.update(ops=len(history), skipped_lines=len(history.skipped),
+                          faults_bit=sum(1 for a in applied if a.bit))
+            timings["total_s"] = round(time.monotonic() - t_start, 3)
+            (directory / "result.json").write_text(json.dumps({"run_id": self.run_id}))
+            result = RunResult(
+                run_id=self.run_id, valid=overall(verdicts), verdicts=verdicts, schedule=self.schedule,
+                schedule_as_run=tuple(applied), expectations=expectations, timings=timings, counts=counts,
+                quiesced=quiesced, history_path=str(history_dir) if self._keep else None,
+                notes=tuple(self.notes), history=history)
+            if self._keep:
+                (directory / "result.json").write_text(result.to_json())
+        return result
+
+    def _stop_workers(self, group: WorkerGroup) -> None:
+        try:
+            group.stop(timeout=15.0)
+        except Exception as exc:  # noqa: BLE001 - reaped anyway; say why it was not clean
+            print(f"[run {self.run_id}] stopping workers: {exc!r}", file=sys.stderr)
+
+    def _close_nemesis(self, nemesis: Nemesis) -> None:
+        try:
+            nemesis.stop()
+        finally:
+            if nemesis.recorder is not None:
+                nemesis.recorder.close()
+
