@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -86,6 +87,8 @@ def test_bad_config_is_logged_not_fatal(tmp_path: Path) -> None:
         assert client.proxies() == {}
     finally:
         proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
         out = reap(proc)
     assert b"missing required field: name at proxy 1" in out
 
@@ -202,3 +205,32 @@ def test_client_rejects_bad_configuration() -> None:
         ToxiproxyClient("http://127.0.0.1:1", timeout=0)
     with pytest.raises(ConfigError, match="cannot be addressed"):
         ToxiproxyClient("http://127.0.0.1:1").get_proxy("a/b")
+
+
+def test_server_needs_only_the_standard_library(tmp_path: Path) -> None:
+    """Copy just the package into an empty dir and run it with `python -S` (no site-packages)."""
+    import shutil
+
+    src = Path(__file__).resolve().parents[2] / "harness"
+    (tmp_path / "harness").mkdir()
+    shutil.copy(src / "__init__.py", tmp_path / "harness" / "__init__.py")
+    shutil.copytree(src / "toxiproxy", tmp_path / "harness" / "toxiproxy",
+                    ignore=shutil.ignore_patterns("client.py", "process.py", "__pycache__"))
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-S", "-m", "harness.toxiproxy", "-host", "127.0.0.1", "-port",
+                             str(port)], cwd=tmp_path, env={"PATH": os.environ.get("PATH", "")},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        client = ToxiproxyClient(f"http://127.0.0.1:{port}")
+        client.wait_ready(15)
+        with EchoServer() as echo:
+            p = client.create_proxy("stdlib", echo.addr)
+            with socket.create_connection(("127.0.0.1", p.listen_port), timeout=5) as s:
+                s.sendall(b"std")
+                assert s.recv(3) == b"std"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+        out = reap(proc)
+    assert proc.returncode == 0, out[-2000:]
