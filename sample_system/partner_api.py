@@ -50,6 +50,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import deque
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -485,6 +486,21 @@ class PartnerAPI(PartnerControl):
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def partner_behind_proxy(stack: Any, name: str = "partner_api") -> Iterator[tuple[PartnerAPI, str]]:
+    """Start the partner API and route it through `stack`'s fault proxy; yield (api, proxied URL).
+
+    Workers get the proxied URL (``Settings(partner_url=url)``), so a fault on proxy `name`
+    cuts or slows the partner; the harness drives the knobs on ``api`` directly.
+
+    >>> with partner_behind_proxy(stack) as (api, url):     # doctest: +SKIP
+    ...     settings = Settings(partner_url=url)
+    """
+    with PartnerAPI() as api:
+        endpoint = stack.add_proxy(name, f"127.0.0.1:{api.port}")
+        yield api, endpoint.url
 
 
 if __name__ == "__main__":

@@ -13,15 +13,14 @@ from typing import Any
 import pytest
 from sample_testkit import Partner
 
-from sample_system.partner_api import PartnerAPI, PartnerControl
+from sample_system.partner_api import PartnerControl, partner_behind_proxy
 
 
 @pytest.fixture(scope="session")
 def partner(chaos_stack: Any) -> Iterator[Partner]:
     """The partner API subprocess, routed through its own proxy of the session stack."""
-    with PartnerAPI() as api:
-        ep = chaos_stack.add_proxy(f"sample-partner-{uuid.uuid4().hex[:6]}", f"127.0.0.1:{api.port}")
-        yield Partner(control=api, url=ep.url, direct_url=api.url)
+    with partner_behind_proxy(chaos_stack, f"sample-partner-{uuid.uuid4().hex[:6]}") as (api, url):
+        yield Partner(control=api, url=url, direct_url=api.url)
 
 
 @pytest.fixture()

@@ -133,3 +133,22 @@ def test_redis_broker_completes_orders_and_keeps_dead_letters_in_a_hash(
         entry = _entry(workload, app, poison.key)
         assert (entry.task_id, entry.copies, entry.attempts) == (root, 1, 1)
         assert entry.exception.startswith("OrderValidationError")
+
+
+def test_setup_recreates_a_queue_declared_with_other_arguments(
+        chaos_stack: Any, partner: Partner, tmp_path: Path) -> None:
+    from kombu import Exchange, Queue
+
+    settings = stack_settings(chaos_stack, partner, tmp_path)
+    app = make_app(settings)
+    try:
+        with app.connection_for_write() as conn, conn.channel() as ch:
+            ch.queue_delete("events")
+            Queue("events", Exchange("events", "direct"), routing_key="events",
+                  queue_arguments={"x-max-priority": 5})(ch).declare()
+        SampleWorkload(settings).setup(app)
+        with app.connection_for_write() as conn, conn.channel() as ch:
+            # Declaring with the sample system's own arguments now succeeds (it would raise otherwise).
+            next(q for q in app.conf.task_queues if q.name == "events")(ch).declare()
+    finally:
+        app.close()
