@@ -1,0 +1,238 @@
+"""A Locust user that publishes Celery work: the reusable base class for your own locustfiles.
+
+Responsibility: `CeleryUser` builds one producer app per Locust process (from `LoadTarget`, read
+from the environment when the first user starts), records its publishes into the run's history
+when ``CHAOS_HISTORY_DIR`` is set, submits workload units at a paced per-user rate, and reports
+each submit's *publish* latency through Locust's request events (request type ``publish``, name =
+the unit's kind). It never waits for task results: completion latency is measured from the
+history, and the offered load does not depend on how fast workers drain it.
+
+Importing this module imports Locust, which monkey-patches the standard library for gevent:
+import it only from a locustfile (Locust's CLI or `harness.load.runner` run it in a subprocess),
+never from pytest or harness code.
+
+A subclass says how to build the app and (optionally) the workload::
+
+    from harness.load.user import CeleryUser
+
+    class InvoiceUser(CeleryUser):
+        def create_app(self, target):
+            return make_billing_app(broker_url=target.broker_url, backend_url=target.backend_url)
+
+        def create_workload(self, app, target):
+            return InvoiceWorkload()            # a harness.workload.Workload
+
+Without a workload, write your own tasks and time them with `timed`::
+
+        @task
+        def send_invoice(self):
+            self.timed("send_invoice", lambda: self.app.send_task("billing.send_invoice", kwargs={...}))
+
+Each submit is bounded by ``CHAOS_LOAD_PUBLISH_TIMEOUT`` seconds; a submit that overruns it
+counts as a failed request and closes this process's producer connections, because a late
+publisher confirm would otherwise be taken for the confirm of the next message on that channel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import gevent
+from locust import User, events, task
+
+from harness.errors import ConfigError
+from harness.load.target import LoadTarget
+from harness.load.units import UnitLedger, UnitSource
+from harness.workload import Unit, Workload
+
+__all__ = ["CeleryUser", "LoadContext", "PublishTimeout"]
+
+log = logging.getLogger("harness.load")
+T = TypeVar("T")
+_REGISTRY_ATTR = "_celery_chaos_load_contexts"
+
+
+@events.init.add_listener
+def _refresh_loop_clock(**_: Any) -> None:
+    # gevent's loop caches "now"; a locustfile whose imports (Celery, the app) take seconds leaves it
+    # stale, and Locust's --run-time timer, scheduled right after this event, would fire that much early.
+    gevent.get_hub().loop.update_now()
+
+
+class PublishTimeout(Exception):
+    """A submit took longer than the target's publish timeout (its outcome is unknown)."""
+
+
+class LoadContext:
+    """What the users of one class share in one Locust process: the app, workload, unit source, ledger.
+
+    Created by the first user that starts; closed when Locust quits (after every user stopped).
+    """
+
+    def __init__(self, target: LoadTarget, app: Any, workload: Workload | None) -> None:
+        self.target = target
+        self.app = app
+        self.workload = workload
+        self.units: UnitSource | None = (
+            UnitSource(workload, target.run_id, kinds=target.kinds) if workload is not None else None)
+        units_path = target.units_path
+        self.ledger: UnitLedger | None = UnitLedger(units_path) if (units_path and workload is not None) else None
+        self.installation: Any = None
+        if target.history_dir:
+            from harness.history import install
+
+            self.installation = install(app, target.history_dir, target.run_id, process_name="load")
+        self._closed = False
+
+    def reset_connections(self) -> None:
+        """Close every producer connection of this process (in use or idle); the next publish reconnects."""
+        try:
+            self.app.producer_pool.connections.force_close_all(close_pool=False)
+        except Exception as exc:  # noqa: BLE001 - a reset is best effort; the next publish reconnects anyway
+            log.warning("could not reset the producer connections: %r", exc)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.ledger is not None:
+            self.ledger.close()
+        if self.installation is not None:
+            with contextlib.suppress(Exception):
+                self.installation.uninstall()
+        with contextlib.suppress(Exception):
+            self.app.close()
+
+
+class CeleryUser(User):
+    """Publishes Celery work through a producer app; subclass it (see the module docstring).
+
+    Pacing: ``CHAOS_LOAD_USER_RATE`` submits per second per user (0: back to back). A submit
+    slower than the period starts the next one at once, without catching up on missed ones.
+
+    Example (a locustfile)::
+
+        class SampleUser(CeleryUser):
+            def create_app(self, target):
+                return make_app(Settings.from_env(broker_url=target.broker_url))
+            def create_workload(self, app, target):
+                return SampleWorkload(app.sample_settings, kinds=target.kinds or KINDS)
+    """
+
+    abstract = True
+
+    # ------------------------------------------------------------------ hooks for subclasses
+    def create_app(self, target: LoadTarget) -> Any:
+        """Return the producer's Celery app, configured with ``target.broker_url`` (and backend)."""
+        raise ConfigError(
+            f"{type(self).__name__} must override create_app(self, target) and return a Celery app that "
+            "publishes to target.broker_url, e.g. `return make_app(Settings(broker_url=target.broker_url))`"
+        )
+
+    def create_workload(self, app: Any, target: LoadTarget) -> Workload | None:
+        """Return the `harness.workload.Workload` to submit units of (None: only your own tasks publish)."""
+        return None
+
+    def prepare(self, app: Any) -> None:
+        """Once per process before the first publish: declare the app's queues (never purge them).
+
+        A message published to a direct exchange with no bound queue is dropped by the broker
+        *and confirmed*, so an undeclared queue would lose the load silently.
+        """
+        queues = list(app.conf.task_queues or ())
+        if not queues:
+            return
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=3, timeout=10)
+            with conn.channel() as channel:
+                for queue in queues:
+                    queue(channel).declare()
+
+    # ------------------------------------------------------------------ Locust lifecycle
+    def on_start(self) -> None:
+        self.context = self._shared_context()
+        self._period = 1.0 / self.context.target.user_rate if self.context.target.user_rate > 0 else 0.0
+        self._task_started = time.monotonic()
+
+    def wait_time(self) -> float:
+        if not self._period:
+            return 0.0
+        return max(0.0, self._period - (time.monotonic() - self._task_started))
+
+    @property
+    def app(self) -> Any:
+        return self.context.app
+
+    @task
+    def submit_next_unit(self) -> None:
+        """Submit the next workload unit (the default task; override or add tasks for your own publishes)."""
+        self._task_started = time.monotonic()
+        if self.context.units is None:
+            raise ConfigError(
+                f"{type(self).__name__} has no workload: override create_workload(self, app, target), or "
+                "replace this task with your own @task methods that publish through self.timed(...)"
+            )
+        self.submit_unit(self.context.units.next())
+
+    # ------------------------------------------------------------------ publishing
+    def submit_unit(self, unit: Unit) -> str | None:
+        """Write `unit` to the ledger, submit it through the workload, report the publish latency."""
+        ctx = self.context
+        assert ctx.workload is not None
+        if ctx.ledger is not None:
+            ctx.ledger.write(unit)
+        return self.timed(unit.kind, lambda: ctx.workload.submit(ctx.app, unit),  # type: ignore[union-attr]
+                          context={"key": unit.key})
+
+    def timed(self, name: str, publish: Callable[[], T], *, context: dict[str, Any] | None = None,
+              request_type: str = "publish") -> T | None:
+        """Run `publish`, bounded by the publish timeout, and fire one Locust request event for it.
+
+        Returns what `publish` returned, or None when it raised or timed out (the failure is in
+        Locust's statistics and, with a history, in the history as publish fail/info).
+        """
+        timeout_s = self.context.target.publish_timeout_s
+        exc: BaseException | None = None
+        result: T | None = None
+        started = time.perf_counter()
+        timer = gevent.Timeout(timeout_s)
+        timer.start()
+        try:
+            result = publish()
+        except gevent.Timeout as t:
+            if t is not timer:
+                raise
+            exc = PublishTimeout(f"{name}: no publisher confirm within {timeout_s:g} s "
+                                 f"(CHAOS_LOAD_PUBLISH_TIMEOUT); the outcome is unknown")
+            self.context.reset_connections()
+        except Exception as e:  # noqa: BLE001 - every failed publish is a failed request, not a crash
+            exc = e
+        finally:
+            timer.close()
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        self.environment.events.request.fire(request_type=request_type, name=name, response_time=elapsed_ms,
+                                             response_length=0, exception=exc, context=context or {})
+        return result
+
+    # ------------------------------------------------------------------ per-process sharing
+    def _shared_context(self) -> LoadContext:
+        env = self.environment
+        registry = env.__dict__.get(_REGISTRY_ATTR)
+        if registry is None:
+            registry = {"lock": threading.Lock(), "contexts": {}}
+            env.__dict__[_REGISTRY_ATTR] = registry
+        with registry["lock"]:  # a gevent lock: Locust patched threading before this module ran
+            ctx = registry["contexts"].get(type(self))
+            if ctx is None:
+                target = LoadTarget.from_env()
+                app = self.create_app(target)
+                self.prepare(app)
+                ctx = LoadContext(target, app, self.create_workload(app, target))
+                registry["contexts"][type(self)] = ctx
+                env.events.quit.add_listener(lambda **_: ctx.close())
+            return ctx
