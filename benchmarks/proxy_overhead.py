@@ -505,7 +505,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--tasks, --rounds and --bulk-mib must be >= 1")
     raise_fd_limit()
     bulk_total = args.bulk_mib * (1 << 20)
-    result: dict[str, Any] = {"benchmark": "proxy_overhead", "cpus": os.cpu_count()}
+    result: dict[str, Any] = {"benchmark": "proxy_overhead", "cpus": os.cpu_count(),
+                              "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
 
     with real_toxiproxy(args.real_url) as real, upstreams() as ports:
         log("raw TCP: direct")
@@ -540,6 +541,7 @@ def main(argv: list[str] | None = None) -> int:
                 targets["celery builtin >= real"] = celery["builtin_ratio"] >= celery["real_ratio"]
         result["real_toxiproxy"] = "measured" if real is not None else "not available (no toxiproxy-server on PATH)"
         result["targets_met"] = targets
+        result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result, indent=2))
     return 0
 

@@ -300,8 +300,8 @@ class HttpProtocol(asyncio.Protocol):
         self.closing = True
         if self._timer is not None:
             self._timer.cancel()
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
+        # A running handler is left to finish (as Go does): cancelling it half-way through, say, a
+        # populate could leave proxies half-started. Its answer is simply not written.
 
     def _arm(self, seconds: float) -> None:
         if self._timer is not None:
