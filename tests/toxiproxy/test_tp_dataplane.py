@@ -441,3 +441,16 @@ def test_backpressure_bounds_buffering(client: ToxiproxyClient) -> None:
                     up.sock.sendall(chunk)
                     sent += len(chunk)
             assert sent < 64 * 1024 * 1024  # kernel buffers + a bounded proxy buffer
+
+
+def test_toxicity_is_rolled_per_connection(client: ToxiproxyClient, echo: EchoServer) -> None:
+    p = proxy_for(client, echo)
+    client.add_toxic("p", "latency", toxicity=0.5, attributes={"latency": 150})
+    slow = fast = 0
+    for _ in range(16):  # P(all 16 rolls agree) = 2 ** -15
+        with connect(p.listen_port) as s:
+            if rtt(s) >= 0.14:
+                slow += 1
+            else:
+                fast += 1
+    assert slow > 0 and fast > 0, (slow, fast)
