@@ -76,7 +76,8 @@ def register(app: Celery) -> None:
         findings = [f for r in results for f in r["findings"]]
         critical = findings.count("critical")
         report = {"assets": len(assets), "findings": len(findings), "critical": critical}
-        self.apply_effects(self.effect(key, "scan.report", **report))
+        self.apply_effects(self.effect(key, "scan.report", assets=len(assets), findings=len(findings),
+                                       critical=critical))
         if critical:
             self.app.send_task("notifications.page_oncall", kwargs={"report": report, "key": key},
                                task_id=str(uuid.uuid5(_IDS, f"page:{key}")), headers=self.unit_headers(key))

@@ -277,9 +277,10 @@ def test_rate_limit_holds_per_worker(env: Env, partner_control: PartnerControl) 
     times = sorted(c["mono_ns"] / 1e9 for c in partner_control.log()
                    if (c["idempotency_key"] or "").startswith(f"notification:{key}:"))
     assert len(times) == len(channels)
-    # A token bucket of capacity 1 at 5/s: any 6 consecutive calls span >= 1 s (small slack for dispatch jitter).
+    # A token bucket of capacity 1 at 5/s: any 6 consecutive calls span >= 1 s nominally (slack for
+    # dispatch jitter on a loaded machine; without the limit they span a few milliseconds).
     window = min(b - a for a, b in zip(times, times[RATE_PER_S:], strict=False))
-    assert window >= 0.8, f"{RATE_PER_S + 1} calls within {window:.2f}s: the {RATE_PER_S}/s rate limit did not hold"
+    assert window >= 0.7, f"{RATE_PER_S + 1} calls within {window:.2f}s: the {RATE_PER_S}/s rate limit did not hold"
     assert times[-1] - times[0] >= (len(times) - 2) / RATE_PER_S * 0.9
 
 
