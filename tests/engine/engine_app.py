@@ -103,8 +103,10 @@ class EngineWorkload:
 
     kinds = ("slow", "quick")
 
-    def __init__(self, store: Path, *, seconds: float = 1.5, kinds: tuple[str, ...] = ("slow",)) -> None:
+    def __init__(self, store: Path, *, seconds: float = 1.5, kinds: tuple[str, ...] = ("slow",),
+                 queue: str = QUEUE) -> None:
         self.store = Path(store)
+        self.queue = queue
         self.seconds = seconds
         self.kinds_used = kinds
 
@@ -124,9 +126,10 @@ class EngineWorkload:
 
     def submit(self, app: Any, unit: Unit) -> str:
         if unit.kind == "slow":
-            r = app.send_task("engine.slow", kwargs={"key": unit.key, "seconds": self.seconds}, queue=QUEUE)
+            r = app.send_task("engine.slow", kwargs={"key": unit.key, "seconds": self.seconds},
+                              queue=self.queue)
         else:
-            r = app.send_task("engine.quick", kwargs={"key": unit.key}, queue=QUEUE)
+            r = app.send_task("engine.quick", kwargs={"key": unit.key}, queue=self.queue)
         return str(r.id)
 
     def effects(self) -> dict[str, list[EffectRecord]]:
