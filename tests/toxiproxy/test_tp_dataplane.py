@@ -454,3 +454,49 @@ def test_toxicity_is_rolled_per_connection(client: ToxiproxyClient, echo: EchoSe
             else:
                 fast += 1
     assert slow > 0 and fast > 0, (slow, fast)
+
+
+def test_closed_connections_release_their_sockets(client: ToxiproxyClient, echo: EchoServer, tp_process) -> None:
+    psutil = pytest.importorskip("psutil")
+    server = psutil.Process(tp_process.proc.pid)
+    p = proxy_for(client, echo)
+    client.add_toxic("p", "latency", stream="upstream", attributes={"latency": 1})  # half the links piped
+    baseline = server.num_fds()
+    socks = [connect(p.listen_port) for _ in range(200)]
+    for s in socks:
+        s.sendall(b"x")
+    for s in socks:
+        recv_exactly(s, 1)
+    assert server.num_fds() >= baseline + 300
+    for i, s in enumerate(socks):
+        if i % 2:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST
+        s.close()
+    deadline = time.monotonic() + 10
+    while server.num_fds() > baseline + 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.num_fds() <= baseline + 2
+
+
+def test_disable_releases_every_socket(client: ToxiproxyClient, echo: EchoServer, tp_process) -> None:
+    psutil = pytest.importorskip("psutil")
+    server = psutil.Process(tp_process.proc.pid)
+    baseline = server.num_fds()
+    p = proxy_for(client, echo)
+    client.add_toxic("p", "bandwidth", attributes={"rate": 0})  # data held inside the pipeline
+    socks = [connect(p.listen_port) for _ in range(50)]
+    try:
+        for s in socks:
+            s.sendall(b"held")
+        deadline = time.monotonic() + 5
+        while len(echo.all) < 50 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        client.update_proxy("p", enabled=False)
+        deadline = time.monotonic() + 10
+        while server.num_fds() > baseline and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.num_fds() <= baseline
+        assert all(read_until_close(s, 3)[1] in ("eof", "reset") for s in socks)
+    finally:
+        for s in socks:
+            s.close()
