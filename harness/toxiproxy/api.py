@@ -35,7 +35,6 @@ from ._gojson import (
 )
 from ._http import Request, Response
 from .proxy import (
-    PROXY_EXISTS,
     TOXIC_EXISTS,
     TOXIC_NOT_FOUND,
     AlreadyStarted,
@@ -383,4 +382,4 @@ def _decode_attributes(value: Obj, kind: ToxicKind) -> dict[str, int]:
     return out
 
 
-__all__ = ["VERSION", "ToxiproxyApi", "PROXY_EXISTS"]
+__all__ = ["VERSION", "ToxiproxyApi"]
