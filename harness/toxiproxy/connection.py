@@ -13,8 +13,9 @@ Semantics kept from Toxiproxy: no half-close (EOF on one side closes both after 
 upstream dial failure closes the client (EOF, not refused), SO_LINGER=0 on both sockets when a
 reset_peer toxic exists at connect time, removing a timeout toxic closes the connection.
 
-Example (what the proxy does for each accepted client):
-    conn = Connection(proxy_ops, client_side, loop, rng); await conn.dial("127.0.0.1", 6379)
+Example (what a proxy's listener does; `proxy` implements ConnectionOwner):
+    server = await loop.create_server(lambda: ClientSide(proxy, rng), sock=listening_socket)
+    # each accepted client: Connection(...) -> dial proxy.upstream -> two links, FAST when no toxic
 """
 
 from __future__ import annotations
