@@ -350,37 +350,52 @@ class Run:
                               "(a publish was stuck on a fault); the rest were not submitted")
 
     def _queue_depths(self, queues: list[str]) -> dict[str, tuple[int, int]]:
-        """(ready, unacked) per queue; unacked is known on a local RabbitMQ and on Redis, else -1."""
-        urls = self.stack.urls
-        out: dict[str, tuple[int, int]] = {}
-        broker = getattr(self.stack, "broker", None)
-        if urls.broker_kind == "amqp" and broker is not None and hasattr(broker, "ctl"):
-            text = broker.ctl("list_queues", "-q", "--no-table-headers", "name", "messages_ready",
-                              "messages_unacknowledged", timeout=30.0)
-            for line in text.splitlines():
-                parts = line.split()
-                if len(parts) >= 3 and parts[-1].isdigit() and parts[-2].isdigit():
-                    name = " ".join(parts[:-2])
-                    if name in queues:
-                        out[name] = (int(parts[-2]), int(parts[-1]))
-            for q in queues:
-                out.setdefault(q, (0, 0))  # not declared: empty
-            return out
+        """(ready, unacked) per queue through the direct broker URL; unacked is -1 when the
+        transport cannot tell (AMQP: see `_unacked_exact`)."""
         from kombu import Connection
 
+        urls = self.stack.urls
+        out: dict[str, tuple[int, int]] = {}
         with Connection(urls.broker_url, connect_timeout=3, transport_options={"max_retries": 1}) as conn:
-            ch = conn.default_channel
-            for q in queues:
-                try:
-                    _, ready, _ = ch.queue_declare(queue=q, passive=True)
-                except Exception:  # noqa: BLE001 - a queue never declared holds nothing
-                    ready = 0
-                    ch = conn.channel()
-                unacked = -1
-                client = getattr(ch, "client", None)
-                if client is not None and hasattr(ch, "unacked_key"):
-                    unacked = int(client.hlen(ch.unacked_key))
-                out[q] = (int(ready), unacked)
+            ch = conn.channel()
+            try:
+                for q in queues:
+                    try:
+                        _, ready, _ = ch.queue_declare(queue=q, passive=True)
+                    except Exception:  # noqa: BLE001 - a queue never declared holds nothing
+                        ready = 0
+                        with contextlib.suppress(Exception):
+                            ch.close()
+                        ch = conn.channel()
+                    unacked = -1
+                    client = getattr(ch, "client", None)
+                    if client is not None and hasattr(ch, "unacked_key"):  # Redis transport
+                        unacked = int(client.hlen(ch.unacked_key))
+                    out[q] = (int(ready), unacked)
+            finally:
+                with contextlib.suppress(Exception):
+                    ch.close()
+        return out
+
+    def _unacked_exact(self, queues: list[str]) -> dict[str, tuple[int, int]] | None:
+        """(ready, unacked) from ``rabbitmqctl list_queues`` on a local RabbitMQ (None elsewhere).
+
+        It costs seconds (an Erlang VM per call), so quiesce asks it once, to confirm.
+        """
+        broker = getattr(self.stack, "broker", None)
+        if self.stack.urls.broker_kind != "amqp" or broker is None or not hasattr(broker, "ctl"):
+            return None
+        text = broker.ctl("list_queues", "-q", "--no-table-headers", "name", "messages_ready",
+                          "messages_unacknowledged", timeout=30.0)
+        out: dict[str, tuple[int, int]] = {}
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[-1].isdigit() and parts[-2].isdigit():
+                name = " ".join(parts[:-2])
+                if name in queues:
+                    out[name] = (int(parts[-2]), int(parts[-1]))
+        for q in queues:
+            out.setdefault(q, (0, 0))  # not declared: empty
         return out
 
     def _quiesce(self, group: WorkerGroup, queues: list[str]) -> tuple[bool, dict[str, Any]]:
@@ -398,13 +413,19 @@ class Run:
                     last["note"] = "no worker is running"
                 calm = calm + 1 if (empty and idle) else 0
                 if calm >= 2:
-                    return True, last
+                    # Calm twice by the cheap probes: confirm the unacked counts once (seconds).
+                    exact = self._unacked_exact(queues)
+                    if exact is not None:
+                        last["queues"] = {q: {"ready": r, "unacked": u} for q, (r, u) in exact.items()}
+                    if exact is None or all(r == 0 and u == 0 for r, u in exact.values()):
+                        return True, last
+                    calm = 0
             except Exception as exc:  # noqa: BLE001 - a broker still recovering: keep polling
                 last = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
                 calm = 0
             if time.monotonic() >= deadline:
                 return False, last
-            time.sleep(0.25)
+            time.sleep(0.2)
         return False, last
 
     def _drain(self, recorder: HistoryRecorder, app: Any, counts: dict[str, int]) -> None:

@@ -88,7 +88,8 @@ class HistoryTail:
     def _track(self, op: dict[str, Any]) -> None:
         if op.get("f") != "execute":
             return
-        v = op.get("value") if isinstance(op.get("value"), dict) else {}
+        raw = op.get("value")
+        v: dict[str, Any] = raw if isinstance(raw, dict) else {}
         tid = v.get("task_id")
         if tid is None:
             return

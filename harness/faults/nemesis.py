@@ -47,6 +47,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import threading
@@ -79,7 +80,7 @@ from harness.faults.kinds import (
     WarmShutdown,
     role_proxies,
 )
-from harness.faults.schedule import Schedule, ScheduledFault
+from harness.faults.schedule import Schedule, ScheduledFault, Trigger
 from harness.history.ops import F, OpType
 from harness.history.recorder import HistoryRecorder
 
@@ -137,6 +138,18 @@ class _Active:
     heal_at: float
     effect: dict[str, Any] = field(default_factory=dict)
     undo: list[tuple[str, Callable[[], dict[str, Any] | None]]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Waiting:
+    sf: ScheduledFault
+    trigger: Trigger
+    seen: int = 0
+
+
+def _value(op: dict[str, Any]) -> dict[str, Any]:
+    v = op.get("value")
+    return v if isinstance(v, dict) else {}
 
 
 def _planned(sf: ScheduledFault) -> str:
@@ -299,7 +312,7 @@ class Nemesis:
     def _disable(self, act: _Active, proxies: list[str]) -> dict[str, Any]:
         tp = self._toxiproxy
         for p in proxies:
-            act.undo.append((f"enable proxy {p}", lambda p=p: self._enable(p)))
+            act.undo.append((f"enable proxy {p}", functools.partial(self._enable, p)))
             tp.update_proxy(p, enabled=False)
         return {"proxies": proxies, "action": "disabled (connections closed, new ones refused)"}
 
@@ -314,7 +327,7 @@ class Nemesis:
         for p in proxies:
             for stream in _STREAMS[direction]:
                 name = f"{act.sf.id}-{type_}-{stream}"
-                act.undo.append((f"remove toxic {name} from {p}", lambda p=p, name=name: self._remove_toxic(p, name)))
+                act.undo.append((f"remove toxic {name} from {p}", functools.partial(self._remove_toxic, p, name)))
                 tp.add_toxic(p, type_, stream=stream, name=name, attributes=attributes)
                 added.append(f"{p}/{name}")
         return {"proxies": proxies, "toxics": added, "type": type_, "attributes": dict(attributes),
@@ -379,7 +392,7 @@ class Nemesis:
         candidates = list(group) if f.worker in (None, "*") else group.select(f.worker)
         target: tuple[Any, int, Any, Any] | None = None
         if event is not None:
-            v = event.get("value") if isinstance(event.get("value"), dict) else {}
+            v = _value(event)
             pid = v.get("pid")
             if isinstance(pid, int):
                 owner = group.owner_of(pid)
@@ -439,7 +452,7 @@ class Nemesis:
         out: dict[str, Any] = {"hostnames": [w.hostname for w in targets], "scope": "worker"}
         if f.restart:
             for w in targets:
-                act.undo.append((f"start worker {w.hostname} again", lambda w=w: self._restart_worker(w)))
+                act.undo.append((f"start worker {w.hostname} again", functools.partial(self._restart_worker, w)))
         if isinstance(f, KillWorker):
             killed: list[int] = []
             for w in targets:
@@ -543,7 +556,7 @@ class Nemesis:
             base = {"fault_id": sf.id, "kind": sf.fault.kind}
             invoke = {**base, "fault": sf.fault.to_dict(), "planned": _planned(sf)}
             if event is not None:
-                ev = event.get("value") if isinstance(event.get("value"), dict) else {}
+                ev = _value(event)
                 invoke["event"] = {"f": event.get("f"), "process": event.get("process"),
                                    "task_id": ev.get("task_id"), "name": ev.get("name")}
             self._record(F.FAULT_START, OpType.INVOKE, invoke)
@@ -673,8 +686,9 @@ class Nemesis:
         with self._lock:
             self._t0 = t0
         limit = t0 + (max_s if max_s is not None else schedule.horizon_s + 60.0)
+        ours = {sf.id for sf in schedule}
         timed = sorted((sf for sf in schedule if sf.at_s is not None), key=lambda sf: sf.at_s or 0.0)
-        waiting = [[sf, 0] for sf in schedule if sf.trigger is not None]
+        waiting = [_Waiting(sf, sf.trigger) for sf in schedule if sf.trigger is not None]
         fired: list[tuple[float, ScheduledFault, dict[str, Any]]] = []
         if waiting and self.history_dir is not None:
             self._tail = self._tail or HistoryTail(self.history_dir)
@@ -682,32 +696,30 @@ class Nemesis:
             for _ in range(100_000_000):  # bounded by `limit` in practice
                 now = time.monotonic()
                 for fid, act in list(self._active.items()):
-                    if act.heal_at <= now and act.sf.id in {sf.id for sf in schedule}:
+                    if fid in ours and act.heal_at <= now:
                         self.heal(fid)
                 if waiting and self._tail is not None:
                     for op in self._tail.poll():
-                        for entry in list(waiting):
-                            sf, n = entry
-                            if sf.trigger.matches(op):  # type: ignore[union-attr]
-                                entry[1] = n = n + 1
-                                if n >= sf.trigger.nth:  # type: ignore[union-attr]
-                                    waiting.remove(entry)
-                                    fired.append((time.monotonic() + sf.trigger.delay_s, sf, op))  # type: ignore[union-attr]
+                        for w in list(waiting):
+                            if w.trigger.matches(op):
+                                w.seen += 1
+                                if w.seen >= w.trigger.nth:
+                                    waiting.remove(w)
+                                    fired.append((time.monotonic() + w.trigger.delay_s, w.sf, op))
                 while timed and t0 + (timed[0].at_s or 0.0) <= now:
                     self._apply_quietly(timed.pop(0), None)
                 for item in [x for x in fired if x[0] <= now]:
                     fired.remove(item)
                     self._apply_quietly(item[1], item[2])
-                for entry in list(waiting):
-                    sf = entry[0]
-                    if now - t0 > sf.trigger.timeout_s:  # type: ignore[union-attr]
-                        waiting.remove(entry)
-                        self._never_bit(sf, f"trigger {sf.trigger.describe()} did not fire within "  # type: ignore[union-attr]
-                                            f"{sf.trigger.timeout_s:g} s")  # type: ignore[union-attr]
-                if not (timed or waiting or fired or self._active):
+                for w in list(waiting):
+                    if now - t0 > w.trigger.timeout_s:
+                        waiting.remove(w)
+                        self._never_bit(w.sf, f"trigger {w.trigger.describe()} did not fire within "
+                                              f"{w.trigger.timeout_s:g} s")
+                if not (timed or waiting or fired or ours & set(self._active)):
                     break
                 if stop.is_set() or now >= limit:
-                    for sf in [*timed, *(e[0] for e in waiting), *(x[1] for x in fired)]:
+                    for sf in [*timed, *(w.sf for w in waiting), *(x[1] for x in fired)]:
                         self._never_bit(sf, "the run stopped before this fault was due", "interrupted")
                     break
                 stop.wait(self.poll_s)
