@@ -124,7 +124,7 @@ def queue_depths(broker_url: str, queues: Sequence[str], *, timeout_s: float = 5
     Example: ``queue_depths(stack.urls.broker_url, ["orders", "payments"])`` -> ``{"orders": 12, "payments": 0}``.
     """
     from kombu import Connection
-    from kombu.exceptions import OperationalError
+    from kombu.exceptions import ChannelError, OperationalError
 
     out: dict[str, int | None] = {}
     with Connection(broker_url, connect_timeout=timeout_s, transport_options={"socket_timeout": timeout_s}) as conn:
@@ -134,7 +134,7 @@ def queue_depths(broker_url: str, queues: Sequence[str], *, timeout_s: float = 5
             try:
                 ok = channel.queue_declare(queue=name, passive=True)
                 out[name] = int(ok.message_count)
-            except (OperationalError, conn.channel_errors):
+            except (OperationalError, ChannelError, *conn.channel_errors):
                 out[name] = None  # a missing queue closes an AMQP channel: use a fresh one per queue
             finally:
                 with contextlib.suppress(Exception):

@@ -31,6 +31,12 @@ Without a workload, write your own tasks and time them with `timed`::
 Each submit is bounded by ``CHAOS_LOAD_PUBLISH_TIMEOUT`` seconds; a submit that overruns it
 counts as a failed request and closes this process's producer connections, because a late
 publisher confirm would otherwise be taken for the confirm of the next message on that channel.
+
+A submit runs in a greenlet of its own that the user waits for: Locust may kill a user
+greenlet mid-task when the run stops (its graceful stop races with a user waking from its
+wait), and a publish cut in the middle is neither counted nor known. A killed user's submit
+finishes on its own; the process waits for every such submit when the test stops, before the
+final statistics are reported.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import gevent
+import gevent.pool
 from locust import User, events, task
 
 from harness.errors import ConfigError
@@ -87,7 +94,21 @@ class LoadContext:
             from harness.history import install
 
             self.installation = install(app, target.history_dir, target.run_id, process_name="load")
+        self.in_flight = gevent.pool.Group()
         self._closed = False
+
+    def drain(self, timeout_s: float | None = None) -> int:
+        """Wait for in-flight submits (at most `timeout_s`, default the publish timeout); kill the rest.
+
+        Returns how many had to be killed (their outcome is unknown; with a history they are
+        publish info or invoke-only ops there).
+        """
+        self.in_flight.join(timeout=self.target.publish_timeout_s if timeout_s is None else timeout_s)
+        left = len(self.in_flight)
+        if left:
+            log.warning("%d submit(s) still in flight after the publish timeout: killing them", left)
+            self.in_flight.kill(block=True, timeout=5)
+        return left
 
     def reset_connections(self) -> None:
         """Close every producer connection of this process (in use or idle); the next publish reconnects."""
@@ -100,6 +121,7 @@ class LoadContext:
         if self._closed:
             return
         self._closed = True
+        self.drain(timeout_s=min(5.0, self.target.publish_timeout_s))
         if self.ledger is not None:
             self.ledger.close()
         if self.installation is not None:
@@ -155,8 +177,9 @@ class CeleryUser(User):
 
     # ------------------------------------------------------------------ Locust lifecycle
     def on_start(self) -> None:
-        self.context = self._shared_context()
-        self._period = 1.0 / self.context.target.user_rate if self.context.target.user_rate > 0 else 0.0
+        self.load_context = self._shared_context()
+        rate = self.load_context.target.user_rate
+        self._period = 1.0 / rate if rate > 0 else 0.0
         self._task_started = time.monotonic()
 
     def wait_time(self) -> float:
@@ -166,58 +189,71 @@ class CeleryUser(User):
 
     @property
     def app(self) -> Any:
-        return self.context.app
+        """This process's producer app (shared by the users of this class)."""
+        return self.load_context.app
 
     @task
     def submit_next_unit(self) -> None:
         """Submit the next workload unit (the default task; override or add tasks for your own publishes)."""
         self._task_started = time.monotonic()
-        if self.context.units is None:
+        if self.load_context.units is None:
             raise ConfigError(
                 f"{type(self).__name__} has no workload: override create_workload(self, app, target), or "
                 "replace this task with your own @task methods that publish through self.timed(...)"
             )
-        self.submit_unit(self.context.units.next())
+        self.submit_unit(self.load_context.units.next())
 
     # ------------------------------------------------------------------ publishing
     def submit_unit(self, unit: Unit) -> str | None:
         """Write `unit` to the ledger, submit it through the workload, report the publish latency."""
-        ctx = self.context
-        assert ctx.workload is not None
-        if ctx.ledger is not None:
-            ctx.ledger.write(unit)
-        return self.timed(unit.kind, lambda: ctx.workload.submit(ctx.app, unit),  # type: ignore[union-attr]
-                          context={"key": unit.key})
+        ctx = self.load_context
+        workload = ctx.workload
+        assert workload is not None
+
+        def submit() -> str:
+            if ctx.ledger is not None:
+                ctx.ledger.write(unit)
+            return workload.submit(ctx.app, unit)
+
+        return self.timed(unit.kind, submit, context={"key": unit.key})
 
     def timed(self, name: str, publish: Callable[[], T], *, context: dict[str, Any] | None = None,
               request_type: str = "publish") -> T | None:
-        """Run `publish`, bounded by the publish timeout, and fire one Locust request event for it.
+        """Run `publish` in its own greenlet, bounded by the publish timeout, and fire one Locust request event.
 
         Returns what `publish` returned, or None when it raised or timed out (the failure is in
-        Locust's statistics and, with a history, in the history as publish fail/info).
+        Locust's statistics and, with a history, in the history as publish fail/info). The
+        user waits for it; if the user is killed meanwhile, the publish still completes and is
+        counted (see the module docstring).
         """
-        timeout_s = self.context.target.publish_timeout_s
-        exc: BaseException | None = None
-        result: T | None = None
-        started = time.perf_counter()
-        timer = gevent.Timeout(timeout_s)
-        timer.start()
-        try:
-            result = publish()
-        except gevent.Timeout as t:
-            if t is not timer:
-                raise
-            exc = PublishTimeout(f"{name}: no publisher confirm within {timeout_s:g} s "
-                                 f"(CHAOS_LOAD_PUBLISH_TIMEOUT); the outcome is unknown")
-            self.context.reset_connections()
-        except Exception as e:  # noqa: BLE001 - every failed publish is a failed request, not a crash
-            exc = e
-        finally:
-            timer.close()
-        elapsed_ms = (time.perf_counter() - started) * 1000.0
-        self.environment.events.request.fire(request_type=request_type, name=name, response_time=elapsed_ms,
-                                             response_length=0, exception=exc, context=context or {})
-        return result
+        ctx = self.load_context
+        events = self.environment.events
+        timeout_s = ctx.target.publish_timeout_s
+
+        def run() -> T | None:
+            exc: BaseException | None = None
+            result: T | None = None
+            started = time.perf_counter()
+            timer = gevent.Timeout(timeout_s)
+            timer.start()
+            try:
+                result = publish()
+            except gevent.Timeout as t:
+                if t is not timer:
+                    raise
+                exc = PublishTimeout(f"{name}: no publisher confirm within {timeout_s:g} s "
+                                     f"(CHAOS_LOAD_PUBLISH_TIMEOUT); the outcome is unknown")
+                ctx.reset_connections()
+            except Exception as e:  # noqa: BLE001 - every failed publish is a failed request, not a crash
+                exc = e
+            finally:
+                timer.close()
+            events.request.fire(request_type=request_type, name=name,
+                                response_time=(time.perf_counter() - started) * 1000.0,
+                                response_length=0, exception=exc, context=context or {})
+            return result
+
+        return ctx.in_flight.spawn(run).get()
 
     # ------------------------------------------------------------------ per-process sharing
     def _shared_context(self) -> LoadContext:
@@ -234,5 +270,7 @@ class CeleryUser(User):
                 self.prepare(app)
                 ctx = LoadContext(target, app, self.create_workload(app, target))
                 registry["contexts"][type(self)] = ctx
+                # test_stop comes after the users stopped and before the final statistics are reported.
+                env.events.test_stop.add_listener(lambda **_: ctx.drain())
                 env.events.quit.add_listener(lambda **_: ctx.close())
             return ctx
