@@ -231,7 +231,8 @@ class WorkerProcess:
         self.ready_timeout = ready_timeout
         self.hostname = spec.hostname or f"chaos-{secrets.token_hex(3)}@127.0.0.1"
         self._own_dir = log_dir is None
-        self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="chaos-worker-"))
+        # Created at the first spawn, so a worker that never starts leaves no directory behind.
+        self._log_dir: Path | None = log_dir
         self._proc: ManagedProcess | None = None
         self._generation = 0
         self._control_app: Any = None
@@ -274,6 +275,13 @@ class WorkerProcess:
         if self._proc is None:
             raise RuntimeError(f"worker {self.hostname} is not started: call start() first")
         return self._proc.pid
+
+    @property
+    def log_dir(self) -> Path:
+        """Where the worker's logs go (a temp dir made at the first spawn when none was given)."""
+        if self._log_dir is None:
+            self._log_dir = Path(tempfile.mkdtemp(prefix="chaos-worker-"))
+        return self._log_dir
 
     @property
     def log_path(self) -> Path:
@@ -419,14 +427,22 @@ class WorkerProcess:
                 with contextlib.suppress(Exception):
                     self._control_app.close()
                 self._control_app = None
-            if self._own_dir:
-                shutil.rmtree(self.log_dir, ignore_errors=True)
+            if self._own_dir and self._log_dir is not None:
+                shutil.rmtree(self._log_dir, ignore_errors=True)
+                self._log_dir = None
 
     def log(self, lines: int = 40) -> str:
+        """The last lines of the current log ('' once an own temp log dir was removed by stop)."""
+        if self._log_dir is None:
+            return ""
         return log_tail(self.log_path, lines)
 
     def __enter__(self) -> WorkerProcess:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop(timeout=1.0)  # the error already carries the log tail
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
