@@ -16,7 +16,7 @@ PATH or given with ``--real-url``. Celery rounds alternate direct/proxied so dri
 
 Usage::
 
-    .venv/bin/python benchmarks/proxy_overhead.py [--tasks 2000] [--rounds 3] [--skip-celery]
+    .venv/bin/python benchmarks/proxy_overhead.py [--tasks 2000] [--rounds 5] [--skip-celery]
                                                   [--bulk-mib 1024] [--real-url http://127.0.0.1:8474]
 """
 
@@ -490,7 +490,7 @@ def measure_celery(tasks: int, rounds: int, concurrency: int, timeout: float, re
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", type=int, default=2000, help="Celery tasks per round")
-    p.add_argument("--rounds", type=int, default=3, help="Celery rounds per mode (alternating)")
+    p.add_argument("--rounds", type=int, default=5, help="Celery rounds per mode (alternating)")
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument("--timeout", type=float, default=600.0, help="seconds a Celery round may take")
     p.add_argument("--bulk-mib", type=int, default=1024, help="MiB per bulk transfer")
