@@ -283,13 +283,8 @@ class Run:
 
     def _worker_conf(self, group: WorkerGroup, app: Any) -> dict[str, Any]:
         """The workers' actual configuration (``inspect conf``); the producer's app conf as fallback."""
-        w = group.get(None)
         try:
-            with w._control_lock:
-                reply = w._control().control.inspect(destination=[w.hostname], timeout=2.0).conf(with_defaults=True)
-            conf = (reply or {}).get(w.hostname)
-            if isinstance(conf, dict) and conf:
-                return conf
+            return group.get(None).conf(timeout=2.0)
         except Exception as exc:  # noqa: BLE001 - fall back, and say so
             self.notes.append(f"could not read the workers' configuration ({exc!r}); expectations use the app's")
         merged = {k: app.conf.get(k) for k in ("task_acks_late", "task_reject_on_worker_lost")}

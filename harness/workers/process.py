@@ -464,6 +464,15 @@ class WorkerProcess:
             raise HarnessError(f"worker {self.hostname} did not answer `inspect {method}` within {timeout:.1f} s")
         return list(reply[self.hostname] or [])
 
+    def conf(self, timeout: float = 2.0) -> dict[str, Any]:
+        """The worker's effective Celery configuration (``inspect conf``, defaults included)."""
+        with self._control_lock:
+            insp = self._control().control.inspect(destination=[self.hostname], timeout=timeout)
+            reply = insp.conf(with_defaults=True)
+        if not reply or not isinstance(reply.get(self.hostname), dict):
+            raise HarnessError(f"worker {self.hostname} did not answer `inspect conf` within {timeout:.1f} s")
+        return dict(reply[self.hostname])
+
     def busy(self, timeout: float = 1.0) -> dict[str, int]:
         """How many tasks the worker holds: ``{"active": n, "reserved": n, "scheduled": n}``."""
         return {m: len(self.inspect(m, timeout)) for m in ("active", "reserved", "scheduled")}

@@ -189,8 +189,7 @@ def test_settings_reach_the_worker(chaos_stack: Any, spec: WorkerSpec) -> None:
                        settings={"task_acks_late": True, "worker_prefetch_multiplier": 4})
     with WorkerProcess(tuned, broker_url=urls.url_for(Role.WORKER_BROKER),
                        backend_url=urls.url_for(Role.WORKER_BACKEND), control_url=urls.broker_url) as w:
-        with w._control_lock:
-            conf = w._control().control.inspect(destination=[w.hostname], timeout=2).conf()[w.hostname]
+        conf = w.conf()
     assert conf["task_acks_late"] is True and conf["worker_prefetch_multiplier"] == 4
     assert conf["broker_url"].split("@")[-1].startswith(f"127.0.0.1:{urls.proxied[Role.WORKER_BROKER].listen_port}")
 
