@@ -22,7 +22,16 @@ from engine_app import EngineWorkload  # type: ignore[import-not-found]
 
 from harness.checkers import Validity
 from harness.errors import ConfigError, UnsupportedFault
-from harness.faults import KillWorkerChild, PartnerApiFault, RolePartition, Schedule, at, on_effect, when
+from harness.faults import (
+    KillWorkerChild,
+    PartnerApiFault,
+    RolePartition,
+    Schedule,
+    at,
+    on_effect,
+    on_execute,
+    when,
+)
 from harness.history import F
 from harness.run import Run, RunResult
 from harness.workers import WorkerSpec
@@ -148,3 +157,17 @@ def test_a_run_refuses_bad_input_before_starting_anything(chaos_stack: Any, tmp_
     run._executed = True
     with pytest.raises(ConfigError, match="executed already"):
         run.execute()
+
+
+def test_a_fault_that_never_bit_makes_the_run_unknown(chaos_stack: Any, tmp_path: Path) -> None:
+    queue = f"engine-{uuid.uuid4().hex[:6]}"
+    result = Run(chaos_stack, app=APP, workload=EngineWorkload(tmp_path / "effects", kinds=("quick",), queue=queue),
+                 workers=[_spec(tmp_path, queue, acks_late=True, reject=True)],
+                 schedule=Schedule.of(when(on_execute("engine.never_called", timeout_s=1.5), KillWorkerChild())),
+                 n_per_kind=2).execute()
+    (applied,) = result.schedule_as_run
+    assert applied.outcome == "never_bit" and "did not fire within 1.5 s" in (applied.error or "")
+    assert result.counts["faults_bit"] == 0
+    assert result.valid is Validity.UNKNOWN, result.summary()  # a vacuous pass is not a pass
+    assert result.verdict("redelivery").valid is Validity.UNKNOWN
+    assert result.verdict("lost_tasks").valid is Validity.TRUE  # the work itself was fine
