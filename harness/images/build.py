@@ -74,6 +74,17 @@ export RABBITMQ_ALLOW_INPUT=1 RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-noinput
 exec setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups /usr/lib/rabbitmq/bin/rabbitmq-server
 """
 
+# Like the official image: flags alone mean redis-server; with no config, protected mode is off
+# (the container is reachable only on its own network and the ports the stack publishes).
+_REDIS_ENTRYPOINT = r"""#!/bin/sh
+set -eu
+if [ "${1#-}" != "${1:-}" ]; then set -- redis-server "$@"; fi
+if [ "${1:-}" = "redis-server" ]; then
+  case " $* " in *" --protected-mode "*) ;; *) set -- "$@" --protected-mode no ;; esac
+fi
+exec "$@"
+"""
+
 _DOCKERFILES: dict[Service, str] = {
     Service.RABBITMQ: """FROM {base}
 COPY chaos-rabbitmq /usr/local/bin/chaos-rabbitmq
@@ -82,8 +93,10 @@ ENTRYPOINT ["/usr/local/bin/chaos-rabbitmq"]
 CMD ["rabbitmq-server"]
 """,
     Service.REDIS: """FROM {base}
+COPY chaos-redis /usr/local/bin/chaos-redis
 WORKDIR /data
 EXPOSE 6379
+ENTRYPOINT ["/usr/local/bin/chaos-redis"]
 CMD ["redis-server", "--bind", "0.0.0.0", "--protected-mode", "no", "--dir", "/data"]
 """,
     Service.TOXIPROXY: """FROM {base}
@@ -121,6 +134,8 @@ def _context_files(service: Service) -> dict[str, tuple[bytes, int]]:
     """Build-context files (path -> (content, mode)) besides the Dockerfile."""
     if service is Service.RABBITMQ:
         return {"chaos-rabbitmq": (_RABBITMQ_ENTRYPOINT.encode(), 0o755)}
+    if service is Service.REDIS:
+        return {"chaos-redis": (_REDIS_ENTRYPOINT.encode(), 0o755)}
     if service is Service.TOXIPROXY:
         # Our own standard-library server: the package, plus an empty `harness` package around it.
         files = {"opt/celery-chaos/harness/__init__.py": (b"", 0o644),
@@ -189,6 +204,22 @@ def _build(client: Any, service: Service, base: str, key: str, log: Callable[[st
     return True
 
 
+def _prune(client: Any, spec: BaseSpec, cache: Path, log: Callable[[str], None]) -> None:
+    """Drop base images and cached tars of older recipes (each is a few hundred MB)."""
+    for image in client.images.list(name="chaos/base", filters={"label": f"{LABEL_PROJECT}=base"}):
+        if (image.labels or {}).get(LABEL_BASE_KEY) == spec.key:
+            continue
+        for tag in image.tags:
+            try:
+                client.images.remove(tag)
+                log(f"removed old base image {tag}")
+            except Exception:  # noqa: BLE001 - still used by a container or an image: keep it
+                pass
+    for old in cache.glob("base-*.tar"):
+        if old.name != f"base-{spec.key}.tar":
+            old.unlink(missing_ok=True)
+
+
 def build_images(
     services: Iterable[Service] = tuple(Service),
     *,
@@ -225,6 +256,7 @@ def build_images(
                 rebuilt.append(service.local)
             images[service] = service.local
         seconds["derive"] = time.monotonic() - t2
+        _prune(client, spec, cache_dir(cache), log)
     finally:
         client.close()
     seconds["total"] = time.monotonic() - t0

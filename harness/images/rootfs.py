@@ -9,7 +9,7 @@ them again. Built once per machine; every image is a small layer on top of it.
 Example:
     >>> spec = BaseSpec()
     >>> spec.packages
-    ('rabbitmq-server', 'redis-server', 'python3')
+    ('rabbitmq-server', 'redis-server', 'python3', 'tzdata', 'python3-async-timeout')
     >>> len(spec.key)
     12
 """
@@ -32,7 +32,9 @@ from harness.errors import ConfigError, HarnessError
 RECIPE_VERSION = 1
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_CACHE = Path("/var/cache/celery-chaos")
-BASE_PACKAGES = ("rabbitmq-server", "redis-server", "python3")
+BASE_PACKAGES = ("rabbitmq-server", "redis-server", "python3", "tzdata",
+                 # redis-py imports async_timeout on Python < 3.11.3 (Debian bookworm has 3.11.2)
+                 "python3-async-timeout")
 # What a container never needs; trimming it keeps the import and every container start fast.
 _TRIM = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "usr/share/lintian",
          "var/cache/apt/archives", "var/lib/apt/lists", "var/cache/debconf/templates.dat-old")

@@ -25,7 +25,7 @@ def backport_pause_in_connection_made() -> bool:
         return False
     from asyncio import selector_events
 
-    transport = selector_events._SelectorTransport
+    transport = selector_events._SelectorTransport  # type: ignore[attr-defined]
 
     def _add_reader(self, fd, callback, *args):  # type: ignore[no-untyped-def]
         if self._closing or getattr(self, "_paused", False):

@@ -172,8 +172,8 @@ def _wait_ready(name: str, container: Any, probe: Callable[[], object], *, timeo
         f"{_logs_tail(container)}")
 
 
-def _amqp_probe(host: str, port: int, user: str, password: str) -> Callable[[], None]:
-    def probe() -> None:
+def _amqp_probe(host: str, user: str, password: str) -> Callable[[int], None]:
+    def probe(port: int) -> None:
         import amqp  # py-amqp ships with kombu
 
         conn = amqp.Connection(host=f"{host}:{port}", userid=user, password=password, virtual_host="/",
@@ -185,11 +185,11 @@ def _amqp_probe(host: str, port: int, user: str, password: str) -> Callable[[], 
     return probe
 
 
-def _redis_probe(host: str, port: int, password: str) -> Callable[[], None]:
-    def probe() -> None:
+def _redis_probe(host: str, password: str | None) -> Callable[[int], None]:
+    def probe(port: int) -> None:
         with socket.create_connection((host, port), timeout=2.0) as s:
             s.settimeout(2.0)
-            s.sendall(f"AUTH {password}\r\nPING\r\n".encode())
+            s.sendall((f"AUTH {password}\r\n" if password else "").encode() + b"PING\r\n")
             buf = b""
             while b"PONG" not in buf:
                 chunk = s.recv(256)
@@ -216,13 +216,15 @@ class ContainerServer:
         True
     """
 
-    def __init__(self, name: str, tc: Any, probe: Callable[[], None], *, host_port: int, container_port: int,
-                 startup_timeout: float, what: str, hint: str) -> None:
+    def __init__(self, name: str, container: Callable[[], Any], probe: Callable[[int], None], *,
+                 container_port: int, network_host: str, startup_timeout: float, what: str, hint: str,
+                 host_port: int | None = None) -> None:
         self.name = name
-        self._tc = tc  # the testcontainers DockerContainer
+        self._get = container  # returns the docker SDK container (testcontainers or pytest-celery owns it)
         self._probe = probe
-        self.host_port = host_port
+        self._host_port = host_port
         self.container_port = container_port
+        self.network_host = network_host  # how other containers on the network reach it
         self.startup_timeout = startup_timeout
         self._what = what
         self._hint = hint
@@ -230,7 +232,19 @@ class ContainerServer:
     @property
     def container(self) -> Any:
         """The docker SDK container object."""
-        return self._tc.get_wrapped_container()
+        return self._get()
+
+    @property
+    def host_port(self) -> int:
+        """The port published on 127.0.0.1 (looked up when the container did not fix it at creation)."""
+        if self._host_port is not None:
+            return self._host_port
+        c = self.container
+        c.reload()
+        bindings = (c.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(f"{self.container_port}/tcp") or []
+        if not bindings:
+            raise HarnessError(f"container {c.name} publishes no host port for {self.container_port}/tcp")
+        return int(bindings[0]["HostPort"])
 
     @property
     def container_name(self) -> str:
@@ -252,8 +266,8 @@ class ContainerServer:
         return self._status() == "paused"
 
     def await_ready(self) -> None:
-        _wait_ready(self.name, self.container, self._probe, timeout=self.startup_timeout, what=self._what,
-                    hint=self._hint)
+        _wait_ready(self.name, self.container, lambda: self._probe(self.host_port), timeout=self.startup_timeout,
+                    what=self._what, hint=self._hint)
 
     def kill(self) -> None:
         """SIGKILL the server (docker kill); the container and its data stay for start()."""
@@ -350,6 +364,7 @@ class ContainerStack:
         self._exit = ExitStack()
         self._client: Any = None
         self._network: Any = None
+        self._own_network = True
         self._broker: ContainerServer | None = None
         self._backend: ContainerServer | None = None
         self._toxiproxy_tc: Any = None
@@ -448,8 +463,8 @@ class ContainerStack:
                              env=env, hostname="broker")
         self._credentials["broker"] = f"amqp://{user}:{password}@127.0.0.1:{port}//"
         return ContainerServer(
-            "rabbitmq", tc, _amqp_probe("127.0.0.1", port, user, password), host_port=port, container_port=5672,
-            startup_timeout=self.options.startup_timeout, what=f"an AMQP connection to 127.0.0.1:{port} as {user}",
+            "rabbitmq", tc.get_wrapped_container, _amqp_probe("127.0.0.1", user, password), host_port=port,
+            container_port=5672, network_host="broker", startup_timeout=self.options.startup_timeout, what=f"an AMQP connection to 127.0.0.1:{port} as {user}",
             hint=(f"Check the image {self.images[Service.RABBITMQ].image} starts RabbitMQ on 5672 and honours "
                   "RABBITMQ_DEFAULT_USER/PASS (the official image and chaos/rabbitmq:local do)."))
 
@@ -463,8 +478,8 @@ class ContainerStack:
         tc = self._container(role, image, alias=role, ports={6379: port}, env={}, command=cmd)
         self._credentials[role] = f"redis://:{password}@127.0.0.1:{port}/0"
         return ContainerServer(
-            f"redis-{role}", tc, _redis_probe("127.0.0.1", port, password), host_port=port, container_port=6379,
-            startup_timeout=self.options.startup_timeout, what=f"AUTH + PING answered on 127.0.0.1:{port}",
+            f"redis-{role}", tc.get_wrapped_container, _redis_probe("127.0.0.1", password), host_port=port,
+            container_port=6379, network_host=role, startup_timeout=self.options.startup_timeout, what=f"AUTH + PING answered on 127.0.0.1:{port}",
             hint=f"Check the image {image} runs redis-server with the command line it is given.")
 
     def _start_toxiproxy(self) -> None:
@@ -506,19 +521,19 @@ class ContainerStack:
         return ProxiedEndpoint(role=role, proxy_name=name, listen_host="127.0.0.1", listen_port=host_port,
                                upstream=upstream, url=url)
 
-    def _upstream(self, role: str, server: ContainerServer) -> str:
+    def _upstream(self, server: ContainerServer) -> str:
         if self.options.proxy_network == "host":
             return server.address
-        return f"{role}:{server.container_port}"
+        return f"{server.network_host}:{server.container_port}"
 
     def _make_urls(self) -> StackURLs:
         assert self._broker is not None and self._backend is not None and self.toxiproxy is not None
         broker_url, backend_url = self._credentials["broker"], self._credentials["backend"]
         proxied = {}
         for role in Role:
-            server, alias = (self._broker, "broker") if role.is_broker else (self._backend, "backend")
+            server = self._broker if role.is_broker else self._backend
             template = broker_url if role.is_broker else backend_url
-            proxied[role] = self._make_proxy(role.proxy_name, role, self._upstream(alias, server), template)
+            proxied[role] = self._make_proxy(role.proxy_name, role, self._upstream(server), template)
         return StackURLs(broker_url=broker_url, backend_url=backend_url, toxiproxy_url=self.toxiproxy.url,
                          proxied=proxied, broker_kind="amqp" if self.options.broker == "rabbitmq" else "redis")
 
@@ -550,7 +565,7 @@ class ContainerStack:
         self._urls = None
 
     def _remove_everything(self) -> None:
-        if self._network is not None:
+        if self._network is not None and self._own_network:
             try:
                 self._network.remove()
             except Exception:  # noqa: BLE001 - remove_run tries again by label
@@ -591,7 +606,7 @@ class ContainerStack:
 
     @property
     def network_name(self) -> str:
-        return f"chaos-{self.run_id}"
+        return str(self._network.name) if self._network is not None else f"chaos-{self.run_id}"
 
     def containers(self) -> list[str]:
         """Names of this run's containers (workers included) that exist now."""
@@ -647,8 +662,9 @@ class ContainerStack:
         by_host = {cport: hport for cport, hport in self._proxy_ports.items()}
         inside = {hport: cport for cport, hport in by_host.items()}
         wb, wk = urls.proxied[Role.WORKER_BROKER], urls.proxied[Role.WORKER_BACKEND]
-        return (_with_hostport(wb.url, "toxiproxy", inside[wb.listen_port]),
-                _with_hostport(wk.url, "toxiproxy", inside[wk.listen_port]))
+        host = f"chaos-{self.run_id}-toxiproxy"  # the container's name resolves on its network
+        return (_with_hostport(wb.url, host, inside[wb.listen_port]),
+                _with_hostport(wk.url, host, inside[wk.listen_port]))
 
     def container_worker(self, spec: Any, *, project_dir: str | Path | None = None) -> ContainerWorker:
         """A `celery worker` for `spec` (harness.workers.WorkerSpec) in a container on this stack's network.
@@ -806,4 +822,126 @@ class ContainerWorker:
         self.stop()
 
 
-__all__ = ["ContainerServer", "ContainerStack", "ContainerStackOptions", "ContainerWorker", "DockerUnavailable"]
+class _JoinedNetwork:
+    """Someone else's Docker network, joined by name (testcontainers needs only `.name`)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def remove(self) -> None:  # never ours to remove
+        pass
+
+
+class CelerySetupStack(ContainerStack):
+    """The harness's fault proxy and server controls added to a pytest-celery `celery_setup`.
+
+    Starts one Toxiproxy container on the setup's Docker network, one proxy per client role
+    in front of its broker and backend containers (upstreams by container name), and wraps
+    those containers as ServerControls (kill/start/pause, as for the containers stack).
+    pytest-celery keeps owning its containers; stop() removes only the proxy container.
+
+    The producer side is the test's own app: `apply_to(celery_setup.app)` points it at the
+    producer-role proxies. pytest-celery's worker containers were given their URLs when they
+    were created; `worker_urls()` gives the worker-role proxy URLs to put in their config
+    (for example by overriding the `default_worker_env` fixture).
+
+    Example:
+        >>> def test_broker_outage(celery_setup):                                  # doctest: +SKIP
+        ...     with attach_to_celery_setup(celery_setup) as stack:
+        ...         stack.apply_to(celery_setup.app)
+        ...         stack.broker.kill(); stack.broker.start()
+    """
+
+    provider = "pytest-celery"
+
+    def __init__(self, celery_setup: Any, options: ContainerStackOptions | None = None, **given: Any) -> None:
+        super().__init__(options, **given)
+        if getattr(celery_setup, "broker", None) is None:
+            raise ConfigError("this celery_setup has no broker node; the harness needs at least a broker to proxy")
+        self._setup = celery_setup
+
+    def _start(self) -> None:
+        o = self.options
+        self._client = docker_client()
+        self._exit.callback(self._client.close)
+        self._exit.callback(self._remove_everything)
+        _ryuk_off()
+        self.images = resolve_images([Service.TOXIPROXY], mode=o.image_mode, overrides=o.overrides,
+                                     pull_timeout=o.pull_timeout, client=self._client)
+        broker = self._node_server(self._setup.broker, "broker")
+        networks = list(broker.container.attrs.get("NetworkSettings", {}).get("Networks", {}))
+        if not networks:
+            raise ConfigError(f"the broker container {broker.container_name} is on no Docker network")
+        self._network, self._own_network = _JoinedNetwork(networks[0]), False
+        self._broker = broker
+        backend = getattr(self._setup, "backend", None)
+        self._backend = self._node_server(backend, "backend") if backend is not None else None
+        self._start_toxiproxy()
+        self._urls = self._make_urls()
+
+    def _node_server(self, node: Any, role: str) -> ContainerServer:
+        """A ServerControl over a pytest-celery node's container (RabbitMQ or Redis, told by its port)."""
+        from urllib.parse import urlsplit
+
+        wrapper = node.container
+        sdk = wrapper._container  # pytest_docker_tools keeps the docker SDK container here
+        sdk.reload()
+        ports = sdk.attrs.get("NetworkSettings", {}).get("Ports") or {}
+        url = str(node.config().get("host_url") or "")
+        parts = urlsplit(url)
+        if "5672/tcp" in ports:
+            probe = _amqp_probe("127.0.0.1", parts.username or "guest", parts.password or "guest")
+            cport, what = 5672, "an AMQP connection"
+        elif "6379/tcp" in ports:
+            probe, cport, what = _redis_probe("127.0.0.1", parts.password), 6379, "PING answered"
+        else:
+            raise ConfigError(f"the {role} container {sdk.name} publishes neither 5672 (RabbitMQ) nor 6379 (Redis): "
+                              f"{sorted(ports)}; the harness can proxy only those")
+
+        def current() -> Any:
+            return wrapper._container
+
+        server = ContainerServer(f"{role} ({sdk.name})", current, probe, container_port=cport,
+                                 network_host=str(sdk.name), startup_timeout=self.options.startup_timeout,
+                                 what=what, hint="pytest-celery owns this container; see its logs.")
+        self._credentials[role] = _with_hostport(url, "127.0.0.1", server.host_port) if url else ""
+        return server
+
+    def _make_urls(self) -> StackURLs:
+        assert self._broker is not None and self.toxiproxy is not None
+        broker_url, backend_url = self._credentials["broker"], self._credentials.get("backend", "")
+        proxied = {}
+        for role in Role:
+            server = self._broker if role.is_broker else self._backend
+            if server is None:
+                continue
+            template = broker_url if role.is_broker else backend_url
+            proxied[role] = self._make_proxy(role.proxy_name, role, self._upstream(server), template)
+        kind = "amqp" if broker_url.startswith(("amqp", "pyamqp")) else "redis"
+        return StackURLs(broker_url=broker_url, backend_url=backend_url, toxiproxy_url=self.toxiproxy.url,
+                         proxied=proxied, broker_kind=kind)
+
+    def apply_to(self, app: Any) -> None:
+        """Point a host-side Celery app (the producer) at the producer-role proxies."""
+        urls = self.urls
+        update = {"broker_url": urls.url_for(Role.PRODUCER_BROKER)}
+        if Role.PRODUCER_BACKEND in urls.proxied:
+            update["result_backend"] = urls.url_for(Role.PRODUCER_BACKEND)
+        app.close()  # drop pooled connections to the old URLs
+        app.conf.update(update)
+        try:
+            del app._local.backend  # Celery caches the result backend per thread
+        except AttributeError:
+            pass
+
+
+def attach_to_celery_setup(celery_setup: Any, **options: Any) -> CelerySetupStack:
+    """Add the harness's proxy and server controls to a pytest-celery `celery_setup` (not started yet).
+
+    Use it as a context manager inside the test; options are ContainerStackOptions fields
+    (toxiproxy_image, images, startup_timeout, spare_proxies, ...).
+    """
+    return CelerySetupStack(celery_setup, **options)
+
+
+__all__ = ["CelerySetupStack", "attach_to_celery_setup", "ContainerServer", "ContainerStack", "ContainerStackOptions", "ContainerWorker", "DockerUnavailable"]

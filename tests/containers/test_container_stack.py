@@ -1,0 +1,159 @@
+"""The containers stack: real RabbitMQ, Redis and Toxiproxy containers; real workers; no mocks."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import kombu
+import pytest
+import redis
+
+from harness.errors import ConfigError
+from harness.smoke import run_smoke
+from harness.stack.base import Role
+
+pytestmark = pytest.mark.containers
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _amqp_connects(url: str, timeout: float) -> bool:
+    try:
+        with kombu.Connection(url, connect_timeout=timeout) as conn:
+            conn.ensure_connection(max_retries=0, timeout=timeout)
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "does not connect now"
+        return False
+
+
+def test_task_round_trip_through_per_role_proxies(container_stack):
+    urls = container_stack.urls
+    listens = {ep.listen_port for ep in urls.proxied.values()}
+    assert len(listens) == len(Role)
+    for role, ep in urls.proxied.items():
+        assert ep.listen_host == "127.0.0.1"
+        # Toxiproxy reaches the servers by container name on the stack's own network.
+        assert ep.upstream == ("broker:5672" if role.is_broker else "backend:6379")
+        assert urls.url_for(role) != (urls.broker_url if role.is_broker else urls.backend_url)
+    result = run_smoke(container_stack)
+    assert result["ok"], result
+
+
+def test_urls_use_the_stacks_own_credentials_on_loopback(container_stack):
+    urls = container_stack.urls
+    assert "guest" not in urls.broker_url
+    assert urls.broker_url.startswith("amqp://chaos-") and "@127.0.0.1:" in urls.broker_url
+    assert urls.backend_url.startswith("redis://:") and "@127.0.0.1:" in urls.backend_url
+    for c in container_stack.containers():
+        assert c.startswith(f"chaos-{container_stack.run_id}-")
+
+
+def test_persistent_message_survives_broker_kill_and_start(container_stack):
+    broker = container_stack.broker
+    url = container_stack.urls.broker_url
+    queue = kombu.Queue("chaos-durable-ct", kombu.Exchange("chaos-durable-ct", type="direct", durable=True),
+                        routing_key="k", durable=True)
+    body = {"n": time.time_ns()}
+    # Publisher confirms: RabbitMQ confirms a persistent message only once it is on disk.
+    with kombu.Connection(url, connect_timeout=5, transport_options={"confirm_publish": True}) as conn:
+        conn.Producer().publish(body, exchange=queue.exchange, routing_key="k", declare=[queue],
+                                delivery_mode=2, serializer="json", retry=False)
+    container_id, port = broker.container.id, broker.host_port
+    broker.kill()
+    assert not broker.is_running()
+    assert not _amqp_connects(url, timeout=1.0)
+    broker.start()
+    assert broker.is_running()
+    assert (broker.container.id, broker.host_port) == (container_id, port)
+    with kombu.Connection(url, connect_timeout=5) as conn:
+        simple = conn.SimpleQueue(queue)
+        try:
+            msg = simple.get(block=True, timeout=10)
+            msg.ack()
+        finally:
+            simple.close()
+    assert msg.payload == body
+
+
+def test_pause_freezes_the_broker_without_refusing_connections(container_stack):
+    broker = container_stack.broker
+    host, port = "127.0.0.1", broker.host_port
+    broker.pause()
+    try:
+        assert broker.is_paused()
+        # A paused broker accepts TCP (the kernel does) but never answers the AMQP handshake.
+        with socket.create_connection((host, port), timeout=2) as s:
+            s.settimeout(1.5)
+            s.sendall(b"AMQP\x00\x00\x09\x01")
+            with pytest.raises(socket.timeout):
+                s.recv(8)
+        assert not _amqp_connects(container_stack.urls.broker_url, timeout=1.5)
+    finally:
+        broker.unpause()
+    assert not broker.is_paused()
+    assert _amqp_connects(container_stack.urls.broker_url, timeout=5)
+
+
+def test_a_proxy_fault_cuts_one_role_only(container_stack):
+    urls, tp = container_stack.urls, container_stack.toxiproxy
+    tp.update_proxy(Role.WORKER_BROKER.proxy_name, enabled=False)
+    try:
+        assert not _amqp_connects(urls.url_for(Role.WORKER_BROKER), timeout=1.5)
+        assert _amqp_connects(urls.url_for(Role.PRODUCER_BROKER), timeout=5)
+    finally:
+        tp.update_proxy(Role.WORKER_BROKER.proxy_name, enabled=True)
+    assert _amqp_connects(urls.url_for(Role.WORKER_BROKER), timeout=5)
+
+
+def test_backend_kill_keeps_results_with_aof(container_stack):
+    backend = container_stack.backend
+    key = f"chaos-ct-{time.time_ns()}"
+    r = redis.Redis.from_url(container_stack.urls.backend_url, socket_timeout=5)
+    r.set(key, "kept")
+    r.close()
+    backend.kill()
+    assert not backend.is_running()
+    backend.start()
+    r = redis.Redis.from_url(container_stack.urls.url_for(Role.PRODUCER_BACKEND), socket_timeout=5)
+    try:
+        assert r.get(key) == b"kept"
+    finally:
+        r.close()
+
+
+def test_add_proxy_routes_to_a_container_and_refuses_host_loopback(container_stack):
+    with pytest.raises(ConfigError, match="proxy_network='host'"):
+        container_stack.add_proxy("partner_api", "127.0.0.1:8099")
+    ep = container_stack.add_proxy("backend_again", "backend:6379")
+    password = container_stack.urls.backend_url.split(":")[2].split("@")[0]
+    r = redis.Redis(host="127.0.0.1", port=ep.listen_port, password=password, socket_timeout=5)
+    try:
+        assert r.ping()
+    finally:
+        r.close()
+    with pytest.raises(ConfigError, match="already exists"):
+        container_stack.add_proxy("backend_again", "backend:6379")
+
+
+def test_worker_in_a_container_runs_tasks_through_the_worker_proxies(container_stack):
+    from celery import Celery
+
+    from harness.workers import WorkerSpec
+
+    spec = WorkerSpec(app="harness.smoke:app", pool="solo", concurrency=1, queues=("ct-container",))
+    urls = container_stack.urls
+    broker_inside, _ = container_stack.worker_urls()
+    assert f"@chaos-{container_stack.run_id}-toxiproxy:" in broker_inside
+    with container_stack.container_worker(spec, project_dir=REPO) as worker:
+        assert worker.is_running()
+        client = Celery("ct-client", broker=urls.url_for(Role.PRODUCER_BROKER),
+                        backend=urls.url_for(Role.PRODUCER_BACKEND))
+        client.conf.update(task_serializer="json", accept_content=["json"], result_serializer="json")
+        try:
+            value = client.send_task("chaos.smoke.echo", args=["in-container"], queue="ct-container").get(timeout=30)
+        finally:
+            client.close()
+        assert value["value"] == "in-container"
+        name = worker.container.name
+    assert name not in container_stack.containers()
