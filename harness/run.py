@@ -337,7 +337,9 @@ class Run:
         t = threading.Thread(target=self._submit_all, args=(app, units, counts, stop), name=f"chaos-load-{what}",
                              daemon=True)
         t.start()
-        t.join(timeout)
+        deadline = time.monotonic() + timeout
+        while t.is_alive() and time.monotonic() < deadline:
+            t.join(0.1)  # short slices keep Ctrl-C responsive
         if t.is_alive():
             stop.set()
             t.join(5.0)

@@ -757,7 +757,10 @@ class Nemesis:
         """Wait up to `timeout` s for the background schedule to finish; True when it did."""
         if self._thread is None:
             return True
-        self._thread.join(timeout)
+        # Short slices: a Ctrl-C (SIGINT) is handled between them, never blocked by a long join.
+        deadline = time.monotonic() + timeout
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            self._thread.join(min(0.1, max(0.0, deadline - time.monotonic())))
         if self._thread_error is not None:
             err, self._thread_error = self._thread_error, None
             raise err
@@ -767,7 +770,9 @@ class Nemesis:
         """Stop the schedule (faults not yet due are skipped) and heal everything. Idempotent."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout)
+            deadline = time.monotonic() + timeout
+            while self._thread.is_alive() and time.monotonic() < deadline:
+                self._thread.join(0.1)
         self.heal_all()
         return self.applied
 

@@ -13,6 +13,8 @@ soon as the task has applied its effect):
 from __future__ import annotations
 
 import json
+import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -171,3 +173,37 @@ def test_a_fault_that_never_bit_makes_the_run_unknown(chaos_stack: Any, tmp_path
     assert result.valid is Validity.UNKNOWN, result.summary()  # a vacuous pass is not a pass
     assert result.verdict("redelivery").valid is Validity.UNKNOWN
     assert result.verdict("lost_tasks").valid is Validity.TRUE  # the work itself was fine
+
+
+def test_ctrl_c_mid_run_heals_and_reaps_everything(chaos_stack: Any, tmp_path: Path) -> None:
+    import _thread
+    import os
+    import threading
+
+    from harness.stack.base import Role
+
+    queue = f"engine-{uuid.uuid4().hex[:6]}"
+    run = Run(chaos_stack, app=APP, workload=EngineWorkload(tmp_path / "effects", kinds=("quick",), queue=queue),
+              workers=[_spec(tmp_path, queue, acks_late=True, reject=True)],
+              schedule=Schedule.of(at(0, RolePartition("worker_broker"), duration_s=60)), n_per_kind=2)
+    started = threading.Event()
+    run._log = lambda msg: started.set() if msg.endswith("load_start") else None
+    timer = threading.Thread(target=lambda: started.wait(60) and (time.sleep(1.0), _thread.interrupt_main()))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run.execute()
+    finally:
+        timer.join(70)
+    proxy = chaos_stack.urls.proxied[Role.WORKER_BROKER].proxy_name
+    assert chaos_stack.toxiproxy.get_proxy(proxy).enabled, "the partition was healed"
+    left = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                if queue.encode() in open(f"/proc/{pid}/cmdline", "rb").read():
+                    left.append(pid)
+            except OSError:
+                pass
+    assert left == [], "worker processes of the interrupted run are still alive"
+    assert not list(Path(tempfile.gettempdir()).glob(f"chaos-{run.run_id}-*")), "the run's temp dir was removed"
