@@ -215,6 +215,11 @@ def _prune(client: Any, spec: BaseSpec, cache: Path, log: Callable[[str], None])
                 log(f"removed old base image {tag}")
             except Exception:  # noqa: BLE001 - still used by a container or an image: keep it
                 pass
+    try:
+        # Images replaced by a rebuild are left untagged; only ours (by label) are pruned.
+        client.images.prune(filters={"dangling": True, "label": LABEL_PROJECT})
+    except Exception:  # noqa: BLE001 - pruning is housekeeping, never a build failure
+        pass
     for old in cache.glob("base-*.tar"):
         if old.name != f"base-{spec.key}.tar":
             old.unlink(missing_ok=True)

@@ -901,8 +901,12 @@ class CelerySetupStack(ContainerStack):
         def current() -> Any:
             return wrapper._container
 
+        # pytest_docker_tools' containers are reachable on their network by alias (the short id),
+        # not always by name.
+        nets = list((sdk.attrs.get("NetworkSettings", {}).get("Networks") or {}).values())
+        aliases = [a for n in nets for a in (n.get("Aliases") or [])]
         server = ContainerServer(f"{role} ({sdk.name})", current, probe, container_port=cport,
-                                 network_host=str(sdk.name), startup_timeout=self.options.startup_timeout,
+                                 network_host=str(aliases[0] if aliases else sdk.name), startup_timeout=self.options.startup_timeout,
                                  what=what, hint="pytest-celery owns this container; see its logs.")
         self._credentials[role] = _with_hostport(url, "127.0.0.1", server.host_port) if url else ""
         return server

@@ -1,0 +1,101 @@
+"""Containers stack lifecycle: nothing labelled with the run survives stop(), a failed start, or a CLI SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from harness.errors import StackStartTimeout
+from harness.images.engine import docker_client, leftovers
+from harness.stack import open_stack
+from harness.stack.containers import ContainerStack
+
+pytestmark = pytest.mark.containers
+REPO = Path(__file__).resolve().parents[2]
+EMPTY = {"containers": [], "networks": [], "volumes": []}
+
+
+def _gone(pids: list[int], timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _read_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    """The child's first stdout line, or a failure naming its stderr if none came in time."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if not ready:
+        proc.kill()
+        pytest.fail(f"`stack up --provider containers` printed nothing in {timeout:.0f} s; stderr: "
+                    f"{proc.stderr.read() if proc.stderr else ''}")
+    return proc.stdout.readline()
+
+
+def test_open_stack_containers_starts_and_stop_leaves_nothing(image_mode):
+    stack = open_stack("containers", images=image_mode)
+    assert isinstance(stack, ContainerStack)
+    with stack:
+        run_id = stack.run_id
+        pids = stack.pids()
+        assert len(pids) == 3
+        assert len(stack.containers()) == 3
+        assert stack.leftovers()["networks"] == [f"chaos-{run_id}"]
+        assert stack.temp_dirs() == []
+        described = stack.describe()
+        assert described["run_id"] == run_id and set(described["images"]) == {"rabbitmq", "redis", "toxiproxy"}
+    assert stack.leftovers() == EMPTY
+    assert _gone(pids)
+    stack.stop()  # twice is fine
+
+
+def test_a_failed_start_removes_what_it_made(image_mode):
+    # 0.3 s is far too short for RabbitMQ: start() must raise with context, and clean up.
+    stack = ContainerStack(images=image_mode, startup_timeout=0.3)
+    with pytest.raises(StackStartTimeout) as info:
+        stack.start()
+    assert "was not ready after" in str(info.value) or "exited before" in str(info.value)
+    assert "last log lines" in str(info.value)
+    assert stack.leftovers() == EMPTY
+
+
+def test_cli_stack_up_with_containers_provider_tears_down_on_sigterm(image_mode):
+    env = {**os.environ, "CHAOS_IMAGES": image_mode, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "stack", "up", "--provider", "containers", "--json"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        info = json.loads(_read_line(proc, timeout=180))
+        assert info["provider"] == "containers"
+        client = docker_client()
+        try:
+            ours = [c for c in client.containers.list(filters={"label": "celery-chaos.role=toxiproxy"})
+                    if any(str(p["HostPort"]) == info["toxiproxy_url"].rsplit(":", 1)[1]
+                           for p in (c.attrs["NetworkSettings"]["Ports"].get("8474/tcp") or []))]
+            assert len(ours) == 1
+            run_id = ours[0].labels["celery-chaos.run"]
+        finally:
+            client.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    client = docker_client()
+    try:
+        assert leftovers(client, run_id) == EMPTY
+    finally:
+        client.close()
