@@ -561,7 +561,11 @@ def _add_effect(ix: HistoryIndex, v: dict[str, Any], pos: int) -> None:
     if v.get("duplicate"):
         ix.effects_deduplicated += 1
         return
-    ek = (str(key), str(v.get("kind")))
+    # One effect is one idempotency key when the system names it: a unit may apply several
+    # effects of one kind (one row per scanned asset), and those are not duplicates.
+    idem = v.get("idempotency_key")
+    kind = str(v.get("kind"))
+    ek = (str(key), f"{kind}#{idem}" if idem is not None else kind)
     lst = ix.effects.get(ek)
     if lst is None:
         ix.effects[ek] = [pos]

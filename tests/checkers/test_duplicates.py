@@ -85,3 +85,17 @@ def test_effect_store_contents_count_too(count: int, valid: Validity) -> None:
 
 def test_no_execution_is_unknown() -> None:
     assert check_duplicates(H().publish("t", "k").ops, Expectations()).valid is Validity.UNKNOWN
+
+
+def test_effects_with_distinct_idempotency_keys_are_not_duplicates() -> None:
+    # One scan unit writes one row per asset: same unit key and kind, different idempotency keys.
+    def effect(tid: str, idem: str) -> dict:
+        return {"task_id": tid, "key": "scan-1", "kind": "scan.asset", "duplicate": False, "idempotency_key": idem}
+
+    h = (H().publish("a", "scan-1").start("a").op("w1.child-1", "ok", "effect", effect("a", "asset-1")).end("a")
+         .publish("b", "scan-1").start("b").op("w1.child-1", "ok", "effect", effect("b", "asset-2")).end("b"))
+    assert check_duplicates(h.ops, Expectations()).valid is Validity.TRUE
+    h = h.receive("b", redelivered=True).start("b").op("w1.child-2", "ok", "effect", effect("b", "asset-2")).end("b")
+    v = check_duplicates(h.ops, Expectations())
+    assert v.valid is Validity.FALSE
+    assert [(c["key"], c["effect_kind"]) for c in v.violations()] == [("scan-1", "scan.asset#asset-2")]
