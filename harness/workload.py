@@ -182,3 +182,27 @@ def validate_units(workload: Workload, units: Sequence[Unit] | Iterable[Unit], r
     if problems:
         raise ConfigError(f"{type(workload).__name__}.units() broke the workload contract: " + "; ".join(problems))
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """How to run a system under test on one stack: the app's import path, the workers' environment
+    and queues, and the workload configured for that stack (URLs, a fresh effect store).
+
+    A workload that needs more than URLs to run (a partner service, a database, settings in
+    environment variables) offers ``prepare(stack, **variant)``, a context manager yielding a
+    Deployment; the certification and the scenario suite use it. ``variant`` names configuration
+    overrides the system understands (e.g. ``acks_late=False``); unknown names are a ConfigError.
+
+    >>> d = Deployment(app="billing.tasks:app", workload=None, queues=("billing",))
+    >>> d.queues
+    ('billing',)
+    """
+
+    app: str
+    workload: Any
+    env: Mapping[str, str] = field(default_factory=dict)
+    queues: tuple[str, ...] = ()
+    concurrency: int = 2
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""

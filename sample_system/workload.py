@@ -84,6 +84,13 @@ class SampleWorkload:
         self.store = store if store is not None else EffectStore(
             self.settings.db_url, idempotent=self.settings.idempotent_effects)
 
+    # ------------------------------------------------------------------ deployment
+    def prepare(self, stack: Any, **variant: Any) -> Any:
+        """Deploy on `stack` (see `sample_system.deploy.prepare`); a context manager of Deployment."""
+        from sample_system.deploy import prepare
+
+        return prepare(stack, **variant)
+
     # ------------------------------------------------------------------ Workload protocol
     def setup(self, app: Celery) -> None:
         """Declare every queue and the DLQ, purge them, and empty the effect store."""

@@ -190,10 +190,20 @@ class LocalStack:
     def add_proxy(self, name: str, upstream: str) -> ProxiedEndpoint:
         """Route another dependency (a partner API, a database) through the fault proxy.
 
+        Adding a name again re-points that proxy at the new upstream (same port).
+
         Example: ``ep = stack.add_proxy("partner_api", "127.0.0.1:8099")`` then call ``ep.url``.
         """
-        if name in self._extra:
-            raise ConfigError(f"a proxy named {name!r} already exists in this stack; pick another name")
+        existing = self._extra.get(name)
+        if existing is not None:
+            # Re-pointing a dependency (a fresh partner API for the next scenario) keeps the
+            # proxy's name and port, so faults and clients configured with it keep working.
+            assert self.toxiproxy is not None
+            self.toxiproxy.update_proxy(existing.proxy_name, upstream=upstream)
+            ep = ProxiedEndpoint(existing.role, existing.proxy_name, existing.listen_host, existing.listen_port,
+                                 upstream, existing.url)
+            self._extra[name] = ep
+            return ep
         ep = self._make_proxy(name, upstream, None)
         self._extra[name] = ep
         return ep

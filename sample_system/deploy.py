@@ -1,0 +1,71 @@
+"""Deploy the sample system on a harness stack: partner API behind its proxy, a fresh effect
+store, settings compressed for chaos runs, and the workers' environment.
+
+Responsibility: the sample system's side of `harness.workload.Deployment`, used by
+`celery-chaos certify`, the scenario suite and exploration.
+
+Retry backoff, the circuit breaker's reset and the partner timeout are scaled down from the
+production defaults (a retry due in 10 minutes cannot finish inside a 60 s scenario); every
+reliability setting (acks, prefetch, confirms, idempotency, DLQ, rate limit) keeps its
+production value unless a variant overrides it.
+
+Example:
+    >>> with prepare(stack, acks_late=False) as deployment:          # doctest: +SKIP
+    ...     Run(stack, app=deployment.app, workload=deployment.workload, ...)
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ConfigError
+from harness.workload import Deployment
+from sample_system.partner_api import partner_behind_proxy
+from sample_system.settings import Settings
+from sample_system.topology import SERVICE_QUEUES
+
+APP = "sample_system:app"
+
+#: Timings scaled for a chaos run; reliability settings are untouched.
+CHAOS_TIMINGS: dict[str, Any] = {
+    "retry_backoff": 0.2,
+    "retry_backoff_max": 1.0,
+    "breaker_reset_timeout": 2.0,
+    "partner_timeout": 3.0,
+    "broker_heartbeat": 10.0,
+}
+
+
+@contextmanager
+def prepare(stack: Any, *, concurrency: int = 2, **variant: Any) -> Iterator[Deployment]:
+    """Yield a Deployment of the sample system on `stack`; `variant` overrides Settings fields."""
+    from sample_system.workload import SampleWorkload
+
+    names = {f.name for f in fields(Settings)}
+    unknown = sorted(set(variant) - names)
+    if unknown:
+        raise ConfigError(f"unknown sample-system setting(s) {unknown}: choose from {sorted(names)}")
+    broker = "redis" if stack.urls.broker_kind == "redis" else "rabbitmq"
+    if variant.get("broker", broker) != broker:
+        raise ConfigError(f"variant broker={variant['broker']!r} needs a stack with that broker "
+                          f"(this stack's broker is {broker}): start it with LocalStackOptions(broker=...)")
+    tmp = Path(tempfile.mkdtemp(prefix="chaos-sample-"))
+    try:
+        with partner_behind_proxy(stack) as (_api, partner_url):
+            values: dict[str, Any] = {**CHAOS_TIMINGS, "broker": broker, "broker_url": stack.urls.broker_url,
+                                      "backend_url": stack.urls.backend_url, "partner_url": partner_url,
+                                      "db_url": f"sqlite:///{tmp / 'effects.sqlite3'}", "concurrency": concurrency}
+            values.update(variant)
+            settings = Settings(**values)
+            changed = ", ".join(f"{k}={v}" for k, v in sorted(variant.items())) or "production settings"
+            yield Deployment(app=APP, workload=SampleWorkload(settings), env=settings.to_env(),
+                             queues=tuple(SERVICE_QUEUES), concurrency=concurrency,
+                             description=f"sample system ({changed})")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
