@@ -50,7 +50,7 @@ def certify_main(args: argparse.Namespace) -> int:
     if args.profile == "smoke":
         return run_smoke_certification(report, args.stack)
     try:
-        from harness.certification import run_certification  # type: ignore[import-not-found,unused-ignore]
+        from harness.certification import run_certification
     except ImportError:
         print(f"[certify] the {args.profile!r} scenario selection is not available yet: running the smoke "
               "certification", file=sys.stderr)

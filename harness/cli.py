@@ -105,8 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("check", help="check a history file offline: celery-chaos check HISTORY.jsonl", add_help=False)
 
     cert = sub.add_parser("certify", help="run the certification selection and write a report")
-    cert.add_argument("--app", default="sample_system.app:app", help="MODULE:ATTR of the Celery app")
-    cert.add_argument("--workload", default="sample_system.workload:workload", help="MODULE:ATTR of the workload")
+    cert.add_argument("--app", default="sample_system:app", help="MODULE:ATTR of the Celery app")
+    cert.add_argument("--workload", default="sample_system.workload:SampleWorkload",
+                      help="MODULE:ATTR of the workload (an object, or a class/factory that makes one)")
+    cert.add_argument("--only", nargs="+", metavar="SCENARIO", help="run only these scenarios of the profile")
     cert.add_argument("--profile", default="quick", choices=("smoke", "quick", "full", "soak"))
     cert.add_argument("--report", default="chaos-report", help="report directory")
     cert.add_argument("--stack", default="local", choices=("local", "containers", "external"))

@@ -75,6 +75,9 @@ def celery_config(s: Settings) -> dict[str, Any]:
         "broker_heartbeat": s.broker_heartbeat,
         "broker_connection_timeout": s.broker_connection_timeout,
         "broker_connection_retry_on_startup": True,
+        "task_publish_retry": s.publish_max_retries > 0,
+        "task_publish_retry_policy": {"max_retries": s.publish_max_retries, "interval_start": 0,
+                                      "interval_step": 0.5, "interval_max": 2},
         "broker_transport_options": broker_opts,
         "worker_cancel_long_running_tasks_on_connection_loss": s.cancel_long_running_tasks_on_connection_loss,
         # limits and housekeeping

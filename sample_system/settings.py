@@ -91,6 +91,8 @@ class Settings:
     reject_on_worker_lost: bool = True
     prefetch_multiplier: int = 1
     confirm_publish: bool = True
+    # publishes ride through a short broker outage: retries 0, 0.5, 1, 1.5, 2, 2 ... s apart
+    publish_max_retries: int = 20
     broker_heartbeat: float = 30.0
     broker_connection_timeout: float = 4.0
     visibility_timeout: int | None = None

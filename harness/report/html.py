@@ -16,8 +16,8 @@ import json
 
 from harness.report.model import CertificationReport, ScenarioReport
 
-_COLORS = {"true": "#1a7f37", "unknown": "#9a6700", "false": "#cf222e"}
-_LABEL = {"true": "valid", "unknown": "unknown", "false": "INVALID"}
+_COLORS = {"true": "#1a7f37", "unknown": "#9a6700", "false": "#cf222e", "skipped": "#57606a"}
+_LABEL = {"true": "valid", "unknown": "unknown", "false": "INVALID", "skipped": "skipped"}
 _CSS = """
 body{font:14px/1.45 -apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1100px;color:#1f2328;padding:0 16px}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 6px;border-top:1px solid #d0d7de;padding-top:16px}

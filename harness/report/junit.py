@@ -15,12 +15,15 @@ from harness.report.model import CertificationReport
 
 def to_junit_xml(report: CertificationReport) -> str:
     suite = ET.Element("testsuite", name=f"celery-chaos-{report.profile}", tests=str(len(report.scenarios)),
-                       failures=str(sum(1 for s in report.scenarios if s.valid != "true")),
+                       failures=str(sum(1 for s in report.scenarios if s.valid in ("false", "unknown"))),
+                       skipped=str(sum(1 for s in report.scenarios if s.valid == "skipped")),
                        errors="0", time=f"{report.elapsed_s:.3f}")
     for s in report.scenarios:
         case = ET.SubElement(suite, "testcase", classname=f"certification.{report.profile}", name=s.name,
                              time=f"{s.elapsed_s:.3f}")
-        if s.valid != "true":
+        if s.valid == "skipped":
+            ET.SubElement(case, "skipped", message=s.error or "not applicable")
+        elif s.valid != "true":
             bad = {k: v for k, v in s.verdicts.items() if v.valid.value != "true"}
             lines = [f"{k}: {v.valid.value} counts={dict(v.counts)} notes={list(v.notes)[:3]}" for k, v in bad.items()]
             if s.error:

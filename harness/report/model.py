@@ -42,7 +42,7 @@ class ScenarioReport:
     """One scenario's outcome: its verdicts, the schedule as it ran, and a timeline for the chart."""
 
     name: str
-    valid: str  # "true" | "false" | "unknown"
+    valid: str  # "true" | "false" | "unknown" | "skipped" (not applicable to this system or stack)
     verdicts: dict[str, Verdict]
     schedule: list[dict[str, Any]]
     elapsed_s: float
@@ -85,9 +85,10 @@ class CertificationReport:
 
     @property
     def valid(self) -> str:
-        if not self.scenarios:
+        ran = [s for s in self.scenarios if s.valid != "skipped"]
+        if not ran:
             return Validity.UNKNOWN.value  # nothing ran: not a pass
-        return merge_valid(Validity(s.valid) for s in self.scenarios).value
+        return merge_valid(Validity(s.valid) for s in ran).value
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -98,6 +99,6 @@ class CertificationReport:
             "seed": self.seed,
             "elapsed_s": round(self.elapsed_s, 2),
             "environment": self.environment,
-            "summary": {v: sum(1 for s in self.scenarios if s.valid == v) for v in ("true", "unknown", "false")},
+            "summary": {v: sum(1 for s in self.scenarios if s.valid == v) for v in ("true", "unknown", "false", "skipped")},
             "scenarios": [s.to_dict() for s in self.scenarios],
         }

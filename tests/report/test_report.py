@@ -61,7 +61,7 @@ def _report() -> CertificationReport:
 def test_write_report_files(tmp_path):
     paths = write_report(_report(), tmp_path)
     data = json.loads(paths["json"].read_text())
-    assert data["valid"] == "false" and data["summary"] == {"true": 1, "unknown": 0, "false": 1}
+    assert data["valid"] == "false" and data["summary"] == {"true": 1, "unknown": 0, "false": 1, "skipped": 0}
     assert data["scenarios"][1]["verdicts"]["lost_tasks"]["counterexamples"][0]["task_id"] == "t3"
     page = paths["html"].read_text()
     assert "<svg" in page and "kill_worker" in page and "t3" in page

@@ -1,0 +1,48 @@
+"""Certification: the catalogue of scenarios per profile, and the runner behind `celery-chaos certify`.
+
+Example::
+
+    celery-chaos certify --app sample_system:app --workload sample_system.workload:SampleWorkload \\
+        --profile quick --report chaos-report
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from harness.certification.catalogue import CATALOGUE, PROFILES, Scenario, get, select
+from harness.certification.runner import certify, load_workload, progress_to_stderr, run_scenario
+
+__all__ = ["CATALOGUE", "PROFILES", "Scenario", "certify", "get", "load_workload", "run_certification",
+           "run_scenario", "select"]
+
+
+def run_certification(args: argparse.Namespace) -> int:
+    """`celery-chaos certify`: 0 when every scenario that ran is valid, 1 otherwise, 2 on setup errors."""
+    from harness.report import write_report
+    from harness.stack import open_stack
+
+    scenarios = select(args.profile, list(args.only) if getattr(args, "only", None) else None)
+    system = load_workload(args.workload)
+    progress_to_stderr(f"profile {args.profile}: {len(scenarios)} scenario(s) on the {args.stack} stack; "
+                       f"app {args.app}, workload {args.workload}")
+    t0 = time.monotonic()
+    stack = open_stack(args.stack)
+    with stack:
+        progress_to_stderr(f"stack ready in {time.monotonic() - t0:.1f} s")
+        report = certify(stack, system, scenarios, app=args.app, workload=args.workload, profile=args.profile,
+                         seed=args.seed, progress=progress_to_stderr)
+    paths = write_report(report, Path(args.report))
+    s = report.to_dict()["summary"]
+    progress_to_stderr(f"certification {report.valid.upper() if report.valid != 'true' else 'VALID'}: "
+                       f"{s['true']} valid, {s['unknown']} unknown, {s['false']} invalid, {s['skipped']} skipped "
+                       f"in {time.monotonic() - t0:.0f} s")
+    progress_to_stderr(f"report: {paths['html']} (also report.json, junit.xml)")
+    if report.valid != "true":
+        for sc in report.scenarios:
+            if sc.valid in ("false", "unknown"):
+                print(f"  {sc.name}: {sc.valid}; replay: {sc.replay}", file=sys.stderr)
+    return 0 if report.valid == "true" else 1

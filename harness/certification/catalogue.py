@@ -1,0 +1,167 @@
+"""The certification's scenarios as data: which faults, when, under which profile.
+
+Responsibility: a catalogue of named scenarios that apply to *any* Celery app with a workload
+(triggers name no task, faults name client roles, not hosts). `celery-chaos certify` runs a
+profile's selection; `scenarios/test_matrix.py` runs the same catalogue under pytest.
+
+Every scenario's schedule is plain data (`harness.faults.Schedule`), printed in the report and
+replayable. Each one must bite: a scenario whose fault found nothing to act on is `unknown`.
+
+Example:
+    >>> [s.name for s in select("quick")][:3]
+    ['baseline', 'worker_child_sigkill', 'whole_worker_sigkill']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from harness.errors import ConfigError
+from harness.faults import (
+    BackendOutage,
+    Bandwidth,
+    BrokerOutage,
+    ColdShutdown,
+    KillWorker,
+    KillWorkerChild,
+    Latency,
+    MemoryAlarm,
+    PartnerApiFault,
+    ResetPeer,
+    RolePartition,
+    Schedule,
+    Slicer,
+    WarmShutdown,
+    at,
+    on_effect,
+    on_execute,
+    when,
+)
+
+PROFILES = ("quick", "full", "soak")
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """One certification scenario.
+
+    needs: capabilities the stack or system must offer: "process_control" (kill or restart a
+    server), "partner_api" (a proxy named partner_api), "rabbitmq" (rabbitmqctl).
+    """
+
+    name: str
+    description: str
+    schedule: Schedule
+    profiles: frozenset[str]
+    n_per_kind: int = 3
+    submit_interval_s: float = 0.05
+    needs: frozenset[str] = frozenset()
+    workers: int = 1
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.name, "description": self.description, "schedule": self.schedule.to_dict(),
+                "profiles": sorted(self.profiles), "n_per_kind": self.n_per_kind,
+                "submit_interval_s": self.submit_interval_s, "needs": sorted(self.needs), "workers": self.workers}
+
+
+def _s(*faults) -> Schedule:  # type: ignore[no-untyped-def]
+    return Schedule.of(*faults)
+
+
+Q = frozenset({"quick", "full", "soak"})
+F = frozenset({"full", "soak"})
+
+CATALOGUE: tuple[Scenario, ...] = (
+    Scenario("baseline", "no fault: every unit reaches its expected outcome, effects exactly once",
+             _s(), Q),
+    Scenario("worker_child_sigkill",
+             "SIGKILL the pool child right after a task applied an effect, before it was acked: "
+             "the task must be redelivered and its effect must not be applied twice",
+             _s(when(on_effect(nth=2), KillWorkerChild())), Q),
+    Scenario("whole_worker_sigkill",
+             "SIGKILL the whole worker (parent and children) mid-load, then start it again: "
+             "unacked tasks come back, nothing is lost",
+             _s(when(on_execute(nth=3), KillWorker(restart=True))), Q),
+    Scenario("broker_outage_proxy_down",
+             "the broker refuses every connection for 3 s (fast close): clients reconnect, nothing is lost",
+             _s(at(0.3, BrokerOutage("proxy_down"), duration_s=3.0)), Q),
+    Scenario("broker_blackhole",
+             "a silent partition from the broker for 3 s (no RST, no data): heartbeats must notice, "
+             "workers must resume after the heal",
+             _s(at(0.3, BrokerOutage("blackhole"), duration_s=3.0)), Q),
+    Scenario("broker_kill_restart",
+             "SIGKILL the broker process and restart it: persistent messages in durable queues survive",
+             _s(at(0.3, BrokerOutage("kill_restart"), duration_s=1.0)), Q, needs=frozenset({"process_control"})),
+    Scenario("warm_shutdown_under_load",
+             "SIGTERM a busy worker (warm shutdown) and start it again: running tasks finish or come back",
+             _s(when(on_execute(nth=2), WarmShutdown(restart=True))), Q),
+    Scenario("reset_peer_mid_task",
+             "connection reset by peer on the workers' broker connections while tasks run "
+             "(acks of running tasks are lost): redelivery may duplicate executions, never effects",
+             _s(when(on_execute(nth=2), ResetPeer("worker_broker"), duration_s=0.5)), Q),
+    Scenario("backend_outage",
+             "the result backend is unreachable for 2 s while tasks complete",
+             _s(at(0.3, BackendOutage("proxy_down"), duration_s=2.0)), Q),
+    Scenario("partner_api_down",
+             "the partner HTTP API refuses connections for 2 s: retryable errors are retried with backoff",
+             _s(at(0.2, PartnerApiFault("down"), duration_s=2.0)), Q, needs=frozenset({"partner_api"})),
+    # ---- full only ------------------------------------------------------------------
+    Scenario("workers_partition",
+             "only the workers are cut from the broker for 3 s; producers keep publishing",
+             _s(at(0.3, RolePartition("worker_broker"), duration_s=3.0)), F),
+    Scenario("producers_partition",
+             "only the producers are cut from the broker for 2 s; publishes fail or are unknown, never silently lost",
+             _s(at(0.2, RolePartition("producer_broker"), duration_s=2.0)), F),
+    Scenario("broker_graceful_stop",
+             "stop the broker gracefully and start it again",
+             _s(at(0.3, BrokerOutage("graceful_stop"), duration_s=1.0)), F, needs=frozenset({"process_control"})),
+    Scenario("backend_kill_restart",
+             "SIGKILL the result backend and restart it",
+             _s(at(0.3, BackendOutage("kill_restart"), duration_s=1.0)), F, needs=frozenset({"process_control"})),
+    Scenario("latency_with_jitter",
+             "200 ms +- 100 ms latency both ways between workers and broker for 3 s",
+             _s(at(0.2, Latency("worker_broker", ms=200, jitter_ms=100), duration_s=3.0)), F),
+    Scenario("bandwidth_limit",
+             "the workers' broker link limited to 32 KB/s for 3 s",
+             _s(at(0.2, Bandwidth("worker_broker", kb_per_s=32), duration_s=3.0)), F),
+    Scenario("slicer",
+             "the workers' broker traffic sliced into small delayed pieces for 3 s",
+             _s(at(0.2, Slicer("worker_broker", average_size=16, size_variation=8, delay_us=200),
+                   duration_s=3.0)), F),
+    Scenario("cold_shutdown",
+             "SIGQUIT a busy worker (cold shutdown) and start it again",
+             _s(when(on_execute(nth=2), ColdShutdown(restart=True))), F),
+    Scenario("memory_alarm",
+             "RabbitMQ memory alarm for 2 s: publishers are blocked, then resume",
+             _s(at(0.2, MemoryAlarm(), duration_s=2.0)), F, needs=frozenset({"process_control", "rabbitmq"})),
+    Scenario("partner_api_latency",
+             "the partner API answers 1.5 s late for 3 s: timeouts are retried",
+             _s(at(0.2, PartnerApiFault("latency", ms=1500), duration_s=3.0)), F, needs=frozenset({"partner_api"})),
+    Scenario("two_workers_one_killed",
+             "two workers; SIGKILL one mid-load and do not restart it: the other takes over",
+             _s(when(on_execute(nth=3), KillWorker(restart=False))), F, workers=2),
+)
+
+_BY_NAME = {s.name: s for s in CATALOGUE}
+
+
+def select(profile: str, names: list[str] | None = None) -> list[Scenario]:
+    """The scenarios of `profile` (optionally only `names`, in catalogue order)."""
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}: use one of {', '.join(PROFILES)}")
+    if names:
+        unknown = [n for n in names if n not in _BY_NAME]
+        if unknown:
+            raise ConfigError(f"unknown scenario(s) {unknown}: choose from {sorted(_BY_NAME)}")
+        return [s for s in CATALOGUE if s.name in names]
+    return [s for s in CATALOGUE if profile in s.profiles]
+
+
+def get(name: str) -> Scenario:
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise ConfigError(f"unknown scenario {name!r}: choose from {sorted(_BY_NAME)}") from None
+
+
+__all__ = ["CATALOGUE", "PROFILES", "Scenario", "get", "select"]

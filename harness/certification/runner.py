@@ -1,0 +1,150 @@
+"""Run a certification profile against an app and workload, with progress and a report.
+
+Responsibility: deploy the system under test once per scenario (through the workload's
+``prepare(stack)`` when it has one), run each scenario with `harness.run.Run`, turn the
+results into `harness.report` values, and decide the exit code: 0 only when every scenario
+that ran is valid.
+
+Example:
+    >>> report = certify(stack, system, select("quick"), app="sample_system:app")   # doctest: +SKIP
+    >>> report.valid
+    'true'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from harness.certification.catalogue import Scenario
+from harness.errors import ConfigError
+from harness.report import CertificationReport, ScenarioReport, build_timeline, fault_windows
+from harness.workload import Deployment
+
+Log = Callable[[str], None]
+
+
+def load_object(path: str, what: str) -> Any:
+    """Import ``module:attr`` (or ``module.attr``); a clear ConfigError when it is not there."""
+    module, sep, attr = path.partition(":")
+    if not sep:
+        module, _, attr = path.rpartition(".")
+    if not module or not attr:
+        raise ConfigError(f"{what} must be MODULE:ATTR (e.g. sample_system.workload:SampleWorkload), not {path!r}")
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import {what} module {module!r}: {exc}. Is it on PYTHONPATH?") from exc
+    try:
+        obj = mod
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except AttributeError:
+        raise ConfigError(f"{what} {path!r}: module {module!r} has no attribute {attr!r}") from None
+    return obj
+
+
+def load_workload(path: str) -> Any:
+    """The workload object at `path`; a class or zero-argument factory is called to make one."""
+    obj = load_object(path, "--workload")
+    if isinstance(obj, type) or (callable(obj) and not hasattr(obj, "units")):
+        obj = obj()
+    missing = [m for m in ("units", "submit", "effects") if not hasattr(obj, m)]
+    if missing:
+        raise ConfigError(f"--workload {path!r} is not a harness.workload.Workload: it lacks {missing}. "
+                          "See harness/workload.py for the contract and an example.")
+    return obj
+
+
+@contextlib.contextmanager
+def deploy(stack: Any, system: Any, app: str, concurrency: int = 2) -> Iterator[Deployment]:
+    """Deploy `system` on `stack` for one scenario (its own `prepare`, or as given)."""
+    if hasattr(system, "prepare"):
+        with system.prepare(stack, concurrency=concurrency) as d:
+            yield d
+    else:
+        yield Deployment(app=app, workload=system, concurrency=concurrency)
+
+
+def missing_capabilities(scenario: Scenario, stack: Any) -> list[str]:
+    """Why `scenario` cannot run on `stack` (empty when it can)."""
+    out = []
+    if "process_control" in scenario.needs and getattr(stack, "broker", None) is None:
+        out.append("it kills or restarts servers, and this stack provider cannot control them")
+    if "rabbitmq" in scenario.needs and stack.urls.broker_kind != "amqp":
+        out.append("it needs RabbitMQ (rabbitmqctl), and the broker is Redis")
+    if "partner_api" in scenario.needs and "partner_api" not in getattr(stack, "extra_proxies", {}):
+        out.append("the system under test routes no dependency through a proxy named partner_api")
+    return out
+
+
+def run_scenario(stack: Any, system: Any, scenario: Scenario, *, app: str, replay: str = "",
+                 log: Log | None = None) -> ScenarioReport:
+    """Run one scenario on `stack` and return its report entry (errors become `unknown`)."""
+    from harness.run import Run
+    from harness.workers import WorkerSpec
+
+    t0 = time.monotonic()
+    try:
+        with deploy(stack, system, app) as d:
+            missing = missing_capabilities(scenario, stack)
+            if missing:
+                return ScenarioReport(scenario.name, "skipped", {}, scenario.schedule.to_dict()["faults"], 0.0,
+                                      description=scenario.description, error="not applicable: " + "; ".join(missing))
+            workers = [WorkerSpec(app=d.app, concurrency=d.concurrency, queues=tuple(d.queues), env=dict(d.env),
+                                  hostname=f"w{i + 1}-{scenario.name.replace('_', '-')}@127.0.0.1")
+                       for i in range(scenario.workers)]
+            result = Run(stack, app=d.app, workload=d.workload, workers=workers, schedule=scenario.schedule,
+                         settings=dict(d.settings) or None, n_per_kind=scenario.n_per_kind,
+                         submit_interval_s=scenario.submit_interval_s, log=log).execute()
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a broken scenario is unknown, never a pass
+        return ScenarioReport(scenario.name, "unknown", {}, scenario.schedule.to_dict()["faults"],
+                              time.monotonic() - t0, description=scenario.description, replay=replay,
+                              error=f"{type(exc).__name__}: {exc}")
+    history = list(result.history or ())
+    metrics: dict[str, float] = {}
+    for v in result.verdicts.values():
+        metrics.update({k: float(x) for k, x in v.metrics.items()})
+    metrics.update({f"timing_{k}": float(x) for k, x in result.timings.items()})
+    notes = list(result.notes)
+    if not result.quiesced:
+        notes.insert(0, "the system did not quiesce before the deadline")
+    return ScenarioReport(
+        name=scenario.name, valid=result.valid.value, verdicts=result.verdicts,
+        schedule=[a.to_dict() for a in result.schedule_as_run] or scenario.schedule.to_dict()["faults"],
+        elapsed_s=time.monotonic() - t0, timeline=build_timeline(history, bucket_s=0.5),
+        fault_windows=fault_windows(history), metrics=metrics, description=scenario.description,
+        replay=replay, error="; ".join(notes) if notes and result.valid.value != "true" else None)
+
+
+def certify(stack: Any, system: Any, scenarios: Sequence[Scenario], *, app: str, workload: str = "",
+            profile: str = "quick", seed: int | None = None, progress: Log | None = None) -> CertificationReport:
+    """Run `scenarios` one after another on one stack; `progress` gets a line per step."""
+    say = progress or (lambda _m: None)
+    t0 = time.monotonic()
+    reports = []
+    for i, sc in enumerate(scenarios, 1):
+        say(f"[{i}/{len(scenarios)}] {sc.name}: {sc.description} (elapsed {time.monotonic() - t0:.0f} s)")
+        replay = (f"celery-chaos certify --app {app} --workload {workload} --profile {profile} --only {sc.name}"
+                  + (f" --seed {seed}" if seed is not None else ""))
+        rep = run_scenario(stack, system, sc, app=app, replay=replay)
+        label = {"true": "valid", "false": "INVALID", "unknown": "UNKNOWN", "skipped": "skipped"}[rep.valid]
+        say(f"[{i}/{len(scenarios)}] {sc.name}: {label} in {rep.elapsed_s:.1f} s"
+            + (f" ({rep.error})" if rep.error and rep.valid != "true" else ""))
+        reports.append(rep)
+    return CertificationReport(
+        profile=profile, scenarios=reports, app=app, workload=workload, seed=seed,
+        elapsed_s=time.monotonic() - t0,
+        environment={"python": platform.python_version(), "platform": platform.platform(),
+                     "provider": getattr(stack, "provider", "?"), "broker": stack.urls.broker_kind})
+
+
+def progress_to_stderr(line: str) -> None:
+    print(f"[certify] {line}", file=sys.stderr, flush=True)
