@@ -7,19 +7,22 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: certify test test-all soak explore lint typecheck bench deps system-deps clean
+.PHONY: certify test test-all soak explore full lint typecheck bench deps system-deps clean
 
 certify: deps
 	$(BIN)/celery-chaos certify --profile quick --report chaos-report
 
 test: deps
-	$(BIN)/python -m pytest -m "not soak and not explore" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not soak and not explore and not full" $(PYTEST_ARGS)
 
 soak: deps
 	$(BIN)/python -m pytest -m soak $(PYTEST_ARGS)
 
 explore: deps
 	$(BIN)/python -m pytest -m explore $(PYTEST_ARGS)
+
+full: deps
+	$(BIN)/python -m pytest -m full $(PYTEST_ARGS)
 
 lint: deps
 	$(BIN)/ruff check harness sample_system tests scenarios benchmarks loadtests

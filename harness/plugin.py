@@ -26,6 +26,7 @@ MARKERS = {
     "containers": "needs Docker (the containers stack provider)",
     "slow": "takes more than ~30 s",
     "explore": "Hypothesis exploration of fault schedules; left out of `make test` (run with -m explore)",
+    "full": "scenario of the full certification profile only; left out of `make test` (run with -m full)",
 }
 
 

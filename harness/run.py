@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.checkers import Expectations, Validity, Verdict, check_all, overall
+from harness.checkers import Expectations, Validity, Verdict, check_all, default_checkers, overall
 from harness.errors import ConfigError
 from harness.faults.nemesis import AppliedFault, Nemesis
 from harness.faults.schedule import Schedule
@@ -469,6 +469,18 @@ class Run:
                                                     "source": "dead-letter queue read after drain"})
 
     # ------------------------------------------------------------------ the run
+    def _checkers_for(self, expectations: Expectations) -> Any:
+        """The checkers to run: the caller's, or what the expectations ask for, less `redelivery`
+        when the schedule kills no worker (it claims nothing about redelivery then; keeping it
+        would make every outage scenario `unknown`)."""
+        if self.checkers is not None:
+            return self.checkers
+        chosen = default_checkers(expectations)
+        kills = any(expectations.is_kill_fault(sf.fault.kind) for sf in self.schedule.faults)
+        if not kills:
+            chosen.pop("redelivery", None)
+        return chosen
+
     def execute(self) -> RunResult:
         """Run every phase and return the result; workers, faults and temp dirs are cleaned up always."""
         if self._executed:
@@ -567,7 +579,7 @@ class Run:
             self._record_dlq_store(recorder, history)
             phase("check")
             history = read_history(history_dir)
-            verdicts = check_all(history, expectations, self.checkers)
+            verdicts = check_all(history, expectations, self._checkers_for(expectations))
             timings["check_s"] = round(time.monotonic() - t, 3)
             counts.update(ops=len(history), skipped_lines=len(history.skipped),
                           faults_bit=sum(1 for a in applied if a.bit))

@@ -91,6 +91,9 @@ def celery_config(s: Settings) -> dict[str, Any]:
         "task_track_started": True,
         "result_extended": True,
         "redis_socket_timeout": s.backend_socket_timeout,
+        "result_backend_always_retry": s.backend_always_retry,
+        "result_backend_max_retries": 10,
+        "result_backend_max_sleep_between_retries_ms": 2000,
         "redis_socket_connect_timeout": s.backend_socket_timeout,
         # routing: per-service queues, explicit routes, nothing implicit
         "task_queues": task_queues(dlq=True),

@@ -106,6 +106,8 @@ class Settings:
     concurrency: int = 4
     send_events: bool = True
     backend_socket_timeout: float = 10.0
+    # a result-backend blip must not fail the task: retry backend writes (Celery's default is off)
+    backend_always_retry: bool = True
 
     # --- retries, rate limit, circuit breaker around the partner API
     max_retries: int = 5

@@ -1,0 +1,117 @@
+"""The failure-mode scenarios' toolkit: a probe workload on the sample system and one call per run.
+
+Responsibility: run the sample system's ``probes.work`` task (``sample_system/services/
+chaos_probes.py``) under one fault schedule, on one configuration variant, with real workers,
+and return the `RunResult`. Each scenario module states a failure mode as a pair: the
+vulnerable variant and the safe one, the same fault, and what the harness must say about each.
+
+`ProbeWorkload` is a `harness.workload.Workload` with one kind, ``probe``: each unit publishes
+one ``probes.work`` task (work for `seconds`, effect ``probe.done`` before or after the work,
+optional countdown) and must leave that effect exactly once. Queue declaration, the effect
+store and the dead-letter queue are the sample system's own (`SampleWorkload`).
+
+Example:
+    >>> from sample_system import Settings
+    >>> w = ProbeWorkload(Settings(), seconds=2.0, countdown=5.0)
+    >>> [(u.key, u.expected, u.effects) for u in w.units(1, "r1")]
+    [('r1:probe:0', 'complete', ('probe.done:r1:probe:0',))]
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from harness.errors import ConfigError
+from harness.faults import Schedule
+from harness.run import Run, RunResult
+from harness.workers import WorkerSpec
+from harness.workload import KEY_HEADER, RUN_ID_HEADER, DLQEntry, EffectRecord, Unit
+from sample_system.deploy import prepare
+from sample_system.services.chaos_probes import PROBE_EFFECT, PROBE_TASK
+from sample_system.settings import Settings
+from sample_system.topology import DEFAULT
+from sample_system.workload import SampleWorkload
+
+#: The claim "no task is ever lost, whatever dies" (what late acks + reject-on-worker-lost give).
+AT_LEAST_ONCE: dict[str, Any] = {"acks_late": True, "reject_on_worker_lost": True}
+#: The claim "each task runs once" (on top of at-least-once): a duplicate execution is a violation.
+EXACTLY_ONCE: dict[str, Any] = {**AT_LEAST_ONCE, "allow_duplicate_executions": False}
+
+
+class ProbeWorkload:
+    """Units of ``probes.work`` on the sample system (see the module docstring)."""
+
+    kinds: tuple[str, ...] = ("probe",)
+
+    def __init__(self, settings: Settings, *, seconds: float = 0.0, effect: str = "after",
+                 countdown: float | None = None) -> None:
+        if effect not in ("before", "after"):
+            raise ConfigError(f"effect={effect!r}: the probe applies its effect 'before' or 'after' its work")
+        self.settings = settings
+        self.seconds = float(seconds)
+        self.effect = effect
+        self.countdown = countdown
+        self._base = SampleWorkload(settings, kinds=("order",))
+        self.submitted: dict[str, str] = {}  # unit key -> task id
+
+    def setup(self, app: Any) -> None:
+        self._base.setup(app)
+
+    def units(self, n_per_kind: int, run_id: str) -> list[Unit]:
+        return [Unit(key=f"{run_id}:probe:{i}", kind="probe", expected="complete",
+                     effects=(f"{PROBE_EFFECT}:{run_id}:probe:{i}",), run_id=run_id) for i in range(n_per_kind)]
+
+    def submit(self, app: Any, unit: Unit) -> str:
+        task_id = str(uuid.uuid4())
+        options: dict[str, Any] = {}
+        if self.countdown is not None:
+            options["countdown"] = self.countdown
+        app.send_task(PROBE_TASK, kwargs={"key": unit.key, "seconds": self.seconds, "effect": self.effect},
+                      task_id=task_id, headers={KEY_HEADER: unit.key, RUN_ID_HEADER: unit.run_id},
+                      queue=DEFAULT, **options)
+        self.submitted[unit.key] = task_id
+        return task_id
+
+    def effects(self) -> dict[str, list[EffectRecord]]:
+        return self._base.effects()
+
+    def dlq_entries(self, app: Any) -> list[DLQEntry]:
+        return self._base.dlq_entries(app)
+
+
+def probe_run(stack: Any, *, variant: Mapping[str, Any] | None = None, seconds: float = 0.0,
+              effect: str = "after", countdown: float | None = None, n: int = 2,
+              schedule: Schedule | None = None, expectations: Mapping[str, Any] | None = None,
+              pool: str = "prefork", concurrency: int = 2, worker_settings: Mapping[str, Any] | None = None,
+              workers: int = 1, **run_options: Any) -> tuple[RunResult, ProbeWorkload]:
+    """Deploy the sample system with `variant` (Settings overrides) on `stack`, run `n` probes
+    under `schedule` and return the result and the workload (its ``submitted`` task ids).
+
+    Workers consume only the ``default`` queue, where the probes go; `worker_settings` are
+    Celery settings on top of the sample system's (e.g. ``broker_transport_options``).
+    """
+    with prepare(stack, concurrency=concurrency, **dict(variant or {})) as d:
+        workload = ProbeWorkload(d.workload.settings, seconds=seconds, effect=effect, countdown=countdown)
+        specs = [WorkerSpec(app=d.app, pool=pool, concurrency=concurrency, queues=(DEFAULT,), env=dict(d.env),
+                            hostname=f"w{i + 1}@127.0.0.1", settings=dict(worker_settings or {}))
+                 for i in range(workers)]
+        options: dict[str, Any] = {"quiesce_timeout_s": 30.0, "log": print, **run_options}
+        result = Run(stack, app=d.app, workload=workload, workers=specs, schedule=schedule, n_per_kind=n,
+                     expectations=dict(expectations) if expectations is not None else None, **options).execute()
+    print(result.summary())
+    return result, workload
+
+
+def violations(result: RunResult, checker: str, kind: str | None = None) -> list[dict[str, Any]]:
+    """The violations (not allowed anomalies) `checker` reported, optionally of one `kind`."""
+    return [c for c in result.verdict(checker).violations() if kind is None or c.get("kind") == kind]
+
+
+def redis_transport_options(visibility_timeout: float, *, restore_every_s: int = 1) -> dict[str, Any]:
+    """``broker_transport_options`` for a Redis broker with a `visibility_timeout`, swept every
+    `restore_every_s` seconds (kombu's default sweep is every 10 x 10 s: too slow for a scenario
+    that compresses an hour into seconds)."""
+    return {"visibility_timeout": visibility_timeout, "unacked_restore_interval": restore_every_s,
+            "unacked_restore_throttle": 1, "socket_timeout": 10.0, "socket_connect_timeout": 10.0}

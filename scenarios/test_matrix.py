@@ -1,0 +1,56 @@
+"""The fault x pattern matrix: every catalogue scenario against the sample system's full workload.
+
+Each run submits every pattern at once (fire-and-forget notifications, the order chain, the scan
+chord, retries against the partner API, idempotent effects, rate-limited deliveries, poison and
+exhausted tasks for the DLQ, event fan-out), so one scenario checks one fault against all
+patterns; the verdicts must all be valid (an `unknown`, a fault that never bit, fails too).
+
+The quick profile's scenarios run on both brokers in `make test`; the rest of the full profile
+is marked `full` (run them with `pytest -m full scenarios/` or `celery-chaos certify --profile full`).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.certification import run_scenario, select
+
+QUICK = {s.name for s in select("quick")}
+# Scenarios that make sense on a Redis broker (no rabbitmqctl, no partner-specific extras).
+REDIS = ["baseline", "worker_child_sigkill", "whole_worker_sigkill", "broker_outage_proxy_down",
+         "reset_peer_mid_task", "backend_outage"]
+
+
+def _explain(rep) -> str:  # type: ignore[no-untyped-def]
+    lines = [f"{rep.name}: {rep.valid} ({rep.error or ''})"]
+    for name, v in rep.verdicts.items():
+        if v.valid.value != "true":
+            lines.append(f"  {name}: {v.valid.value} counts={dict(v.counts)} notes={list(v.notes)[:3]}")
+            for ce in v.violations()[:3]:
+                lines.append("    " + json.dumps({k: x for k, x in ce.items() if k != "ops"}, default=str)[:400])
+    lines.append(f"  schedule as run: {json.dumps(rep.schedule, default=str)[:600]}")
+    return "\n".join(lines)
+
+
+def _params(names):  # type: ignore[no-untyped-def]
+    out = []
+    for s in select("full"):
+        if names is not None and s.name not in names:
+            continue
+        marks = [pytest.mark.chaos] + ([] if s.name in QUICK else [pytest.mark.full])
+        out.append(pytest.param(s, id=s.name, marks=marks))
+    return out
+
+
+@pytest.mark.parametrize("scenario", _params(None))
+def test_scenario_on_rabbitmq(scenario, chaos_stack, sample_system):
+    rep = run_scenario(chaos_stack, sample_system, scenario, app="sample_system:app")
+    assert rep.valid == "true", _explain(rep)
+
+
+@pytest.mark.parametrize("scenario", _params(REDIS))
+def test_scenario_on_redis_broker(scenario, redis_broker_stack, sample_system):
+    rep = run_scenario(redis_broker_stack, sample_system, scenario, app="sample_system:app")
+    assert rep.valid == "true", _explain(rep)
