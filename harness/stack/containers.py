@@ -17,8 +17,8 @@ Options (ContainerStackOptions; each also read from the environment when the sta
     redis_aof         AOF with fsync always on Redis, so a killed backend keeps its results
     rabbitmq_management  enable the management plugin (the official image always has it)
     proxy_network     bridge (default: Toxiproxy on the stack's network, upstreams by container
-                      name) or host (CHAOS_PROXY_NETWORK; Toxiproxy on the host's loopback, so
-                      add_proxy() can reach services that listen on 127.0.0.1)
+                      name, proxies published on 127.0.0.1) or host (CHAOS_PROXY_NETWORK; Toxiproxy
+                      on the host's loopback, upstreams by published port)
     workers           host (default) or containers (CHAOS_WORKERS): where `worker_for()` runs workers
     startup_timeout, pull_timeout, spare_proxies
 
@@ -330,6 +330,40 @@ class ContainerServer:
                            f"{timeout:.0f} s; it is {self._status()}")
 
 
+class ContainerRabbitMQ(ContainerServer):
+    """The RabbitMQ broker in a container; `ctl` runs rabbitmqctl inside it (memory alarms and the like)."""
+
+    def ctl(self, *args: str, timeout: float = 30.0) -> str:
+        """Run `rabbitmqctl ARGS…` in the broker container; HarnessError with its output on failure.
+
+        Example: ``stack.broker.ctl("set_vm_memory_high_watermark", "0.000001")`` raises a memory alarm.
+        """
+        import threading
+
+        result: list[Any] = []
+
+        def run() -> None:
+            try:
+                # HOME: where the Erlang cookie is, in the official image and in chaos/rabbitmq:local.
+                result.append(self.container.exec_run(["rabbitmqctl", *args],
+                                                      environment={"HOME": "/var/lib/rabbitmq"}))
+            except Exception as exc:  # noqa: BLE001 - reported below
+                result.append(exc)
+
+        worker = threading.Thread(target=run, name="rabbitmqctl", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive() or not result:
+            raise HarnessError(f"rabbitmqctl {' '.join(args)} did not answer within {timeout:.0f} s")
+        if isinstance(result[0], Exception):
+            raise HarnessError(f"rabbitmqctl {' '.join(args)} could not run in {self.container_name}: {result[0]}")
+        code, output = result[0]
+        out = (output or b"").decode("utf-8", "replace")
+        if code != 0:
+            raise HarnessError(f"rabbitmqctl {' '.join(args)} failed with code {code}: {out.strip()[-800:]}")
+        return out
+
+
 def _with_hostport(url: str, host: str, port: int) -> str:
     scheme, rest = url.split("://", 1)
     creds, _, tail = rest.rpartition("@")
@@ -369,6 +403,7 @@ class ContainerStack:
         self._backend: ContainerServer | None = None
         self._toxiproxy_tc: Any = None
         self.toxiproxy: ToxiproxyClient | None = None
+        self._relay: ToxiproxyClient | None = None
         self.images: dict[Service, ResolvedImage] = {}
         self._urls: StackURLs | None = None
         self._extra: dict[str, ProxiedEndpoint] = {}
@@ -462,7 +497,7 @@ class ContainerStack:
         tc = self._container("broker", self.images[Service.RABBITMQ].image, alias="broker", ports={5672: port},
                              env=env, hostname="broker")
         self._credentials["broker"] = f"amqp://{user}:{password}@127.0.0.1:{port}//"
-        return ContainerServer(
+        return ContainerRabbitMQ(
             "rabbitmq", tc.get_wrapped_container, _amqp_probe("127.0.0.1", user, password), host_port=port,
             container_port=5672, network_host="broker", startup_timeout=self.options.startup_timeout, what=f"an AMQP connection to 127.0.0.1:{port} as {user}",
             hint=(f"Check the image {self.images[Service.RABBITMQ].image} starts RabbitMQ on 5672 and honours "
@@ -540,8 +575,11 @@ class ContainerStack:
     def add_proxy(self, name: str, upstream: str) -> ProxiedEndpoint:
         """Route another dependency (a partner API, a database) through the fault proxy.
 
-        `upstream` is host:port as the Toxiproxy container sees it: a container on the stack's
-        network by name, or (with proxy_network="host") a service on the host's loopback.
+        `upstream` is host:port: a container on the stack's network by name, or a service on the
+        host's loopback (127.0.0.1:PORT). In bridge mode the Toxiproxy container cannot reach the
+        host's loopback, so a plain relay (the same Toxiproxy image, on the host's network, no
+        toxics) listens on the stack network's gateway address and forwards to it; faults still
+        act on this proxy, in the stack's Toxiproxy.
 
         Example: ``ep = stack.add_proxy("partner_api", "127.0.0.1:8099")`` then call ``ep.url``.
         """
@@ -551,13 +589,28 @@ class ContainerStack:
             raise ConfigError(f"a proxy named {name!r} already exists in this stack; pick another name")
         host = upstream.rsplit(":", 1)[0].strip("[]")
         if self.options.proxy_network == "bridge" and host in ("127.0.0.1", "localhost", "::1"):
-            raise ConfigError(
-                f"upstream {upstream!r} is the host's loopback, which the Toxiproxy container cannot reach on the "
-                "stack's Docker network: build the stack with proxy_network='host' (CHAOS_PROXY_NETWORK=host), or "
-                "run the service as a container on the stack's network and give its name")
+            upstream = self._relay_to_host(name, upstream)
         ep = self._make_proxy(name, Role.PRODUCER_BROKER, upstream, None)
         self._extra[name] = ep
         return ep
+
+    def _relay_to_host(self, name: str, upstream: str) -> str:
+        """An upstream the Toxiproxy container can dial that reaches `upstream` on the host's loopback."""
+        if self._relay is None:
+            image = self.images[Service.TOXIPROXY].image
+            api = free_port()
+            tc = self._container("hostrelay", image, alias="hostrelay", ports={}, env={},
+                                 command=["-host=127.0.0.1", f"-port={api}"], network_mode_host=True)
+            client = ToxiproxyClient(f"http://127.0.0.1:{api}")
+            _wait_ready("host relay", tc.get_wrapped_container(), client.version,
+                        timeout=self.options.startup_timeout, what=f"GET /version on 127.0.0.1:{api}",
+                        hint=f"Check the image {image} takes toxiproxy-server's flags (-host, -port).")
+            self._relay = client
+        net = self._client.networks.get(self.network_name)
+        gateway = str(net.attrs["IPAM"]["Config"][0]["Gateway"])
+        port = upstream.rsplit(":", 1)[1]
+        info = self._relay.create_proxy(f"relay-{name}", f"127.0.0.1:{port}", listen=f"{gateway}:0")
+        return f"{gateway}:{info.listen_port}"
 
     def stop(self) -> None:
         """Remove every container, network and volume this stack made; safe to call twice."""
@@ -905,7 +958,8 @@ class CelerySetupStack(ContainerStack):
         # not always by name.
         nets = list((sdk.attrs.get("NetworkSettings", {}).get("Networks") or {}).values())
         aliases = [a for n in nets for a in (n.get("Aliases") or [])]
-        server = ContainerServer(f"{role} ({sdk.name})", current, probe, container_port=cport,
+        cls = ContainerRabbitMQ if cport == 5672 else ContainerServer
+        server = cls(f"{role} ({sdk.name})", current, probe, container_port=cport,
                                  network_host=str(aliases[0] if aliases else sdk.name), startup_timeout=self.options.startup_timeout,
                                  what=what, hint="pytest-celery owns this container; see its logs.")
         self._credentials[role] = _with_hostport(url, "127.0.0.1", server.host_port) if url else ""
@@ -948,4 +1002,4 @@ def attach_to_celery_setup(celery_setup: Any, **options: Any) -> CelerySetupStac
     return CelerySetupStack(celery_setup, **options)
 
 
-__all__ = ["CelerySetupStack", "attach_to_celery_setup", "ContainerServer", "ContainerStack", "ContainerStackOptions", "ContainerWorker", "DockerUnavailable"]
+__all__ = ["CelerySetupStack", "ContainerRabbitMQ", "attach_to_celery_setup", "ContainerServer", "ContainerStack", "ContainerStackOptions", "ContainerWorker", "DockerUnavailable"]

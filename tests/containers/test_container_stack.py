@@ -49,6 +49,11 @@ def test_urls_use_the_stacks_own_credentials_on_loopback(container_stack):
         assert c.startswith(f"chaos-{container_stack.run_id}-")
 
 
+def test_rabbitmqctl_runs_in_the_broker_container(container_stack):
+    out = container_stack.broker.ctl("list_queues", "name")
+    assert "name" in out.lower() or "listing" in out.lower() or out.strip() == ""
+
+
 def test_persistent_message_survives_broker_kill_and_start(container_stack):
     broker = container_stack.broker
     url = container_stack.urls.broker_url
@@ -122,9 +127,7 @@ def test_backend_kill_keeps_results_with_aof(container_stack):
         r.close()
 
 
-def test_add_proxy_routes_to_a_container_and_refuses_host_loopback(container_stack):
-    with pytest.raises(ConfigError, match="proxy_network='host'"):
-        container_stack.add_proxy("partner_api", "127.0.0.1:8099")
+def test_add_proxy_reaches_a_container_and_a_service_on_the_host_loopback(container_stack):
     ep = container_stack.add_proxy("backend_again", "backend:6379")
     password = container_stack.urls.backend_url.split(":")[2].split("@")[0]
     r = redis.Redis(host="127.0.0.1", port=ep.listen_port, password=password, socket_timeout=5)
@@ -134,6 +137,34 @@ def test_add_proxy_routes_to_a_container_and_refuses_host_loopback(container_sta
         r.close()
     with pytest.raises(ConfigError, match="already exists"):
         container_stack.add_proxy("backend_again", "backend:6379")
+
+    # A dependency on the host's loopback (like the sample system's partner API), through the proxy.
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        server.settimeout(10)
+        host_ep = container_stack.add_proxy("partner_api", f"127.0.0.1:{server.getsockname()[1]}")
+        assert host_ep.listen_host == "127.0.0.1" and host_ep.url.startswith("http://127.0.0.1:")
+        with socket.create_connection(("127.0.0.1", host_ep.listen_port), timeout=5) as client:
+            client.sendall(b"hello partner")
+            conn, _ = server.accept()
+            with conn:
+                conn.settimeout(5)
+                assert conn.recv(64) == b"hello partner"
+                conn.sendall(b"hi")
+                client.settimeout(5)
+                assert client.recv(16) == b"hi"
+        # Faults act on it like on any other proxy of the stack.
+        container_stack.toxiproxy.update_proxy(host_ep.proxy_name, enabled=False)
+        try:
+            with pytest.raises(OSError):
+                with socket.create_connection(("127.0.0.1", host_ep.listen_port), timeout=2) as c:
+                    c.settimeout(2)
+                    c.sendall(b"x")
+                    if c.recv(1) == b"":
+                        raise ConnectionResetError("closed by the proxy")
+        finally:
+            container_stack.toxiproxy.update_proxy(host_ep.proxy_name, enabled=True)
 
 
 def test_worker_in_a_container_runs_tasks_through_the_worker_proxies(container_stack):
