@@ -33,10 +33,12 @@ from sample_system.topology import SERVICE_QUEUES
 APP = "sample_system:app"
 
 #: Timings scaled for a chaos run; reliability settings are untouched.
+#: With 5 retries the retry window is 0.3+0.6+1.2+1.5+1.5 = 5.1 s nominal and at least 2.55 s
+#: (equal jitter), longer than a scenario's partner outage plus the breaker's reset (1.5 s).
 CHAOS_TIMINGS: dict[str, Any] = {
-    "retry_backoff": 0.2,
-    "retry_backoff_max": 1.0,
-    "breaker_reset_timeout": 2.0,
+    "retry_backoff": 0.3,
+    "retry_backoff_max": 1.5,
+    "breaker_reset_timeout": 0.5,
     "partner_timeout": 3.0,
     "broker_heartbeat": 10.0,
 }

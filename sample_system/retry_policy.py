@@ -1,9 +1,10 @@
 """When to retry a failed call and how long to wait: exponential backoff with full jitter and a cap.
 
 Responsibility: the retry decision (which errors are worth retrying) and the countdown for
-attempt n, ``min(cap, base * 2**n)`` scaled by a uniform random factor when jitter is on
-(the same "full jitter" Celery's ``retry_jitter`` uses, but in float seconds so tests can use
-sub-second bases). A server's ``Retry-After`` (HTTP 429) is a lower bound.
+attempt n, ``min(cap, base * 2**n)``, with "equal jitter" when jitter is on: a uniform pick in
+``[d/2, d]`` (float seconds so tests can use sub-second bases). Unlike Celery's full jitter
+(``[0, d]``), the whole budget lasts at least half its nominal length, so a retry window is
+guaranteed to outlast an outage shorter than that. A server's ``Retry-After`` (HTTP 429) is a lower bound.
 
 Example:
     >>> import random
@@ -29,7 +30,7 @@ from sample_system.partner_client import FatalPartnerError, RetryablePartnerErro
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Exponential backoff: `backoff` seconds doubled per retry, capped at `backoff_max`, with full jitter."""
+    """Exponential backoff: `backoff` seconds doubled per retry, capped at `backoff_max`, with equal jitter."""
 
     max_retries: int = 5
     backoff: float = 1.0
@@ -43,7 +44,10 @@ class RetryPolicy:
         # 2**retries overflows floats for absurd counts; the cap makes the exact value moot.
         base = self.backoff_max if retries > 60 else min(self.backoff_max, self.backoff * (2 ** retries))
         if self.jitter:
-            base = (rng or random).uniform(0.0, base)
+            # "Equal jitter": half fixed, half random. Full jitter (uniform(0, base)) spreads
+            # retries as well but has no floor, so a whole retry budget can burn out in a
+            # fraction of a second and a short partner outage sends work to the DLQ by chance.
+            base = (rng or random).uniform(base / 2.0, base)
         if retry_after is not None:
             base = max(base, min(retry_after, self.backoff_max))
         return round(base, 3)

@@ -103,8 +103,9 @@ CATALOGUE: tuple[Scenario, ...] = (
              "the result backend is unreachable for 2 s while tasks complete",
              _s(at(0.3, BackendOutage("proxy_down"), duration_s=2.0)), Q),
     Scenario("partner_api_down",
-             "the partner HTTP API refuses connections for 2 s: retryable errors are retried with backoff",
-             _s(at(0.2, PartnerApiFault("down"), duration_s=2.0)), Q, needs=frozenset({"partner_api"})),
+             "the partner HTTP API refuses connections for 1 s: retryable errors are retried with backoff "
+             "and the work completes (the system's retry window must outlast the outage)",
+             _s(at(0.2, PartnerApiFault("down"), duration_s=1.0)), Q, needs=frozenset({"partner_api"})),
     # ---- full only ------------------------------------------------------------------
     Scenario("workers_partition",
              "only the workers are cut from the broker for 3 s; producers keep publishing",
@@ -135,8 +136,8 @@ CATALOGUE: tuple[Scenario, ...] = (
              "RabbitMQ memory alarm for 2 s: publishers are blocked, then resume",
              _s(at(0.2, MemoryAlarm(), duration_s=2.0)), F, needs=frozenset({"process_control", "rabbitmq"})),
     Scenario("partner_api_latency",
-             "the partner API answers 1.5 s late for 3 s: timeouts are retried",
-             _s(at(0.2, PartnerApiFault("latency", ms=1500), duration_s=3.0)), F, needs=frozenset({"partner_api"})),
+             "the partner API answers 1.5 s late for 1 s: slow calls succeed or are retried",
+             _s(at(0.2, PartnerApiFault("latency", ms=1500), duration_s=1.0)), F, needs=frozenset({"partner_api"})),
     Scenario("two_workers_one_killed",
              "two workers; SIGKILL one mid-load and do not restart it: the other takes over",
              _s(when(on_execute(nth=3), KillWorker(restart=False))), F, workers=2),
