@@ -79,12 +79,19 @@ class _ProcessSummary:
         self.reported_total: dict[str, Any] | None = None
         self.reported_errors: list[dict[str, Any]] = []
 
+    def _own_users(self) -> int:
+        return int(getattr(self.runner, "user_count", 0) or 0)
+
     def on_spawned(self, user_count: int = 0, **_: Any) -> None:
-        self.peak_users = max(self.peak_users, int(user_count or 0))
+        # On a worker the event carries the run's total; count this process's own users instead.
+        # A master may fire it before every worker reported, so its count is a lower bound.
+        seen = self._own_users() if self.role == "worker" else int(user_count or 0)
+        self.peak_users = max(self.peak_users, seen)
         if self.role == "master":
             self.workers = max(self.workers, int(getattr(self.runner, "worker_count", 0) or 0))
 
     def on_report(self, client_id: str = "", data: dict[str, Any] | None = None, **_: Any) -> None:
+        self.peak_users = max(self.peak_users, self._own_users())
         if not data:
             return
         for e in data.get("stats") or ():
@@ -98,7 +105,7 @@ class _ProcessSummary:
         self.reported_errors = merge_errors(self.reported_errors, errors)
 
     def summary(self) -> dict[str, Any]:
-        self.peak_users = max(self.peak_users, int(getattr(self.runner, "user_count", 0) or 0))
+        self.peak_users = max(self.peak_users, self._own_users())
         stats = self.runner.stats
         live_entries = [_entry_of(e) for e in stats.entries.values() if e.num_requests or e.num_failures]
         live_total = _entry_of(stats.total)

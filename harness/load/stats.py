@@ -258,8 +258,9 @@ def load_result_from_summaries(summaries: list[Mapping[str, Any]], *, exit_code:
     """Build one `LoadResult` from the summaries of every Locust process of a run.
 
     Counts come from the workers' summaries when every worker wrote one (each holds everything
-    that worker published), else from the master's or the local runner's; users and worker count
-    from the master.
+    that worker published), else from the master's or the local runner's. Peak users: the
+    larger of the master's count and the sum of each worker's own peak; workers: the larger of
+    the master's count and the number of worker summaries.
     """
     for s in summaries:
         fmt = s.get("format")
@@ -299,7 +300,9 @@ def load_result_from_summaries(summaries: list[Mapping[str, Any]], *, exit_code:
         rate_per_s=requests / duration if duration > 0 else 0.0, latency_ms=LatencySummary.from_entry(total),
         per_second=per_second, by_name=by_name,
         errors=tuple(ErrorStat(**e) for e in sorted(errors, key=lambda e: (e["name"], e["error"]))),
-        peak_users=max((int(s.get("peak_users") or 0) for s in leaders), default=0),
-        workers=max((int(s.get("workers") or 0) for s in leaders), default=len(workers)),
+        # A master's own counts lag its workers' reports: the workers' sum is the better figure.
+        peak_users=max(max((int(s.get("peak_users") or 0) for s in leaders), default=0),
+                       sum(int(s.get("peak_users") or 0) for s in workers)),
+        workers=max(expected_workers, len(workers)),
         log_tail=log_tail,
     )

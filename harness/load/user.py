@@ -32,11 +32,13 @@ Each submit is bounded by ``CHAOS_LOAD_PUBLISH_TIMEOUT`` seconds; a submit that 
 counts as a failed request and closes this process's producer connections, because a late
 publisher confirm would otherwise be taken for the confirm of the next message on that channel.
 
-A submit runs in a greenlet of its own that the user waits for: Locust may kill a user
-greenlet mid-task when the run stops (its graceful stop races with a user waking from its
-wait), and a publish cut in the middle is neither counted nor known. A killed user's submit
-finishes on its own; the process waits for every such submit when the test stops, before the
-final statistics are reported.
+Each user's submits run in a long-lived publisher greenlet of its own that the user waits
+for: Locust may kill a user greenlet mid-task when the run stops (its graceful stop races with
+a user waking from its wait), and a publish cut in the middle is neither counted nor known. A
+killed user's submit finishes on its own; the process waits for every such submit when the test
+stops, before the final statistics are reported. (One greenlet per user, not one per submit:
+Celery keeps the result backend's client per thread, which under gevent means per greenlet,
+so a fresh greenlet per submit would open a fresh Redis connection each time.)
 """
 
 from __future__ import annotations
@@ -49,10 +51,13 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import gevent
+import gevent.event
 import gevent.pool
+import gevent.queue
 from locust import User, events, task
 
 from harness.errors import ConfigError
+from harness.load._backend import publish_only_results
 from harness.load.target import LoadTarget
 from harness.load.units import UnitLedger, UnitSource
 from harness.workload import Unit, Workload
@@ -75,6 +80,39 @@ class PublishTimeout(Exception):
     """A submit took longer than the target's publish timeout (its outcome is unknown)."""
 
 
+class Publisher:
+    """One user's publisher greenlet: runs the user's submits one at a time, survives the user's death.
+
+    ``run(fn)`` hands `fn` over and waits for its result; ``close()`` lets the greenlet finish
+    the submit it is running, then end.
+    """
+
+    def __init__(self, group: gevent.pool.Group) -> None:
+        self._jobs: gevent.queue.Queue = gevent.queue.Queue()
+        self._greenlet = group.spawn(self._loop)
+
+    def run(self, fn: Callable[[], T]) -> T:
+        if self._greenlet.dead:
+            raise RuntimeError("this user's publisher has stopped (the test is stopping)")
+        done: gevent.event.AsyncResult = gevent.event.AsyncResult()
+        self._jobs.put((fn, done))
+        return done.get()
+
+    def close(self) -> None:
+        self._jobs.put(None)
+
+    def _loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            fn, done = job
+            try:
+                done.set(fn())
+            except Exception as exc:  # noqa: BLE001 - handed to the waiting user
+                done.set_exception(exc)
+
+
 class LoadContext:
     """What the users of one class share in one Locust process: the app, workload, unit source, ledger.
 
@@ -94,20 +132,30 @@ class LoadContext:
             from harness.history import install
 
             self.installation = install(app, target.history_dir, target.run_id, process_name="load")
-        self.in_flight = gevent.pool.Group()
+        self.publishers = gevent.pool.Group()
+        self._open: list[Publisher] = []
         self._closed = False
 
+    def new_publisher(self) -> Publisher:
+        """A publisher greenlet for one user (ended by `drain`)."""
+        pub = Publisher(self.publishers)
+        self._open.append(pub)
+        return pub
+
     def drain(self, timeout_s: float | None = None) -> int:
-        """Wait for in-flight submits (at most `timeout_s`, default the publish timeout); kill the rest.
+        """Let every publisher finish its submit (at most `timeout_s`, default the publish timeout); kill the rest.
 
         Returns how many had to be killed (their outcome is unknown; with a history they are
         publish info or invoke-only ops there).
         """
-        self.in_flight.join(timeout=self.target.publish_timeout_s if timeout_s is None else timeout_s)
-        left = len(self.in_flight)
+        for pub in self._open:
+            pub.close()
+        self._open.clear()
+        self.publishers.join(timeout=self.target.publish_timeout_s if timeout_s is None else timeout_s)
+        left = len(self.publishers)
         if left:
             log.warning("%d submit(s) still in flight after the publish timeout: killing them", left)
-            self.in_flight.kill(block=True, timeout=5)
+            self.publishers.kill(block=True, timeout=5)
         return left
 
     def reset_connections(self) -> None:
@@ -148,6 +196,11 @@ class CeleryUser(User):
 
     abstract = True
 
+    #: Subscribe to each task's result channel on publish, as Celery's Redis backend does for
+    #: ``.get()``. Off by default: this user never waits for results, and the subscription costs
+    #: two round trips per message and makes publishing depend on the result backend.
+    subscribe_to_results: bool = False
+
     # ------------------------------------------------------------------ hooks for subclasses
     def create_app(self, target: LoadTarget) -> Any:
         """Return the producer's Celery app, configured with ``target.broker_url`` (and backend)."""
@@ -178,9 +231,16 @@ class CeleryUser(User):
     # ------------------------------------------------------------------ Locust lifecycle
     def on_start(self) -> None:
         self.load_context = self._shared_context()
+        self._publisher = self.load_context.new_publisher()
         rate = self.load_context.target.user_rate
         self._period = 1.0 / rate if rate > 0 else 0.0
         self._task_started = time.monotonic()
+
+    def on_stop(self) -> None:
+        # Subclasses overriding on_stop must call super().on_stop(): it ends this user's publisher.
+        publisher = getattr(self, "_publisher", None)
+        if publisher is not None:
+            publisher.close()
 
     def wait_time(self) -> float:
         if not self._period:
@@ -219,7 +279,7 @@ class CeleryUser(User):
 
     def timed(self, name: str, publish: Callable[[], T], *, context: dict[str, Any] | None = None,
               request_type: str = "publish") -> T | None:
-        """Run `publish` in its own greenlet, bounded by the publish timeout, and fire one Locust request event.
+        """Run `publish` in this user's publisher greenlet, bounded by the publish timeout; fire one request event.
 
         Returns what `publish` returned, or None when it raised or timed out (the failure is in
         Locust's statistics and, with a history, in the history as publish fail/info). The
@@ -253,7 +313,7 @@ class CeleryUser(User):
                                 response_length=0, exception=exc, context=context or {})
             return result
 
-        return ctx.in_flight.spawn(run).get()
+        return self._publisher.run(run)
 
     # ------------------------------------------------------------------ per-process sharing
     def _shared_context(self) -> LoadContext:
@@ -267,6 +327,8 @@ class CeleryUser(User):
             if ctx is None:
                 target = LoadTarget.from_env()
                 app = self.create_app(target)
+                if not self.subscribe_to_results:
+                    publish_only_results(app)
                 self.prepare(app)
                 ctx = LoadContext(target, app, self.create_workload(app, target))
                 registry["contexts"][type(self)] = ctx

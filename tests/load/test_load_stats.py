@@ -119,3 +119,12 @@ def test_load_result_round_trips_through_a_dict() -> None:
                                          errors=[{"method": "publish", "name": "order", "error": "E",
                                                   "occurrences": 1}]), exit_code=1)
     assert LoadResult.from_dict(r.to_dict()) == r
+
+
+def test_users_and_workers_come_from_the_workers_when_the_master_lags() -> None:
+    # The master fired spawning_complete before any worker reported: it saw 0 users and 1 worker.
+    master = summary("master", [], workers=1, peak_users=0)
+    w1 = summary("worker", [entry("order", 2)], peak_users=2)
+    w2 = summary("worker", [entry("order", 1)], peak_users=3)
+    r = load_result_from_summaries([master, w1, w2], exit_code=0)
+    assert (r.peak_users, r.workers, r.requests) == (5, 2, 3)
