@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -149,3 +150,20 @@ def test_toxiproxy_entry_relays_bytes_on_the_system_python(tmp_path):
             proc.kill()
             proc.wait(timeout=5)
         echo.close()
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", "failed"), ("", "skipped")])
+def test_the_tier_fails_in_ci_and_skips_elsewhere_without_docker(tmp_path, ci, outcome):
+    import os
+
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock", "CI": ci}
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfs",
+                        "tests/containers/test_container_stack.py::test_urls_use_the_stacks_own_credentials_on_loopback"],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    out = r.stdout + r.stderr
+    if outcome == "failed":
+        assert r.returncode == 1, out
+        assert "CI=true but the containers tier cannot run" in out and "does not answer" in out
+    else:
+        assert r.returncode == 0, out
+        assert "1 skipped" in out and "containers tier skipped (not CI)" in out
