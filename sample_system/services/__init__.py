@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from celery import Celery
 
-from sample_system.services import events, notifications, orders, payments, scans
+from sample_system.services import chaos_probes, events, notifications, orders, payments, scans
 
-SERVICES = (orders, payments, scans, notifications, events)
+# chaos_probes: a task whose timing the failure-mode scenarios choose (scenarios/failure_modes).
+SERVICES = (orders, payments, scans, notifications, events, chaos_probes)
 
 
 def register_all(app: Celery) -> None:

@@ -92,6 +92,7 @@ def probe_run(stack: Any, *, variant: Mapping[str, Any] | None = None, seconds: 
     Workers consume only the ``default`` queue, where the probes go; `worker_settings` are
     Celery settings on top of the sample system's (e.g. ``broker_transport_options``).
     """
+    fresh_broker(stack)
     with prepare(stack, concurrency=concurrency, **dict(variant or {})) as d:
         workload = ProbeWorkload(d.workload.settings, seconds=seconds, effect=effect, countdown=countdown)
         specs = [WorkerSpec(app=d.app, pool=pool, concurrency=concurrency, queues=(DEFAULT,), env=dict(d.env),
@@ -115,3 +116,61 @@ def redis_transport_options(visibility_timeout: float, *, restore_every_s: int =
     that compresses an hour into seconds)."""
     return {"visibility_timeout": visibility_timeout, "unacked_restore_interval": restore_every_s,
             "unacked_restore_throttle": 1, "socket_timeout": 10.0, "socket_connect_timeout": 10.0}
+
+
+def fresh_broker(stack: Any, queues: tuple[str, ...] = (DEFAULT,)) -> None:
+    """Empty `queues` and, on a Redis broker, forget the transport's unacked messages.
+
+    A vulnerable run may leave a message behind (unacked on Redis until its visibility timeout,
+    or requeued when its worker died); the next run's workers would consume it before the
+    workload's setup purges the queues.
+    """
+    from kombu import Connection
+
+    with Connection(stack.urls.broker_url, connect_timeout=5, transport_options={"max_retries": 1}) as conn:
+        ch = conn.channel()
+        try:
+            for q in queues:
+                try:
+                    ch.queue_purge(q)
+                except Exception:  # noqa: BLE001 - a queue never declared holds nothing
+                    ch = conn.channel()
+            client = getattr(ch, "client", None)
+            if client is not None and hasattr(ch, "unacked_key"):
+                client.delete(ch.unacked_key, ch.unacked_index_key, ch.unacked_mutex_key)
+        finally:
+            ch.close()
+
+
+def executions(result: RunResult, task_id: str) -> list[dict[str, Any]]:
+    """Each execution of `task_id`: start time (s, monotonic), process, redelivered flag, outcome."""
+    from harness.history import F
+
+    starts: list[dict[str, Any]] = []
+    for op in result.history or ():
+        if op.f != F.EXECUTE or not isinstance(op.value, dict) or op.value.get("task_id") != task_id:
+            continue
+        if op.type.value == "invoke":
+            starts.append({"start_s": op.time / 1e9, "process": op.process,
+                           "redelivered": op.value.get("redelivered"), "outcome": None})
+        else:
+            for ex in reversed(starts):
+                if ex["process"] == op.process and ex["outcome"] is None:
+                    ex["outcome"] = op.type.value
+                    ex["end_s"] = op.time / 1e9
+                    break
+    return starts
+
+
+def fault_times(result: RunResult) -> list[float]:
+    """When each fault of the run took effect (``fault_start`` ok), in monotonic seconds."""
+    from harness.history import F
+
+    return [op.time / 1e9 for op in result.history or () if op.f == F.FAULT_START and op.type.value == "ok"]
+
+
+def the_fault(result: RunResult) -> Any:
+    """The run's only applied fault, asserted to have bitten and been healed."""
+    (applied,) = result.schedule_as_run
+    assert applied.outcome == "healed", result.summary()
+    return applied

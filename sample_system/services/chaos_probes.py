@@ -1,0 +1,50 @@
+"""Chaos probes: one small task whose timing a scenario chooses, to reproduce a failure mode on demand.
+
+Responsibility: give the failure-mode scenarios (``scenarios/failure_modes``) a task of the
+sample system whose duration and effect position they control, so a fault lands exactly
+where a reported bug needs it: a task longer than the Redis visibility timeout, a task running
+while the broker connection resets, a task that blocks the solo pool past the heartbeat.
+
+``probes.work(key=..., seconds=..., effect="after")`` works for `seconds` (a plain sleep, so a
+solo pool is blocked as a CPU-bound task would block it), and applies the effect
+``probe.done`` for `key` after the work (``effect="after"``) or before it (``"before"``). It
+is routed to the ``default`` queue (no explicit route: Celery's ``task_default_queue``), so it
+never competes with the business queues. A countdown or ETA is the publisher's choice
+(``apply_async(countdown=...)``), not the task's.
+
+Example:
+    >>> from sample_system import Settings, make_app
+    >>> app = make_app(Settings())
+    >>> app.tasks["probes.work"].name, app.amqp.router.route({}, "probes.work")["queue"].name
+    ('probes.work', 'default')
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from celery import Celery
+
+from sample_system.service_task import ServiceTask
+
+PROBE_TASK = "probes.work"
+PROBE_EFFECT = "probe.done"
+#: The longest work a probe accepts: scenarios compress time, a probe never needs minutes.
+MAX_SECONDS = 120.0
+
+
+def register(app: Celery) -> None:
+    @app.task(base=ServiceTask, bind=True, shared=False, name=PROBE_TASK)
+    def work(self: ServiceTask, *, key: str, seconds: float = 0.0, effect: str = "after") -> dict[str, Any]:
+        if effect not in ("before", "after"):
+            raise ValueError(f"probes.work effect={effect!r}: use 'before' or 'after' the work")
+        if not 0.0 <= float(seconds) <= MAX_SECONDS:
+            raise ValueError(f"probes.work seconds={seconds!r}: use 0..{MAX_SECONDS:.0f}")
+        started = time.time()
+        if effect == "before":
+            self.apply_effects(self.effect(key, PROBE_EFFECT, started=started))
+        time.sleep(float(seconds))
+        if effect == "after":
+            self.apply_effects(self.effect(key, PROBE_EFFECT, started=started))
+        return {"key": key, "seconds": seconds, "started": started}
