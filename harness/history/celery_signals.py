@@ -130,7 +130,7 @@ class Installation:
                process: str | None = None) -> None:
         """Append an op; never raises into Celery (a failure is logged and counted)."""
         try:
-            self.recorder.record(f, type, value, error=error, process=process)
+            self.recorder.append(f, type, value, error=error, process=process)
         except Exception as exc:  # noqa: BLE001 - recording must not break the system under test
             self.errors += 1
             if self.errors <= 3:
