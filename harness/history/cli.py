@@ -94,9 +94,14 @@ def check_main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, 
         },
         "verdicts": {name: v.to_dict() for name, v in verdicts.items()},
     }
-    json.dump(report, out, indent=2, sort_keys=False, default=str)
-    out.write("\n")
-    return EXIT_VALID if valid.to_json() is True else EXIT_INVALID
+    status = EXIT_VALID if valid.to_json() is True else EXIT_INVALID
+    try:
+        json.dump(report, out, indent=2, sort_keys=False, default=str)
+        out.write("\n")
+        out.flush()
+    except BrokenPipeError:  # `celery-chaos check ... | head`: the verdict still decides the status
+        pass
+    return status
 
 
 if __name__ == "__main__":
