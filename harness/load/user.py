@@ -89,17 +89,20 @@ class Publisher:
 
     def __init__(self, group: gevent.pool.Group) -> None:
         self._jobs: gevent.queue.Queue = gevent.queue.Queue()
+        self.closed = False
         self._greenlet = group.spawn(self._loop)
 
     def run(self, fn: Callable[[], T]) -> T:
-        if self._greenlet.dead:
+        if self.closed or self._greenlet.dead:
             raise RuntimeError("this user's publisher has stopped (the test is stopping)")
         done: gevent.event.AsyncResult = gevent.event.AsyncResult()
         self._jobs.put((fn, done))
         return done.get()
 
     def close(self) -> None:
-        self._jobs.put(None)
+        if not self.closed:
+            self.closed = True
+            self._jobs.put(None)
 
     def _loop(self) -> None:
         while True:
@@ -139,6 +142,7 @@ class LoadContext:
     def new_publisher(self) -> Publisher:
         """A publisher greenlet for one user (ended by `drain`)."""
         pub = Publisher(self.publishers)
+        self._open = [p for p in self._open if not p.closed]  # users that stopped closed theirs
         self._open.append(pub)
         return pub
 
@@ -159,10 +163,19 @@ class LoadContext:
         return left
 
     def reset_connections(self) -> None:
-        """Close every producer connection of this process (in use or idle); the next publish reconnects."""
+        """Drop every broker connection of this process (in use or idle); the next publish opens a new one.
+
+        kombu's ``pools.reset`` closes each pooled connection without the AMQP close handshake
+        (which would hang on a blackholed socket) and forgets the pools; Celery's own after-fork
+        reset then makes the app build fresh ones. Publishes still using an old connection fail
+        (they are failed requests, and publish info in the history).
+        """
+        from kombu import pools
+
         try:
-            self.app.producer_pool.connections.force_close_all(close_pool=False)
-        except Exception as exc:  # noqa: BLE001 - a reset is best effort; the next publish reconnects anyway
+            pools.reset()
+            self.app._after_fork()
+        except Exception as exc:  # noqa: BLE001 - best effort: log it, the next timeout tries again
             log.warning("could not reset the producer connections: %r", exc)
 
     def close(self) -> None:

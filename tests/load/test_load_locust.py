@@ -157,3 +157,37 @@ def test_no_process_of_this_module_is_left(chaos_stack: Any) -> None:
     leftovers = [c for c in me.children(recursive=True)
                  if "locust" in " ".join(c.cmdline()) and alive(c.pid)]
     assert leftovers == []
+
+
+def test_publishes_stalled_by_a_fault_time_out_and_the_load_recovers_after_heal(chaos_stack: Any, queues: Queues,
+                                                                                 tmp_path: Path) -> None:
+    from harness.toxiproxy.client import ToxiproxyClient
+
+    proxy = chaos_stack.urls.proxied[Role.PRODUCER_BROKER].proxy_name
+    toxiproxy = ToxiproxyClient(chaos_stack.urls.toxiproxy_url)
+    history = tmp_path / "history"
+    t = target(chaos_stack, tmp_path, kinds=("notification",), publish_timeout_s=2.0)
+    spec = LoadSpec(LOCUSTFILE, users=2, rate_per_s=10, run_time_s=300)
+
+    def ok_count() -> int:
+        return len(publishes(history)) if history.is_dir() else 0
+
+    with LoadRun(spec, t) as run:
+        wait_for(lambda: ok_count() >= 5, timeout=90, what="the first publishes")
+        # Blackhole the broker's answers to the producer: confirms never come back.
+        toxiproxy.add_toxic(proxy, "timeout", name="blackhole", stream="downstream", attributes={"timeout": 0})
+        try:
+            time.sleep(5)
+        finally:
+            toxiproxy.remove_toxic(proxy, "blackhole")
+        at_heal = ok_count()
+        wait_for(lambda: ok_count() >= at_heal + 10, timeout=60, what="publishes to resume after the heal")
+        result = run.stop()
+    assert result.complete, result.log_tail
+    assert result.failures > 0 and result.ok > 0
+    errors = " ".join(e.error for e in result.errors)
+    assert "PublishTimeout" in errors or "CHAOS_LOAD_PUBLISH_TIMEOUT" in errors, errors
+    ok, unknown = len(publishes(history)), len(publishes(history, OpType.INFO))
+    assert unknown > 0                                   # the stalled publishes are indeterminate ...
+    depth = queues.depth()
+    assert ok <= depth <= ok + unknown                   # ... and each confirmed one is in the broker
