@@ -401,6 +401,14 @@ class Nemesis:
                 elif owner is not None and pid == owner.pid:
                     raise _NeverBit(f"the triggering op came from worker {owner.hostname}'s main process "
                                     f"(pool {owner.pool}): there is no pool child to kill")
+        if target is not None and self._tail is not None and not self._still_running(target[1], target[2]):
+            # The triggering task finished before the kill could land (fast tasks take a few ms,
+            # the trigger ~10 ms): killing that idle child would cut nothing. Cut the next task
+            # that is running instead, so the fault bites whatever the task durations.
+            target = self._find_running_child(candidates, f)
+            if target is None:
+                raise _NeverBit("the triggering task had finished and no other task started within "
+                                f"{f.wait_s:g} s: nothing to cut")
         if target is None and event is None:
             target = self._find_running_child(candidates, f)
         if target is None:
@@ -413,6 +421,11 @@ class Nemesis:
             self._tail.forget_pid(pid)
         return {"hostname": worker.hostname, "killed_pids": [pid], "task_id": task_id, "task_name": name,
                 "scope": "child", "signal": "SIGKILL"}
+
+    def _still_running(self, pid: int, task_id: Any) -> bool:
+        assert self._tail is not None
+        self._tail.poll()
+        return any(ex.get("pid") == pid and ex.get("task_id") == task_id for ex in self._tail.open_executions())
 
     def _find_running_child(self, candidates: list[Any], f: KillWorkerChild) -> tuple[Any, int, Any, Any] | None:
         deadline = time.monotonic() + f.wait_s
