@@ -382,8 +382,10 @@ class ExploreResult:
         return "\n".join(lines)
 
 
-def _size(s: Schedule) -> tuple[int, int]:
-    return (len(s), len(s.to_json()))
+def _smallest_last(items: list[tuple[Schedule, RunResult, str | None]]) -> list[tuple[Schedule, RunResult, str | None]]:
+    # Fewest faults first; among equals the latest first (the shrinker moves only to simpler schedules).
+    order = sorted(range(len(items)), key=lambda i: (len(items[i][0]), -i))
+    return [items[i] for i in order]
 
 
 class _Explorer:
@@ -481,7 +483,7 @@ class _Explorer:
                  + (f" ({', '.join(f'{k}: {v.valid.value}' for k, v in failing.items())})" if failing else ""))
         if matched:
             self.failing.append((schedule, result, None if evidence is None else str(evidence)))
-            if _size(schedule) <= min(_size(s) for s, _r, _e in self.failing):
+            if len(schedule) <= min(len(s) for s, _r, _e in self.failing):
                 self.on_smaller()
         return matched
 
@@ -497,11 +499,7 @@ class _Explorer:
             fh.write(json.dumps(line, default=str) + "\n")
 
     def best(self) -> tuple[Schedule, RunResult, str | None] | None:
-        if not self.failing:
-            return None
-        smallest = min(_size(s) for s, _r, _e in self.failing)
-        # Among equally small ones, the latest: the shrinker only moves to simpler examples.
-        return [f for f in self.failing if _size(f[0]) == smallest][-1]
+        return _smallest_last(self.failing)[0] if self.failing else None
 
 
 def _variant_args(variant: Mapping[str, Any]) -> str:
@@ -605,7 +603,7 @@ def explore(deployment_factory: DeploymentFactory | str, stack: Any, *, max_exam
                                budget_exhausted=ex.budget_exhausted, out_dir=str(out), other_failures=tuple(ex.other))
         (out / "explore.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
         return result
-    if minimal is not None and _size(minimal) < _size(best[0]):
+    if minimal is not None and len(minimal) < len(best[0]):
         say(f"the search's minimal schedule {minimal.to_json()} was not seen failing; keeping {best[0].to_json()}")
 
     chosen = _confirm(ex, confirm)
@@ -625,7 +623,7 @@ def _confirm(ex: _Explorer, confirm: int) -> tuple[Schedule, RunResult, str | No
     """Replay the smallest failing schedules `confirm` times each; the first that always reproduces wins."""
     seen: set[str] = set()
     candidates: list[tuple[Schedule, RunResult, str | None]] = []
-    for item in sorted(ex.failing, key=lambda f: _size(f[0])):
+    for item in _smallest_last(ex.failing):
         key = item[0].to_json()
         if key not in seen:
             seen.add(key)

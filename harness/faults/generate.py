@@ -194,7 +194,8 @@ class FaultSpace:
         unknown = sorted(set(d) - names)
         if unknown:
             raise InvalidSchedule(f"FaultSpace has no option(s) {unknown}; its options are {sorted(names)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**values)
 
 
 # -- strategies ---------------------------------------------------------------------------------
@@ -313,15 +314,22 @@ def find_failing_schedule(space: FaultSpace, fails: Callable[[Schedule], bool], 
                           last_pass: Callable[[Schedule], bool] | None = None) -> Schedule | None:
     """Search ``space`` for a schedule where ``fails(schedule)`` is true; return the minimal one found.
 
-    Up to ``max_examples`` schedules are generated (the search stops at the first failing one),
-    then Hypothesis shrinks it: each smaller candidate is passed to ``fails`` and kept when it
-    still fails; a last pass tries the result without each of its faults in turn, through
-    ``last_pass`` when given (e.g. ``fails`` without its time budget: a deletion is the most
-    valuable shrink). ``fails`` decides what "the same way" means, how long shrinking may go on
-    (answer False once a time budget is spent), and should answer the same for the same
-    schedule (cache it): Hypothesis replays the minimal example at the end. ``seed`` makes the
-    generation repeatable; ``database_dir`` (default none) keeps failing examples for a later
-    search to try first. None when no schedule failed.
+    Up to ``max_examples`` schedules are generated; the search stops at the first failing one.
+    Then, in order of value per run:
+
+    1. deletion: the failing schedule without each of its faults in turn, keeping every
+       deletion that still fails (Hypothesis's shrinker readily drops the last faults of a
+       list, seldom an earlier one that plays no part);
+    2. Hypothesis shrinks the failing schedule: each simpler candidate is passed to ``fails``;
+    3. deletion again, on the smallest failing schedule, through ``last_pass`` when given
+       (e.g. ``fails`` without its time budget).
+
+    The result has the fewest faults of the failing schedules seen; among those, the last seen
+    (Hypothesis moves only to simpler examples). ``fails`` decides what "the same way" means
+    and how long shrinking may go on (answer False once a time budget is spent); it should
+    answer the same for the same schedule (cache it): Hypothesis replays its minimal example at
+    the end. ``seed`` makes the generation repeatable; ``database_dir`` (default none) keeps
+    failing examples for a later search to try first. None when no schedule failed.
 
     >>> find_failing_schedule(FaultSpace(kinds=("latency",), events=()),
     ...                       lambda s: any(sf.fault.ms > 500 for sf in s), max_examples=200)
@@ -335,6 +343,12 @@ def find_failing_schedule(space: FaultSpace, fails: Callable[[Schedule], bool], 
     database = DirectoryBasedExampleDatabase(str(database_dir)) if database_dir is not None else None
     phases = (Phase.reuse, Phase.generate, Phase.shrink) if database is not None else (Phase.generate, Phase.shrink)
 
+    def record(schedule: Schedule) -> None:
+        first = not found
+        found.append(schedule)
+        if first:
+            _without_bystanders(schedule, fails, found.append)
+
     @hypothesis_seed(seed)
     @settings(max_examples=max_examples, deadline=None, database=database, phases=phases, derandomize=False,
               report_multiple_bugs=False, suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet,
@@ -342,24 +356,29 @@ def find_failing_schedule(space: FaultSpace, fails: Callable[[Schedule], bool], 
     @given(schedules(space))
     def search(schedule: Schedule) -> None:
         if fails(schedule):
-            found.append(schedule)
+            record(schedule)
             raise _Failing(schedule.to_json())
 
     try:
         search()
     except (_Failing, FlakyFailure):
-        # FlakyFailure: `fails` answered differently for a replayed schedule; the last failing one seen
-        # is still the smallest the shrinker reached.
+        # FlakyFailure: `fails` answered differently for a replayed schedule; the failing
+        # schedules seen are still failing schedules.
         pass
     if not found:
         return None
-    return _without_bystanders(found[-1], last_pass or fails)
+    return _without_bystanders(_smallest(found), last_pass or fails)
 
 
-def _without_bystanders(schedule: Schedule, fails: Callable[[Schedule], bool]) -> Schedule:
-    # Hypothesis deletes the last faults of a list readily but often keeps an earlier fault that
-    # plays no part (its shrinker lacks a pass deleting one element in the middle). One more
-    # pass tries the schedule without each fault in turn, keeping every deletion that still fails.
+def _smallest(found: Sequence[Schedule]) -> Schedule:
+    fewest = min(len(s) for s in found)
+    return [s for s in found if len(s) == fewest][-1]
+
+
+def _without_bystanders(schedule: Schedule, fails: Callable[[Schedule], bool],
+                        on_fail: Callable[[Schedule], None] | None = None) -> Schedule:
+    # Try the schedule without each fault in turn (at most len(schedule) calls), keeping every
+    # deletion that still fails.
     best = schedule
     i = 0
     while len(best) > 1 and i < len(best):
@@ -367,6 +386,8 @@ def _without_bystanders(schedule: Schedule, fails: Callable[[Schedule], bool]) -
         candidate = Schedule(rest)
         if fails(candidate):
             best = candidate
+            if on_fail is not None:
+                on_fail(candidate)
         else:
             i += 1
     return best

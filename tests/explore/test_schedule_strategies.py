@@ -13,7 +13,6 @@ from harness.faults import (
     Latency,
     RolePartition,
     Schedule,
-    Trigger,
     at,
     on_effect,
     when,
@@ -56,7 +55,7 @@ def _inside(space: FaultSpace, s: Schedule) -> None:
         assert 0 <= sf.duration_s <= space.max_duration_s
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(st.sampled_from([FaultSpace(), SAMPLE_SPACE, FaultSpace(kinds=tuple(FAULT_KINDS), events=(), max_faults=6,
                                                                 restart_workers=False)]).flatmap(
     lambda sp: st.tuples(st.just(sp), schedules(sp))))
@@ -136,7 +135,7 @@ def _culprit(s: Schedule) -> bool:
 
 def test_search_shrinks_to_the_single_culprit_fault_for_every_seed():
     first_sizes = []
-    for seed in range(12):
+    for seed in range(8):
         seen: list[Schedule] = []
 
         def fails(s: Schedule, seen: list[Schedule] = seen) -> bool:
@@ -146,12 +145,15 @@ def test_search_shrinks_to_the_single_culprit_fault_for_every_seed():
         found = find_failing_schedule(SAMPLE_SPACE, fails, seed=seed, max_examples=60)
         if found is None:
             continue
-        first_sizes.append(len(next(s for s in seen if _culprit(s))))
+        idx = next(i for i, s in enumerate(seen) if _culprit(s))
+        first = seen[idx]
+        first_sizes.append(len(first))
+        if len(first) > 1:  # deletion comes first: the next call is the failing schedule without its first fault
+            assert [sf.fault for sf in seen[idx + 1]] == [sf.fault for sf in first.faults[1:]]
         assert len(found) == 1, found.describe()
         (only,) = found
-        assert only.fault == KillWorker() and only.trigger == Trigger("effect", timeout_s=12.0)
-        assert only.duration_s == 0.0
-    assert len(first_sizes) >= 6
+        assert only.fault == KillWorker() and only.trigger is not None and only.trigger.event == "effect"
+    assert len(first_sizes) >= 4
     assert max(first_sizes) >= 2, "no seed found the culprit among other faults: shrinking was not exercised"
 
 
