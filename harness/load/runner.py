@@ -248,7 +248,10 @@ class LoadRun:
                 self._seen_pids.add(proc.pid)
             self._started_at = time.monotonic()
         except BaseException:
+            # `with` runs no __exit__ when __enter__ raises: clean up here.
             self._reap()
+            if self._own_dir:
+                shutil.rmtree(self.work_dir, ignore_errors=True)
             raise
         return self
 

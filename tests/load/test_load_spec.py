@@ -114,3 +114,17 @@ def test_env_carries_the_target_and_drops_stray_locust_and_chaos_variables(tmp_p
     assert env["CHAOS_LOAD_USER_RATE"] == "5.0"     # the spec's total rate wins over the target's pacing
     assert env["CHAOS_PRODUCER_BROKER_URL"] == "amqp://127.0.0.1//" and env["CHAOS_RUN_ID"] == "r1"
     assert env["SAMPLE_SCAN_ASSETS"] == "2" and env["CHAOS_LOAD_SUMMARY_DIR"] == str(tmp_path)
+
+
+def test_a_run_that_cannot_start_leaves_nothing_behind() -> None:
+    from harness.load.runner import LoadRun
+
+    run = LoadRun(LoadSpec(LOCUSTFILE, users=2, workers=2, distribution="master"),
+                  LoadTarget(broker_url="amqp://127.0.0.1:1//", run_id="r1"), python="/nonexistent/python3")
+    with pytest.raises(FileNotFoundError, match="cannot run"):
+        with run:
+            pass
+    assert run.work_dir is not None and not run.work_dir.exists()
+    assert not run.is_running() and run.pids() == []
+    with pytest.raises(RuntimeError, match="not started"):
+        run.wait()
