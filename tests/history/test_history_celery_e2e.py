@@ -33,21 +33,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def stack_urls() -> Iterator[tuple[str, str]]:
-    """(broker_url, backend_url) of a private local RabbitMQ + Redis."""
-    try:
-        from harness.stack.local import LocalStack
-    except ImportError:  # the stack package is being written; its servers are usable already
-        LocalStack = None  # noqa: N806
-    if LocalStack is not None:
-        with LocalStack() as stack:
-            yield stack.urls.broker_url, stack.urls.backend_url
-        return
-    from harness.stack.rabbitmq import LocalRabbitMQ
-    from harness.stack.redis import LocalRedis
-
-    with LocalRabbitMQ() as rabbit, LocalRedis() as redis:
-        yield rabbit.url, redis.url
+def stack_urls(chaos_stack: Any) -> tuple[str, str]:
+    """(broker_url, backend_url) of the session's stack (the plugin's; local RabbitMQ + Redis by default)."""
+    return chaos_stack.urls.broker_url, chaos_stack.urls.backend_url
 
 
 class Worker:

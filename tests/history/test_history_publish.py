@@ -6,6 +6,7 @@ connections to a closed loopback port for the failures (no mocks).
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,3 +132,23 @@ def test_install_twice_is_idempotent_or_refused(tmp_path: Path) -> None:
     finally:
         inst.uninstall()
     assert "send_task" not in app.__dict__, "uninstall restores the app"
+
+
+def test_an_app_installed_before_its_worker_starts_records_as_the_worker(tmp_path: Path) -> None:
+    # install() at import time of a `celery worker` process: the name follows the worker_init signal.
+    from celery import signals
+
+    class WorkController:  # what worker_init is sent with: only .app is read
+        def __init__(self, app: Celery) -> None:
+            self.app = app
+
+    app = Celery("becomes_worker", broker="memory://", set_as_current=False)
+    inst = install(app, tmp_path, "run-6")
+    try:
+        first = inst.recorder
+        assert first.process == f"producer-{os.getpid()}" and first.path.exists()
+        signals.worker_init.send(sender=WorkController(app))
+        assert inst.is_worker and inst.recorder.process == f"worker-{os.getpid()}"
+        assert not first.path.exists(), "the unused producer file is removed"
+    finally:
+        inst.uninstall()
