@@ -581,16 +581,28 @@ class ContainerStack:
         toxics) listens on the stack network's gateway address and forwards to it; faults still
         act on this proxy, in the stack's Toxiproxy.
 
+        Adding a name again re-points that proxy at the new upstream (same port).
+
         Example: ``ep = stack.add_proxy("partner_api", "127.0.0.1:8099")`` then call ``ep.url``.
         """
         if self._urls is None:
             raise HarnessError("the stack is not started: call start() first")
-        if name in self._extra or name in {r.proxy_name for r in Role}:
-            raise ConfigError(f"a proxy named {name!r} already exists in this stack; pick another name")
+        if name in {r.proxy_name for r in Role}:
+            raise ConfigError(f"{name!r} is the name of a role's proxy; pick another name for an extra proxy")
         host = upstream.rsplit(":", 1)[0].strip("[]")
         if self.options.proxy_network == "bridge" and host in ("127.0.0.1", "localhost", "::1"):
             upstream = self._relay_to_host(name, upstream)
-        ep = self._make_proxy(name, Role.PRODUCER_BROKER, upstream, None)
+        existing = self._extra.get(name)
+        if existing is not None:
+            # Re-pointing a dependency (a fresh partner API for the next scenario) keeps the proxy's
+            # name and port, so faults and clients configured with it keep working (as LocalStack).
+            assert self.toxiproxy is not None
+            if existing.upstream != upstream:
+                self.toxiproxy.update_proxy(existing.proxy_name, upstream=upstream)
+            ep = ProxiedEndpoint(existing.role, existing.proxy_name, existing.listen_host, existing.listen_port,
+                                 upstream, existing.url)
+        else:
+            ep = self._make_proxy(name, Role.PRODUCER_BROKER, upstream, None)
         self._extra[name] = ep
         return ep
 
@@ -608,8 +620,14 @@ class ContainerStack:
             self._relay = client
         net = self._client.networks.get(self.network_name)
         gateway = str(net.attrs["IPAM"]["Config"][0]["Gateway"])
-        port = upstream.rsplit(":", 1)[1]
-        info = self._relay.create_proxy(f"relay-{name}", f"127.0.0.1:{port}", listen=f"{gateway}:0")
+        target = f"127.0.0.1:{upstream.rsplit(':', 1)[1]}"
+        relay_name = f"relay-{name}"
+        current = self._relay.proxies().get(relay_name)
+        if current is not None:
+            if current.upstream != target:
+                self._relay.update_proxy(relay_name, upstream=target)
+            return f"{gateway}:{current.listen_port}"
+        info = self._relay.create_proxy(relay_name, target, listen=f"{gateway}:0")
         return f"{gateway}:{info.listen_port}"
 
     def stop(self) -> None:

@@ -135,8 +135,8 @@ def test_add_proxy_reaches_a_container_and_a_service_on_the_host_loopback(contai
         assert r.ping()
     finally:
         r.close()
-    with pytest.raises(ConfigError, match="already exists"):
-        container_stack.add_proxy("backend_again", "backend:6379")
+    with pytest.raises(ConfigError, match="name of a role's proxy"):
+        container_stack.add_proxy("worker_broker", "backend:6379")
 
     # A dependency on the host's loopback (like the sample system's partner API), through the proxy.
     with socket.socket() as server:
@@ -154,6 +154,19 @@ def test_add_proxy_reaches_a_container_and_a_service_on_the_host_loopback(contai
                 conn.sendall(b"hi")
                 client.settimeout(5)
                 assert client.recv(16) == b"hi"
+        # Adding the name again re-points the same proxy (same port) at a new upstream.
+        with socket.socket() as server2:
+            server2.bind(("127.0.0.1", 0))
+            server2.listen(4)
+            server2.settimeout(10)
+            again = container_stack.add_proxy("partner_api", f"127.0.0.1:{server2.getsockname()[1]}")
+            assert (again.proxy_name, again.listen_port) == (host_ep.proxy_name, host_ep.listen_port)
+            with socket.create_connection(("127.0.0.1", again.listen_port), timeout=5) as client:
+                client.sendall(b"second")
+                conn, _ = server2.accept()
+                with conn:
+                    conn.settimeout(5)
+                    assert conn.recv(64) == b"second"
         # Faults act on it like on any other proxy of the stack.
         container_stack.toxiproxy.update_proxy(host_ep.proxy_name, enabled=False)
         try:
