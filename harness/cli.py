@@ -6,6 +6,8 @@ Example::
 
     celery-chaos stack up --json          # prints URLs as one JSON object, holds until Ctrl-C
     celery-chaos certify --profile quick --report report/
+    celery-chaos check run/history        # check a recorded history offline
+    celery-chaos toxiproxy -port 8474     # the built-in Toxiproxy-compatible server
 """
 
 from __future__ import annotations
@@ -66,18 +68,6 @@ def cmd_stack_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_toxiproxy(argv: list[str]) -> int:
-    from harness.toxiproxy.__main__ import main as toxiproxy_main
-
-    return int(toxiproxy_main(argv) or 0)
-
-
-def cmd_check(argv: list[str]) -> int:
-    from harness.history.cli import check_main
-
-    return int(check_main(argv))
-
-
 def cmd_certify(args: argparse.Namespace) -> int:
     from harness.certify import certify_main
 
@@ -100,9 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--toxiproxy-url")
     up.set_defaults(func=cmd_stack_up)
 
-    sub.add_parser("toxiproxy", help="run the built-in Toxiproxy-compatible server (toxiproxy-server flags)",
-                   add_help=False)
-    sub.add_parser("check", help="check a history file offline: celery-chaos check HISTORY.jsonl", add_help=False)
+    for name, (_m, _f, text) in DELEGATED.items():
+        sub.add_parser(name, help=text, add_help=False)
 
     cert = sub.add_parser("certify", help="run the certification selection and write a report")
     cert.add_argument("--app", default="sample_system:app", help="MODULE:ATTR of the Celery app")
@@ -117,13 +106,39 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Subcommands that own their argument parsing: name -> (module, function, help).
+DELEGATED: dict[str, tuple[str, str, str]] = {
+    "toxiproxy": ("harness.toxiproxy.__main__", "main",
+                  "run the built-in Toxiproxy-compatible server (toxiproxy-server flags)"),
+    "check": ("harness.history.cli", "check_main", "check a history file offline: celery-chaos check HISTORY.jsonl"),
+    "images": ("harness.images.cli", "main", "build registry-free container images: celery-chaos images build"),
+    "soak": ("harness.load.soak_run", "soak_main", "load with periodic faults for a duration: --duration 30m"),
+    "explore": ("harness.explore", "explore_main", "search fault schedules with Hypothesis; write a reproducer"),
+    "replay": ("harness.explore", "replay_main", "replay a reproducer: celery-chaos replay REPRO.json"),
+}
+
+
+def _delegate(name: str, argv: list[str]) -> int:
+    import importlib
+
+    module, func, _help = DELEGATED[name]
+    try:
+        fn = getattr(importlib.import_module(module), func)
+    except (ImportError, AttributeError) as exc:
+        print(f"celery-chaos {name}: not available in this installation ({exc})", file=sys.stderr)
+        return 2
+    try:
+        return int(fn(argv) or 0)
+    except ConfigError as exc:
+        print(f"celery-chaos {name}: {exc}", file=sys.stderr)
+        return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    # These two hand their flags over untouched (toxiproxy-server's Go-style -flags).
-    if argv and argv[0] == "toxiproxy":
-        return cmd_toxiproxy(argv[1:])
-    if argv and argv[0] == "check":
-        return cmd_check(argv[1:])
+    # These hand their flags over untouched (toxiproxy-server's Go-style -flags, and so on).
+    if argv and argv[0] in DELEGATED:
+        return _delegate(argv[0], argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
