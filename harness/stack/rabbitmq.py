@@ -168,7 +168,9 @@ class LocalRabbitMQ:
             RABBITMQ_FEATURE_FLAGS_FILE=str(c.base_dir / "feature_flags"),
             # exec the VM (pid == beam.smp) and keep it off stdin.
             RABBITMQ_ALLOW_INPUT="1",
-            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-noinput",
+            # -noinput: no shell on stdin; +sbwt none: no scheduler busy-waiting, which on a
+            # 2-core CI box steals CPU from the workers under test.
+            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-noinput +sbwt none +sbwtdcpu none +sbwtdio none",
         )
         return env
 

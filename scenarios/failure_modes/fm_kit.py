@@ -174,3 +174,11 @@ def the_fault(result: RunResult) -> Any:
     (applied,) = result.schedule_as_run
     assert applied.outcome == "healed", result.summary()
     return applied
+
+
+def receives(result: RunResult, task_id: str) -> list[tuple[float, bool]]:
+    """When the workers received `task_id` (monotonic seconds) and the redelivered flag of each."""
+    from harness.history import F
+
+    return [(op.time / 1e9, bool(op.value.get("redelivered"))) for op in result.history or ()
+            if op.f == F.RECEIVE and isinstance(op.value, dict) and op.value.get("task_id") == task_id]
