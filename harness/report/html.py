@@ -55,9 +55,9 @@ def _chart(s: ScenarioReport, width: int = 1040) -> str:
         parts.append(f'<text x="{x0 + 2:.1f}" y="14" font-size="10" fill="#cf222e">{html.escape(w.label)}</text>')
     bucket = (pts[1].t - pts[0].t) if len(pts) > 1 else 1.0
     bar_w = max(1.0, plot_w * bucket / t_max - 1)
-    panels = [
-        ("completed/s", [p.completed / bucket for p in pts], "#0969da", "bar"),
-        ("errors/s", [p.errors / bucket for p in pts], "#cf222e", "bar"),
+    panels: list[tuple[str, list[float | None], str, str]] = [
+        ("completed/s", [float(p.completed) / bucket for p in pts], "#0969da", "bar"),
+        ("errors/s", [float(p.errors) / bucket for p in pts], "#cf222e", "bar"),
         ("latency ms (p50, p99)", [p.p99_ms for p in pts], "#8250df", "line"),
     ]
     for i, (label, values, color, kind) in enumerate(panels):

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from harness.errors import ConfigError, UnsupportedFault
 from harness.stack.base import ProxiedEndpoint, Role, StackURLs
+from harness.toxiproxy.client import ToxiproxyClient
 
 
 def _hostport(url: str) -> str:
@@ -41,24 +42,22 @@ class ExternalStack:
             raise ConfigError(
                 "the external stack needs --broker-url and --backend-url (or CHAOS_BROKER_URL and "
                 "CHAOS_BACKEND_URL); add --toxiproxy-url (or TOXIPROXY_URL) to inject network faults")
-        self.toxiproxy = None
+        self.toxiproxy: ToxiproxyClient | None = None
         self._urls: StackURLs | None = None
         self._created: list[str] = []
 
     def start(self) -> ExternalStack:
         proxied: dict[Role, ProxiedEndpoint] = {}
         if self.toxiproxy_url:
-            from harness.toxiproxy.client import ToxiproxyClient
-
-            self.toxiproxy = ToxiproxyClient(self.toxiproxy_url)
-            self.toxiproxy.wait_ready(timeout=10)
+            client = self.toxiproxy = ToxiproxyClient(self.toxiproxy_url)
+            client.wait_ready(timeout=10)
             for role in Role:
                 url = self.broker_url if role.is_broker else self.backend_url
                 name = f"chaos-ext-{role.value}"
-                existing = self.toxiproxy.proxies().get(name)
+                existing = client.proxies().get(name)
                 if existing is not None:
-                    self.toxiproxy.delete_proxy(name)
-                info = self.toxiproxy.create_proxy(name, _hostport(url), listen="127.0.0.1:0")
+                    client.delete_proxy(name)
+                info = client.create_proxy(name, _hostport(url), listen="127.0.0.1:0")
                 self._created.append(name)
                 host = "127.0.0.1" if info.listen_host in ("[::]", "0.0.0.0") else info.listen_host
                 parts = urlsplit(url)
