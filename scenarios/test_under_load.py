@@ -64,3 +64,32 @@ def test_worker_broker_outage_under_load(chaos_stack: Any, tmp_path: Path) -> No
     _assert_under_load(result, tmp_path)
     (w,) = result.windows
     assert w.end_s - w.start_s >= 2.5, result.summary()
+
+
+@pytest.mark.soak
+def test_soak_two_minutes_writes_the_report(tmp_path: Path) -> None:
+    """`celery-chaos soak --duration 2m`: stops by itself, faults every 30 s, a complete report."""
+    from harness.load.soak_run import soak_main
+
+    report = tmp_path / "report"
+    lines: list[str] = []
+    code = soak_main(["--duration", "2m", "--rate", "8", "--fault-every", "30s", "--sample-every", "3s",
+                      "--report", str(report)], out=lines.append)
+    log = "\n".join(lines)
+    assert code in (0, 1), log
+    doc = json.loads((report / "report.json").read_text())
+    (scenario,) = doc["scenarios"]
+    assert {"lost_tasks", "duplicates", "memory_leak:worker_rss", "memory_leak:broker_rss"} <= set(scenario["verdicts"])
+    assert scenario["verdicts"]["lost_tasks"]["valid"] == "true", log
+    assert scenario["verdicts"]["duplicates"]["valid"] == "true", log
+    assert [f["kind"] for f in scenario["schedule"]] == ["kill_worker_child", "broker_outage", "reset_peer"], log
+    assert len(scenario["fault_windows"]) >= 2 and scenario["timeline"]
+    soak = json.loads((report / "soak.json").read_text())
+    assert doc["soak"]["series"] == soak["series"]
+    series = {s["name"]: s["points"] for s in soak["series"]}
+    assert len(series["worker_rss"]) >= 20 and len(series["broker_rss"]) >= 20, soak["sampler_errors"]
+    assert len(series["queue_depth"]) >= 20 and sum(p[1] for p in series["throughput"]) > 0
+    assert set(soak["leak_verdicts"]) == {"memory_leak:worker_rss", "memory_leak:broker_rss"}
+    assert soak["run"]["windows"] and all(w["p99_during_ms"] is not None for w in soak["run"]["windows"][:1])
+    html = (report / "report.html").read_text()
+    assert "soak" in html and "<script src=" not in html
