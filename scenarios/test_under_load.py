@@ -80,8 +80,8 @@ def test_soak_two_minutes_writes_the_report(tmp_path: Path) -> None:
     doc = json.loads((report / "report.json").read_text())
     (scenario,) = doc["scenarios"]
     assert {"lost_tasks", "duplicates", "memory_leak:worker_rss", "memory_leak:broker_rss"} <= set(scenario["verdicts"])
-    assert scenario["verdicts"]["lost_tasks"]["valid"] == "true", log
-    assert scenario["verdicts"]["duplicates"]["valid"] == "true", log
+    assert scenario["verdicts"]["lost_tasks"]["valid"] is True, log
+    assert scenario["verdicts"]["duplicates"]["valid"] is True, log
     assert [f["kind"] for f in scenario["schedule"]] == ["kill_worker_child", "broker_outage", "reset_peer"], log
     assert len(scenario["fault_windows"]) >= 2 and scenario["timeline"]
     soak = json.loads((report / "soak.json").read_text())
