@@ -29,6 +29,7 @@ from harness.run import Run, RunResult
 from harness.workers import WorkerSpec
 from harness.workload import KEY_HEADER, RUN_ID_HEADER, DLQEntry, EffectRecord, Unit
 from sample_system.deploy import prepare
+from sample_system.factory import make_app
 from sample_system.services.chaos_probes import PROBE_EFFECT, PROBE_TASK
 from sample_system.settings import Settings
 from sample_system.topology import DEFAULT
@@ -99,7 +100,12 @@ def probe_run(stack: Any, *, variant: Mapping[str, Any] | None = None, seconds: 
                             hostname=f"w{i + 1}@127.0.0.1", settings=dict(worker_settings or {}))
                  for i in range(workers)]
         options: dict[str, Any] = {"quiesce_timeout_s": 30.0, "log": print, **run_options}
-        result = Run(stack, app=d.app, workload=workload, workers=specs, schedule=schedule, n_per_kind=n,
+        # The producer is a new app built from the variant's settings: the module-level
+        # `sample_system.app` of this process is built once from its environment, so a
+        # variant (confirm_publish=False...) would not reach it, and its cached producer pool
+        # would keep publishing to the broker of an earlier run.
+        producer = make_app(d.workload.settings)
+        result = Run(stack, app=producer, workload=workload, workers=specs, schedule=schedule, n_per_kind=n,
                      expectations=dict(expectations) if expectations is not None else None, **options).execute()
     print(result.summary())
     return result, workload
