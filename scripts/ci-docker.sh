@@ -56,9 +56,10 @@ start_dockerd() {
     return 0
   fi
   say "starting dockerd (log: $LOG)"
-  # No userland proxy: published ports are plain NAT, so a proxy that is down refuses the
-  # connection exactly as it does on the local stack (docker-proxy would accept, then close).
-  setsid dockerd --userland-proxy=false >"$LOG" 2>&1 < /dev/null &
+  # Keep Docker's userland proxy (the default): it binds every published port, so a port the
+  # local stack picks as free is really free (with plain NAT a "free" loopback port may be
+  # silently redirected into a container).
+  setsid dockerd >"$LOG" 2>&1 < /dev/null &
   echo $! > "$PIDFILE"
   for _ in $(seq 1 60); do
     docker_answers && { say "dockerd is up"; return 0; }

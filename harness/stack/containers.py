@@ -16,9 +16,13 @@ Options (ContainerStackOptions; each also read from the environment when the sta
     broker            rabbitmq (default) or redis
     redis_aof         AOF with fsync always on Redis, so a killed backend keeps its results
     rabbitmq_management  enable the management plugin (the official image always has it)
-    proxy_network     bridge (default: Toxiproxy on the stack's network, upstreams by container
-                      name, proxies published on 127.0.0.1) or host (CHAOS_PROXY_NETWORK; Toxiproxy
-                      on the host's loopback, upstreams by published port)
+    proxy_network     host (default; CHAOS_PROXY_NETWORK) or bridge. host: the Toxiproxy container
+                      shares the host's network and listens on 127.0.0.1 itself, upstreams are the
+                      servers' published ports, so proxies behave exactly as on the local stack (a
+                      disabled proxy refuses connections, its ports are real sockets). bridge:
+                      Toxiproxy on the stack's network, upstreams by container name, proxy ports
+                      published on 127.0.0.1; Docker's userland proxy then accepts connections to
+                      a disabled proxy and closes them (a reset, not a refusal)
     workers           host (default) or containers (CHAOS_WORKERS): where `worker_for()` runs workers
     startup_timeout, pull_timeout, spare_proxies
 
@@ -45,7 +49,7 @@ import sysconfig
 import time
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -81,7 +85,7 @@ class ContainerStackOptions:
     broker: Literal["rabbitmq", "redis"] = "rabbitmq"
     redis_aof: bool = False
     rabbitmq_management: bool = True
-    proxy_network: Literal["bridge", "host"] = "bridge"
+    proxy_network: Literal["bridge", "host"] = "host"
     workers: Literal["host", "containers"] = "host"
     startup_timeout: float = 120.0
     pull_timeout: float = 30.0
@@ -927,6 +931,9 @@ class CelerySetupStack(ContainerStack):
 
     def __init__(self, celery_setup: Any, options: ContainerStackOptions | None = None, **given: Any) -> None:
         super().__init__(options, **given)
+        # The proxy joins the setup's network and dials its containers by alias: their published
+        # ports may change when pytest-celery (or a fault) restarts them.
+        self.options = replace(self.options, proxy_network="bridge")
         if getattr(celery_setup, "broker", None) is None:
             raise ConfigError("this celery_setup has no broker node; the harness needs at least a broker to proxy")
         self._setup = celery_setup

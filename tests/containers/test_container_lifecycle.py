@@ -81,9 +81,9 @@ def test_cli_stack_up_with_containers_provider_tears_down_on_sigterm(image_mode)
         assert info["provider"] == "containers"
         client = docker_client()
         try:
+            api_port = info["toxiproxy_url"].rsplit(":", 1)[1]
             ours = [c for c in client.containers.list(filters={"label": "celery-chaos.role=toxiproxy"})
-                    if any(str(p["HostPort"]) == info["toxiproxy_url"].rsplit(":", 1)[1]
-                           for p in (c.attrs["NetworkSettings"]["Ports"].get("8474/tcp") or []))]
+                    if f"-port={api_port}" in (c.attrs["Config"]["Cmd"] or [])]
             assert len(ours) == 1
             run_id = ours[0].labels["celery-chaos.run"]
         finally:
@@ -99,3 +99,43 @@ def test_cli_stack_up_with_containers_provider_tears_down_on_sigterm(image_mode)
         assert leftovers(client, run_id) == EMPTY
     finally:
         client.close()
+
+
+def test_bridge_mode_proxies_by_container_name_and_relays_to_the_host_loopback(image_mode):
+    import socket
+
+    from harness.smoke import run_smoke
+    from harness.stack.base import Role
+
+    with ContainerStack(images=image_mode, proxy_network="bridge") as stack:
+        urls = stack.urls
+        for role, ep in urls.proxied.items():
+            assert ep.upstream == ("broker:5672" if role.is_broker else "backend:6379")
+            assert ep.listen_host == "127.0.0.1"
+        assert run_smoke(stack)["ok"]
+        with socket.socket() as server:
+            server.bind(("127.0.0.1", 0))
+            server.listen(2)
+            server.settimeout(10)
+            ep = stack.add_proxy("partner_api", f"127.0.0.1:{server.getsockname()[1]}")
+            with socket.create_connection(("127.0.0.1", ep.listen_port), timeout=5) as client:
+                client.sendall(b"via relay")
+                conn, _ = server.accept()
+                with conn:
+                    conn.settimeout(5)
+                    assert conn.recv(64) == b"via relay"
+        assert f"chaos-{stack.run_id}-hostrelay" in stack.containers()
+        assert stack.leftovers()["networks"] == [f"chaos-{stack.run_id}"]
+        # Through a published port a disabled proxy is no longer reachable: refused (NAT) or closed (userland proxy).
+        stack.toxiproxy.update_proxy(Role.WORKER_BROKER.proxy_name, enabled=False)
+        try:
+            with pytest.raises(OSError):
+                with socket.create_connection(("127.0.0.1", urls.proxied[Role.WORKER_BROKER].listen_port),
+                                              timeout=2) as c:
+                    c.settimeout(2)
+                    c.sendall(b"AMQP\x00\x00\x09\x01")
+                    if c.recv(8) == b"":
+                        raise ConnectionResetError("closed without an answer")
+        finally:
+            stack.toxiproxy.update_proxy(Role.WORKER_BROKER.proxy_name, enabled=True)
+    assert stack.leftovers() == EMPTY

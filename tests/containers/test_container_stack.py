@@ -33,8 +33,9 @@ def test_task_round_trip_through_per_role_proxies(container_stack):
     assert len(listens) == len(Role)
     for role, ep in urls.proxied.items():
         assert ep.listen_host == "127.0.0.1"
-        # Toxiproxy reaches the servers by container name on the stack's own network.
-        assert ep.upstream == ("broker:5672" if role.is_broker else "backend:6379")
+        # Toxiproxy (on the host's network by default) reaches the servers by their published ports.
+        server = container_stack.broker if role.is_broker else container_stack.backend
+        assert ep.upstream == server.address
         assert urls.url_for(role) != (urls.broker_url if role.is_broker else urls.backend_url)
     result = run_smoke(container_stack)
     assert result["ok"], result
@@ -104,6 +105,9 @@ def test_a_proxy_fault_cuts_one_role_only(container_stack):
     urls, tp = container_stack.urls, container_stack.toxiproxy
     tp.update_proxy(Role.WORKER_BROKER.proxy_name, enabled=False)
     try:
+        # As on the local stack: a disabled proxy refuses the connection.
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", urls.proxied[Role.WORKER_BROKER].listen_port), timeout=2).close()
         assert not _amqp_connects(urls.url_for(Role.WORKER_BROKER), timeout=1.5)
         assert _amqp_connects(urls.url_for(Role.PRODUCER_BROKER), timeout=5)
     finally:
@@ -128,7 +132,8 @@ def test_backend_kill_keeps_results_with_aof(container_stack):
 
 
 def test_add_proxy_reaches_a_container_and_a_service_on_the_host_loopback(container_stack):
-    ep = container_stack.add_proxy("backend_again", "backend:6379")
+    backend_upstream = container_stack.urls.proxied[Role.WORKER_BACKEND].upstream
+    ep = container_stack.add_proxy("backend_again", backend_upstream)
     password = container_stack.urls.backend_url.split(":")[2].split("@")[0]
     r = redis.Redis(host="127.0.0.1", port=ep.listen_port, password=password, socket_timeout=5)
     try:
@@ -136,7 +141,7 @@ def test_add_proxy_reaches_a_container_and_a_service_on_the_host_loopback(contai
     finally:
         r.close()
     with pytest.raises(ConfigError, match="name of a role's proxy"):
-        container_stack.add_proxy("worker_broker", "backend:6379")
+        container_stack.add_proxy("worker_broker", backend_upstream)
 
     # A dependency on the host's loopback (like the sample system's partner API), through the proxy.
     with socket.socket() as server:
@@ -188,7 +193,7 @@ def test_worker_in_a_container_runs_tasks_through_the_worker_proxies(container_s
     spec = WorkerSpec(app="harness.smoke:app", pool="solo", concurrency=1, queues=("ct-container",))
     urls = container_stack.urls
     broker_inside, _ = container_stack.worker_urls()
-    assert f"@chaos-{container_stack.run_id}-toxiproxy:" in broker_inside
+    assert broker_inside == urls.url_for(Role.WORKER_BROKER)  # the worker shares the host's network
     with container_stack.container_worker(spec, project_dir=REPO) as worker:
         assert worker.is_running()
         client = Celery("ct-client", broker=urls.url_for(Role.PRODUCER_BROKER),

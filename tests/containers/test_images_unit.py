@@ -35,9 +35,10 @@ def test_image_mode_names_the_choices_on_a_typo():
 
 
 def test_overrides_come_from_options_then_environment():
-    env = {"CHAOS_REDIS_IMAGE": "redis:7.2", "CHAOS_IMAGES": "local", "CHAOS_PROXY_NETWORK": "host"}
+    assert ContainerStackOptions().proxy_network == "host"
+    env = {"CHAOS_REDIS_IMAGE": "redis:7.2", "CHAOS_IMAGES": "local", "CHAOS_PROXY_NETWORK": "bridge"}
     o = ContainerStackOptions.from_env(env, toxiproxy_image="my/toxiproxy:1")
-    assert (o.images, o.proxy_network) == ("local", "host")
+    assert (o.images, o.proxy_network) == ("local", "bridge")
     assert o.overrides == ImageOverrides(redis="redis:7.2", toxiproxy="my/toxiproxy:1")
     # An explicit option beats the environment.
     assert ContainerStackOptions.from_env(env, redis_image="redis:6").redis_image == "redis:6"
