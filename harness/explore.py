@@ -7,7 +7,8 @@ exploration within a time budget, and write the minimal failing schedule as a re
 the command that replays it). `replay` runs a reproducer again.
 
 What a failure is: a checker whose verdict is false, or unknown with violations (a fault
-that never bit is unknown without violations: not a failure). The first failing run sets
+that never bit is unknown without violations: not a failure). A run in which the harness
+could not heal a fault is not judged at all. The first failing run sets
 the target: its worst checker and that checker's violation kinds (``duplicate_effect``...).
 Later runs fail the same way when that checker fails with one of those violation kinds; a
 run failing in another way is logged and counts as a pass, so the shrinker keeps one bug.
@@ -464,6 +465,14 @@ class _Explorer:
                                           f"{type(exc).__name__}: {exc}")
             return False
         self.errors_in_a_row = 0
+        unhealed = [a.id for a in result.schedule_as_run if a.outcome == "unhealed"]
+        if unhealed:
+            # The harness could not undo a fault (e.g. a worker restart refused while another
+            # fault cut its broker link): the verdicts are about a broken setup, not the system.
+            self._record(n, phase, schedule, result, elapsed=self.clock() - t,
+                         error=f"faults {unhealed} could not be healed: run not judged")
+            self.say(f"run {n}: not judged, faults {unhealed} could not be healed ({result.valid.value})")
+            return False
         failing = failing_verdicts(result, self.checkers)
         if failing and self.target is None:
             self.target = Target.of(failing)

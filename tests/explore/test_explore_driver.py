@@ -275,3 +275,19 @@ def test_cli_options_and_bad_input_exit_2_before_a_stack_starts(capsys):
     r = argparse.ArgumentParser()
     add_replay_arguments(r)
     assert r.parse_args(["out/reproducer.json"]).reproducer == "out/reproducer.json"
+
+
+def test_a_run_whose_fault_could_not_be_healed_is_not_judged(tmp_path):
+    from dataclasses import replace as dc_replace
+
+    from harness.faults.nemesis import AppliedFault
+
+    def unhealed(schedule: Schedule) -> RunResult:
+        r = _result(schedule, {"duplicates": (Validity.FALSE, ("duplicate_effect",))})
+        stuck = AppliedFault("f1", "kill_worker", {}, "at 0 s", 1.0, "unhealed", error="worker did not start")
+        return dc_replace(r, schedule_as_run=(stuck,))
+
+    result = _explore(tmp_path, unhealed, seed=0, max_examples=4)
+    assert not result.found and result.failing_runs == 0
+    lines = [json.loads(x) for x in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    assert lines and all("could not be healed: run not judged" in x["error"] for x in lines)
