@@ -5,9 +5,11 @@ sample system whose duration and effect position they control, so a fault lands 
 where a reported bug needs it: a task longer than the Redis visibility timeout, a task running
 while the broker connection resets, a task that blocks the solo pool past the heartbeat.
 
-``probes.work(key=..., seconds=..., effect="after")`` works for `seconds` (a plain sleep, so a
-solo pool is blocked as a CPU-bound task would block it), and applies the effect
-``probe.done`` for `key` after the work (``effect="after"``) or before it (``"before"``). It
+``probes.work(key=..., seconds=..., effect="after", fail=False)`` works for `seconds` (a plain
+sleep, so a solo pool is blocked as a CPU-bound task would block it), and applies the effect
+``probe.done`` for `key` after the work (``effect="after"``) or before it (``"before"``). With
+``fail=True`` it applies no effect and fails for good after the work (`ProbeFailed`, not
+retried), so the sample system dead-letters it: a unit whose expected outcome is the DLQ. It
 is routed to the ``default`` queue (no explicit route: Celery's ``task_default_queue``), so it
 never competes with the business queues. A countdown or ETA is the publisher's choice
 (``apply_async(countdown=...)``), not the task's.
@@ -34,14 +36,22 @@ PROBE_EFFECT = "probe.done"
 MAX_SECONDS = 120.0
 
 
+class ProbeFailed(Exception):
+    """The failure a probe raises when asked to (``fail=True``): permanent, never retried."""
+
+
 def register(app: Celery) -> None:
     @app.task(base=ServiceTask, bind=True, shared=False, name=PROBE_TASK)
-    def work(self: ServiceTask, *, key: str, seconds: float = 0.0, effect: str = "after") -> dict[str, Any]:
+    def work(self: ServiceTask, *, key: str, seconds: float = 0.0, effect: str = "after",
+             fail: bool = False) -> dict[str, Any]:
         if effect not in ("before", "after"):
             raise ValueError(f"probes.work effect={effect!r}: use 'before' or 'after' the work")
         if not 0.0 <= float(seconds) <= MAX_SECONDS:
             raise ValueError(f"probes.work seconds={seconds!r}: use 0..{MAX_SECONDS:.0f}")
         started = time.time()
+        if fail:
+            time.sleep(float(seconds))
+            raise ProbeFailed(f"probe {key} was asked to fail")
         if effect == "before":
             self.apply_effects(self.effect(key, PROBE_EFFECT, started=started))
         time.sleep(float(seconds))

@@ -5,10 +5,13 @@ chaos_probes.py``) under one fault schedule, on one configuration variant, with 
 and return the `RunResult`. Each scenario module states a failure mode as a pair: the
 vulnerable variant and the safe one, the same fault, and what the harness must say about each.
 
-`ProbeWorkload` is a `harness.workload.Workload` with one kind, ``probe``: each unit publishes
+`ProbeWorkload` is a `harness.workload.Workload` with the kind ``probe``: each unit publishes
 one ``probes.work`` task (work for `seconds`, effect ``probe.done`` before or after the work,
-optional countdown) and must leave that effect exactly once. Queue declaration, the effect
-store and the dead-letter queue are the sample system's own (`SampleWorkload`).
+optional countdown) and must leave that effect exactly once. With ``failing=True`` it also has
+the kind ``failing``: a probe that fails for good and must land in the dead-letter queue, so
+the DLQ claim is exercised (the workload then says ``dead_letter_queue = True``). Queue
+declaration, the effect store and the dead-letter queue are the sample system's own
+(`SampleWorkload`).
 
 Example:
     >>> from sample_system import Settings
@@ -44,16 +47,19 @@ EXACTLY_ONCE: dict[str, Any] = {**AT_LEAST_ONCE, "allow_duplicate_executions": F
 class ProbeWorkload:
     """Units of ``probes.work`` on the sample system (see the module docstring)."""
 
-    kinds: tuple[str, ...] = ("probe",)
-
     def __init__(self, settings: Settings, *, seconds: float = 0.0, effect: str = "after",
-                 countdown: float | None = None) -> None:
+                 countdown: float | None = None, confirm_timeout: float | None = None,
+                 failing: bool = False) -> None:
         if effect not in ("before", "after"):
             raise ConfigError(f"effect={effect!r}: the probe applies its effect 'before' or 'after' its work")
         self.settings = settings
         self.seconds = float(seconds)
         self.effect = effect
         self.countdown = countdown
+        self.confirm_timeout = confirm_timeout
+        self.kinds: tuple[str, ...] = ("probe", "failing") if failing else ("probe",)
+        if failing:
+            self.dead_letter_queue = True  # read by Run: the DLQ claim is part of the expectations
         self._base = SampleWorkload(settings, kinds=("order",))
         self.submitted: dict[str, str] = {}  # unit key -> task id
 
@@ -61,15 +67,25 @@ class ProbeWorkload:
         self._base.setup(app)
 
     def units(self, n_per_kind: int, run_id: str) -> list[Unit]:
-        return [Unit(key=f"{run_id}:probe:{i}", kind="probe", expected="complete",
-                     effects=(f"{PROBE_EFFECT}:{run_id}:probe:{i}",), run_id=run_id) for i in range(n_per_kind)]
+        probes = [Unit(key=f"{run_id}:probe:{i}", kind="probe", expected="complete",
+                       effects=(f"{PROBE_EFFECT}:{run_id}:probe:{i}",), run_id=run_id) for i in range(n_per_kind)]
+        if "failing" not in self.kinds:
+            return probes
+        failing = [Unit(key=f"{run_id}:failing:{i}", kind="failing", expected="dlq", run_id=run_id)
+                   for i in range(n_per_kind)]
+        # The first probe runs when the fault starts; the last unit is a probe because a run
+        # submits its last units after the heal, as recovery probes that must complete.
+        return probes[:1] + failing + probes[1:]
 
     def submit(self, app: Any, unit: Unit) -> str:
         task_id = str(uuid.uuid4())
         options: dict[str, Any] = {}
         if self.countdown is not None:
             options["countdown"] = self.countdown
-        app.send_task(PROBE_TASK, kwargs={"key": unit.key, "seconds": self.seconds, "effect": self.effect},
+        if self.confirm_timeout is not None:
+            options["confirm_timeout"] = self.confirm_timeout  # with publisher confirms: wait this long at most
+        kwargs = {"key": unit.key, "seconds": self.seconds, "effect": self.effect, "fail": unit.kind == "failing"}
+        app.send_task(PROBE_TASK, kwargs=kwargs,
                       task_id=task_id, headers={KEY_HEADER: unit.key, RUN_ID_HEADER: unit.run_id},
                       queue=DEFAULT, **options)
         self.submitted[unit.key] = task_id
@@ -83,7 +99,8 @@ class ProbeWorkload:
 
 
 def probe_run(stack: Any, *, variant: Mapping[str, Any] | None = None, seconds: float = 0.0,
-              effect: str = "after", countdown: float | None = None, n: int = 2,
+              effect: str = "after", countdown: float | None = None, confirm_timeout: float | None = None,
+              failing: bool = False, n: int = 2,
               schedule: Schedule | None = None, expectations: Mapping[str, Any] | None = None,
               pool: str = "prefork", concurrency: int = 2, worker_settings: Mapping[str, Any] | None = None,
               workers: int = 1, **run_options: Any) -> tuple[RunResult, ProbeWorkload]:
@@ -92,10 +109,12 @@ def probe_run(stack: Any, *, variant: Mapping[str, Any] | None = None, seconds: 
 
     Workers consume only the ``default`` queue, where the probes go; `worker_settings` are
     Celery settings on top of the sample system's (e.g. ``broker_transport_options``).
+    `failing` adds `n` units that fail for good and must be dead-lettered.
     """
     fresh_broker(stack)
     with prepare(stack, concurrency=concurrency, **dict(variant or {})) as d:
-        workload = ProbeWorkload(d.workload.settings, seconds=seconds, effect=effect, countdown=countdown)
+        workload = ProbeWorkload(d.workload.settings, seconds=seconds, effect=effect, countdown=countdown,
+                                 confirm_timeout=confirm_timeout, failing=failing)
         specs = [WorkerSpec(app=d.app, pool=pool, concurrency=concurrency, queues=(DEFAULT,), env=dict(d.env),
                             hostname=f"w{i + 1}@127.0.0.1", settings=dict(worker_settings or {}))
                  for i in range(workers)]
@@ -116,12 +135,16 @@ def violations(result: RunResult, checker: str, kind: str | None = None) -> list
     return [c for c in result.verdict(checker).violations() if kind is None or c.get("kind") == kind]
 
 
-def redis_transport_options(visibility_timeout: float, *, restore_every_s: int = 1) -> dict[str, Any]:
+def redis_transport_options(visibility_timeout: float, *, restore_every_s: int = 1,
+                            socket_timeout: float | None = 10.0) -> dict[str, Any]:
     """``broker_transport_options`` for a Redis broker with a `visibility_timeout`, swept every
     `restore_every_s` seconds (kombu's default sweep is every 10 x 10 s: too slow for a scenario
-    that compresses an hour into seconds)."""
-    return {"visibility_timeout": visibility_timeout, "unacked_restore_interval": restore_every_s,
-            "unacked_restore_throttle": 1, "socket_timeout": 10.0, "socket_connect_timeout": 10.0}
+    that compresses an hour into seconds). ``socket_timeout=None`` leaves kombu's default (none)."""
+    opts: dict[str, Any] = {"visibility_timeout": visibility_timeout, "unacked_restore_interval": restore_every_s,
+                            "unacked_restore_throttle": 1, "socket_connect_timeout": 10.0}
+    if socket_timeout is not None:
+        opts["socket_timeout"] = socket_timeout
+    return opts
 
 
 def fresh_broker(stack: Any, queues: tuple[str, ...] = (DEFAULT,)) -> None:
@@ -188,3 +211,14 @@ def receives(result: RunResult, task_id: str) -> list[tuple[float, bool]]:
 
     return [(op.time / 1e9, bool(op.value.get("redelivered"))) for op in result.history or ()
             if op.f == F.RECEIVE and isinstance(op.value, dict) and op.value.get("task_id") == task_id]
+
+
+def stored_states(workload: ProbeWorkload, task_ids: list[str]) -> dict[str, str]:
+    """The state the result backend holds for each task id (read directly, not through a proxy)."""
+    from celery.result import AsyncResult
+
+    app = make_app(workload.settings)  # the deployment's settings carry the stack's direct backend URL
+    try:
+        return {tid: AsyncResult(tid, app=app).state for tid in task_ids}
+    finally:
+        app.close()
