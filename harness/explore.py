@@ -624,7 +624,6 @@ def explore(deployment_factory: DeploymentFactory | str, stack: Any, *, max_exam
                            failing_runs=ex.failing_runs, elapsed_s=round(clock() - ex.t0, 3),
                            budget_exhausted=ex.budget_exhausted, out_dir=str(out), other_failures=tuple(ex.other))
     (out / "explore.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-    say(result.summary())
     return result
 
 
