@@ -222,3 +222,29 @@ def stored_states(workload: ProbeWorkload, task_ids: list[str]) -> dict[str, str
         return {tid: AsyncResult(tid, app=app).state for tid in task_ids}
     finally:
         app.close()
+
+
+def fault_window(result: RunResult) -> tuple[float, float]:
+    """(applied, healed) of the run's only time-bounded fault, in monotonic seconds."""
+    from harness.history import F
+
+    start = [op.time / 1e9 for op in result.history or () if op.f == F.FAULT_START and op.type.value == "ok"]
+    stop = [op.time / 1e9 for op in result.history or () if op.f == F.FAULT_STOP and op.type.value == "ok"]
+    assert len(start) == 1 and len(stop) == 1, (start, stop)
+    return start[0], stop[0]
+
+
+def publishes(result: RunResult) -> dict[str, tuple[float, float | None, str]]:
+    """Per task id: (publish invoke time, completion time or None, completion type) of the producer."""
+    from harness.history import F
+
+    out: dict[str, tuple[float, float | None, str]] = {}
+    for op in result.history or ():
+        if op.f != F.PUBLISH or not op.process.startswith("producer") or not isinstance(op.value, dict):
+            continue
+        tid = str(op.value.get("task_id"))
+        if op.type.value == "invoke":
+            out[tid] = (op.time / 1e9, None, "invoke")
+        elif tid in out:
+            out[tid] = (out[tid][0], op.time / 1e9, op.type.value)
+    return out
