@@ -99,3 +99,14 @@ def test_effects_with_distinct_idempotency_keys_are_not_duplicates() -> None:
     v = check_duplicates(h.ops, Expectations())
     assert v.valid is Validity.FALSE
     assert [(c["key"], c["effect_kind"]) for c in v.violations()] == [("scan-1", "scan.asset#asset-2")]
+
+
+def test_one_duplicate_seen_in_ops_and_in_the_store_counts_once() -> None:
+    def effect(proc: str) -> tuple[str, str, str, dict]:
+        return (proc, "ok", "effect", {"task_id": "a", "key": "k1", "kind": "charge", "duplicate": False,
+                                       "idempotency_key": "charge:k1"})
+
+    h = H().publish("a", "k1").start("a").op(*effect("w1.child-1")).receive("a", redelivered=True).start("a")
+    h = h.op(*effect("w1.child-2")).end("a").op("harness", "ok", "stored_effect", {"key": "k1", "kind": "charge", "count": 2})
+    v = check_duplicates(h.ops, Expectations())
+    assert v.valid is Validity.FALSE and v.counts["duplicate_effect"] == 1
