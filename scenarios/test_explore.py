@@ -2,10 +2,10 @@
 
 The variant ``idempotent_effects=False`` writes a second row when a task runs twice. Late acks
 make a task run twice whenever its ack is lost after the effect: a worker killed right after
-the effect, or its broker connection reset. The exploration draws schedules of worker kills,
-child kills, connection resets and latency on the worker's broker link, runs each for real,
+the effect, or its broker connection reset. The exploration draws schedules of child kills,
+connection resets and latency on the worker's broker link, runs each for real,
 shrinks the first failure and writes a reproducer; the reproducer's replay must fail the same
-way. About 4 to 6 minutes on a loaded 2-core box, so it is left out of `make test`:
+way. About 4 to 5 minutes on a loaded 2-core box, so it is left out of `make test`:
 
     .venv/bin/pytest -m explore scenarios/test_explore.py -s
 """
@@ -25,9 +25,11 @@ from harness.faults.generate import FaultSpace
 pytestmark = [pytest.mark.explore, pytest.mark.chaos, pytest.mark.slow]
 
 # Faults on the worker's side around a side effect. The first kind is what examples shrink
-# towards; latency first keeps the simplest example (no delay at all) harmless.
+# towards; latency first keeps the simplest example (no delay at all) harmless. Whole-worker
+# kills are left out: a kill's restart fails while a reset cuts the broker link (the harness
+# then cannot heal it, and such a run is not judged).
 SPACE = FaultSpace(
-    kinds=("latency", "kill_worker_child", "reset_peer", "kill_worker"),
+    kinds=("latency", "kill_worker_child", "reset_peer"),
     roles=("worker_broker",),
     events=("effect",),
     effect_kinds=("payment.charged",),
@@ -36,7 +38,8 @@ SPACE = FaultSpace(
     max_duration_s=2.0,
     trigger_timeout_s=8.0,
 )
-#: With this seed the fifth schedule drawn is the first with a fault right after an effect.
+#: With this seed the third schedule drawn has three faults, one of them a connection reset
+#: right after a charge: the exploration finds the bug early and shrinks it for real.
 SEED = 10
 
 
