@@ -68,6 +68,20 @@ def cmd_stack_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explore(args: argparse.Namespace) -> int:
+    from harness.explore import explore_main
+
+    _install_signal_handlers()
+    return int(explore_main(args))
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from harness.explore import replay_main
+
+    _install_signal_handlers()
+    return int(replay_main(args))
+
+
 def cmd_certify(args: argparse.Namespace) -> int:
     from harness.certify import certify_main
 
@@ -93,6 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_m, _f, text) in DELEGATED.items():
         sub.add_parser(name, help=text, add_help=False)
 
+    from harness.explore import add_explore_arguments, add_replay_arguments
+
+    ex = sub.add_parser("explore", help="generate fault schedules with Hypothesis; shrink a failure to a reproducer")
+    add_explore_arguments(ex)
+    ex.set_defaults(func=cmd_explore)
+    rp = sub.add_parser("replay", help="run a reproducer again: celery-chaos replay REPRO.json")
+    add_replay_arguments(rp)
+    rp.set_defaults(func=cmd_replay)
+
     cert = sub.add_parser("certify", help="run the certification selection and write a report")
     cert.add_argument("--app", default="sample_system:app", help="MODULE:ATTR of the Celery app")
     cert.add_argument("--workload", default="sample_system.workload:SampleWorkload",
@@ -113,8 +136,6 @@ DELEGATED: dict[str, tuple[str, str, str]] = {
     "check": ("harness.history.cli", "check_main", "check a history file offline: celery-chaos check HISTORY.jsonl"),
     "images": ("harness.images.cli", "main", "build registry-free container images: celery-chaos images build"),
     "soak": ("harness.load.soak_run", "soak_main", "load with periodic faults for a duration: --duration 30m"),
-    "explore": ("harness.explore", "explore_main", "search fault schedules with Hypothesis; write a reproducer"),
-    "replay": ("harness.explore", "replay_main", "replay a reproducer: celery-chaos replay REPRO.json"),
 }
 
 

@@ -206,3 +206,12 @@ class Deployment:
     concurrency: int = 2
     settings: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+    #: A Celery app configured exactly like the workers', for the producer side. Give one when
+    #: the app at `app` is built once per process from the environment (then it would keep the
+    #: first deployment's configuration across deployments in one process).
+    producer_app: Any = None
+
+    @property
+    def producer(self) -> Any:
+        """What the producer should use: `producer_app`, else the import path `app`."""
+        return self.producer_app if self.producer_app is not None else self.app

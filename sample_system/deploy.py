@@ -26,6 +26,7 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.workload import Deployment
+from sample_system.factory import make_app
 from sample_system.partner_api import partner_behind_proxy
 from sample_system.settings import Settings
 from sample_system.topology import SERVICE_QUEUES
@@ -66,8 +67,12 @@ def prepare(stack: Any, *, concurrency: int = 2, **variant: Any) -> Iterator[Dep
             values.update(variant)
             settings = Settings(**values)
             changed = ", ".join(f"{k}={v}" for k, v in sorted(variant.items())) or "production settings"
-            yield Deployment(app=APP, workload=SampleWorkload(settings), env=settings.to_env(),
-                             queues=tuple(SERVICE_QUEUES), concurrency=concurrency,
-                             description=f"sample system ({changed})")
+            producer = make_app(settings)
+            try:
+                yield Deployment(app=APP, workload=SampleWorkload(settings), env=settings.to_env(),
+                                 queues=tuple(SERVICE_QUEUES), concurrency=concurrency,
+                                 description=f"sample system ({changed})", producer_app=producer)
+            finally:
+                producer.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

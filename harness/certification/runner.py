@@ -99,7 +99,7 @@ def run_scenario(stack: Any, system: Any, scenario: Scenario, *, app: str, repla
             workers = [WorkerSpec(app=d.app, concurrency=d.concurrency, queues=tuple(d.queues), env=dict(d.env),
                                   hostname=f"w{i + 1}-{scenario.name.replace('_', '-')}@127.0.0.1")
                        for i in range(scenario.workers)]
-            result = Run(stack, app=d.app, workload=d.workload, workers=workers, schedule=scenario.schedule,
+            result = Run(stack, app=d.producer, workload=d.workload, workers=workers, schedule=scenario.schedule,
                          settings=dict(d.settings) or None, n_per_kind=scenario.n_per_kind,
                          submit_interval_s=scenario.submit_interval_s, log=log).execute()
     except ConfigError:
