@@ -12,7 +12,13 @@ sleep, so a solo pool is blocked as a CPU-bound task would block it), and applie
 retried), so the sample system dead-letters it: a unit whose expected outcome is the DLQ. It
 is routed to the ``default`` queue (no explicit route: Celery's ``task_default_queue``), so it
 never competes with the business queues. A countdown or ETA is the publisher's choice
-(``apply_async(countdown=...)``), not the task's.
+(``apply_async(countdown=...)``), not the task's. ``part`` names one of several probes of the same
+unit (the header tasks of a chord): the effect's idempotency key is then
+``probe.done:<key>:<part>``.
+
+``probes.collect(results, key=...)`` is a chord callback: it checks it got one result per
+header and applies the effect ``probe.collected`` for `key` once (``chord_of_probes`` builds
+the chord).
 
 Example:
     >>> from sample_system import Settings, make_app
@@ -32,6 +38,8 @@ from sample_system.service_task import ServiceTask
 
 PROBE_TASK = "probes.work"
 PROBE_EFFECT = "probe.done"
+COLLECT_TASK = "probes.collect"
+COLLECT_EFFECT = "probe.collected"
 #: The longest work a probe accepts: scenarios compress time, a probe never needs minutes.
 MAX_SECONDS = 120.0
 
@@ -43,7 +51,7 @@ class ProbeFailed(Exception):
 def register(app: Celery) -> None:
     @app.task(base=ServiceTask, bind=True, shared=False, name=PROBE_TASK)
     def work(self: ServiceTask, *, key: str, seconds: float = 0.0, effect: str = "after",
-             fail: bool = False) -> dict[str, Any]:
+             fail: bool = False, part: str = "") -> dict[str, Any]:
         if effect not in ("before", "after"):
             raise ValueError(f"probes.work effect={effect!r}: use 'before' or 'after' the work")
         if not 0.0 <= float(seconds) <= MAX_SECONDS:
@@ -52,9 +60,30 @@ def register(app: Celery) -> None:
         if fail:
             time.sleep(float(seconds))
             raise ProbeFailed(f"probe {key} was asked to fail")
+        idem = f"{PROBE_EFFECT}:{key}:{part}" if part else None
         if effect == "before":
-            self.apply_effects(self.effect(key, PROBE_EFFECT, started=started))
+            self.apply_effects(self.effect(key, PROBE_EFFECT, idem, started=started, part=part))
         time.sleep(float(seconds))
         if effect == "after":
-            self.apply_effects(self.effect(key, PROBE_EFFECT, started=started))
-        return {"key": key, "seconds": seconds, "started": started}
+            self.apply_effects(self.effect(key, PROBE_EFFECT, idem, started=started, part=part))
+        return {"key": key, "part": part, "seconds": seconds, "started": started}
+
+    @app.task(base=ServiceTask, bind=True, shared=False, name=COLLECT_TASK)
+    def collect(self: ServiceTask, results: list[dict[str, Any]], *, key: str, parts: int) -> dict[str, Any]:
+        got = sorted(str(r.get("part")) for r in results)
+        if len(got) != parts or len(set(got)) != parts:
+            raise ValueError(f"probes.collect for {key}: expected {parts} distinct parts, got {got}")
+        self.apply_effects(self.effect(key, COLLECT_EFFECT, parts=got))
+        return {"key": key, "parts": got}
+
+
+def chord_of_probes(app: Celery, key: str, parts: int, *, seconds: float, headers: dict[str, str],
+                    callback_id: str) -> Any:
+    """A chord of `parts` ``probes.work`` headers (parts ``p0``, ``p1``...) and its ``probes.collect`` callback."""
+    from celery import chord
+
+    header = [app.signature(PROBE_TASK, kwargs={"key": key, "seconds": seconds, "part": f"p{i}"},
+                            options={"headers": dict(headers)}) for i in range(parts)]
+    body = app.signature(COLLECT_TASK, kwargs={"key": key, "parts": parts},
+                         options={"task_id": callback_id, "headers": dict(headers)})
+    return chord(header, body)

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import gc
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -33,7 +34,7 @@ from harness.workers import WorkerSpec
 from harness.workload import KEY_HEADER, RUN_ID_HEADER, DLQEntry, EffectRecord, Unit
 from sample_system.deploy import prepare
 from sample_system.factory import make_app
-from sample_system.services.chaos_probes import PROBE_EFFECT, PROBE_TASK
+from sample_system.services.chaos_probes import COLLECT_EFFECT, PROBE_EFFECT, PROBE_TASK, chord_of_probes
 from sample_system.settings import Settings
 from sample_system.topology import DEFAULT
 from sample_system.workload import SampleWorkload
@@ -49,7 +50,7 @@ class ProbeWorkload:
 
     def __init__(self, settings: Settings, *, seconds: float = 0.0, effect: str = "after",
                  countdown: float | None = None, confirm_timeout: float | None = None,
-                 failing: bool = False) -> None:
+                 failing: bool = False, chord_parts: int = 0) -> None:
         if effect not in ("before", "after"):
             raise ConfigError(f"effect={effect!r}: the probe applies its effect 'before' or 'after' its work")
         self.settings = settings
@@ -57,7 +58,8 @@ class ProbeWorkload:
         self.effect = effect
         self.countdown = countdown
         self.confirm_timeout = confirm_timeout
-        self.kinds: tuple[str, ...] = ("probe", "failing") if failing else ("probe",)
+        self.chord_parts = chord_parts
+        self.kinds: tuple[str, ...] = ("chord",) if chord_parts else ("probe", "failing") if failing else ("probe",)
         if failing:
             self.dead_letter_queue = True  # read by Run: the DLQ claim is part of the expectations
         self._base = SampleWorkload(settings, kinds=("order",))
@@ -67,6 +69,10 @@ class ProbeWorkload:
         self._base.setup(app)
 
     def units(self, n_per_kind: int, run_id: str) -> list[Unit]:
+        if self.chord_parts:
+            return [Unit(key=f"{run_id}:chord:{i}", kind="chord", expected="complete", run_id=run_id,
+                         effects=(*(f"{PROBE_EFFECT}:{run_id}:chord:{i}:p{j}" for j in range(self.chord_parts)),
+                                  f"{COLLECT_EFFECT}:{run_id}:chord:{i}")) for i in range(n_per_kind)]
         probes = [Unit(key=f"{run_id}:probe:{i}", kind="probe", expected="complete",
                        effects=(f"{PROBE_EFFECT}:{run_id}:probe:{i}",), run_id=run_id) for i in range(n_per_kind)]
         if "failing" not in self.kinds:
@@ -79,6 +85,11 @@ class ProbeWorkload:
 
     def submit(self, app: Any, unit: Unit) -> str:
         task_id = str(uuid.uuid4())
+        if unit.kind == "chord":
+            chord_of_probes(app, unit.key, self.chord_parts, seconds=self.seconds, callback_id=task_id,
+                            headers={KEY_HEADER: unit.key, RUN_ID_HEADER: unit.run_id}).apply_async()
+            self.submitted[unit.key] = task_id
+            return task_id
         options: dict[str, Any] = {}
         if self.countdown is not None:
             options["countdown"] = self.countdown
@@ -100,7 +111,7 @@ class ProbeWorkload:
 
 def probe_run(stack: Any, *, variant: Mapping[str, Any] | None = None, seconds: float = 0.0,
               effect: str = "after", countdown: float | None = None, confirm_timeout: float | None = None,
-              failing: bool = False, n: int = 2,
+              failing: bool = False, chord_parts: int = 0, n: int = 2,
               schedule: Schedule | None = None, expectations: Mapping[str, Any] | None = None,
               pool: str = "prefork", concurrency: int = 2, worker_settings: Mapping[str, Any] | None = None,
               workers: int = 1, **run_options: Any) -> tuple[RunResult, ProbeWorkload]:
@@ -114,7 +125,7 @@ def probe_run(stack: Any, *, variant: Mapping[str, Any] | None = None, seconds: 
     fresh_broker(stack)
     with prepare(stack, concurrency=concurrency, **dict(variant or {})) as d:
         workload = ProbeWorkload(d.workload.settings, seconds=seconds, effect=effect, countdown=countdown,
-                                 confirm_timeout=confirm_timeout, failing=failing)
+                                 confirm_timeout=confirm_timeout, failing=failing, chord_parts=chord_parts)
         specs = [WorkerSpec(app=d.app, pool=pool, concurrency=concurrency, queues=(DEFAULT,), env=dict(d.env),
                             hostname=f"w{i + 1}@127.0.0.1", settings=dict(worker_settings or {}))
                  for i in range(workers)]
@@ -126,6 +137,9 @@ def probe_run(stack: Any, *, variant: Mapping[str, Any] | None = None, seconds: 
         producer = make_app(d.workload.settings)
         result = Run(stack, app=producer, workload=workload, workers=specs, schedule=schedule, n_per_kind=n,
                      expectations=dict(expectations) if expectations is not None else None, **options).execute()
+        # Result objects the producer made (chords make several, some in reference cycles) say
+        # goodbye to the result backend when collected: let them do it while the stack is up.
+        gc.collect()
     print(result.summary())
     return result, workload
 
