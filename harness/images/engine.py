@@ -14,12 +14,13 @@ Example:
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.images.names import LABEL_RUN
+from harness.images.names import LABEL_OWNER_HOST, LABEL_OWNER_PID, LABEL_OWNER_START, LABEL_RUN
 
 
 class DockerUnavailable(HarnessError):
@@ -165,3 +166,43 @@ def remove_run(client: Any, run_id: str) -> list[str]:
         except Exception as exc:  # noqa: BLE001
             problems.append(f"volume {v.name}: {exc}")
     return problems
+
+
+def owner_labels() -> dict[str, str]:
+    """Labels naming this process as the owner of a run (see `remove_orphans`)."""
+    import psutil
+
+    return {LABEL_OWNER_PID: str(os.getpid()), LABEL_OWNER_START: f"{psutil.Process().create_time():.2f}",
+            LABEL_OWNER_HOST: socket.gethostname()}
+
+
+def _owner_alive(labels: dict[str, str]) -> bool:
+    import psutil
+
+    if labels.get(LABEL_OWNER_HOST) != socket.gethostname():
+        return True  # another machine's run (a shared DOCKER_HOST): its pids mean nothing here
+    try:
+        pid = int(labels.get(LABEL_OWNER_PID, ""))
+        started = float(labels.get(LABEL_OWNER_START, ""))
+    except ValueError:
+        return True  # not ours to judge: no owner labels
+    try:
+        return abs(psutil.Process(pid).create_time() - started) < 0.5
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def remove_orphans(client: Any) -> list[str]:
+    """Remove runs whose owning process on this machine is gone (killed before it could clean up).
+
+    The safety net testcontainers' Ryuk container would give, without an image from a registry.
+    Returns the run ids removed.
+    """
+    orphans: set[str] = set()
+    for c in client.containers.list(all=True, filters={"label": [LABEL_RUN, LABEL_OWNER_PID]}):
+        labels = c.labels or {}
+        if not _owner_alive(labels):
+            orphans.add(labels[LABEL_RUN])
+    for run_id in sorted(orphans):
+        remove_run(client, run_id)
+    return sorted(orphans)

@@ -27,6 +27,11 @@ LABEL_PROJECT = "celery-chaos"
 LABEL_RUN = "celery-chaos.run"
 #: Label naming the role of a container inside its run (broker, backend, toxiproxy, worker).
 LABEL_ROLE = "celery-chaos.role"
+#: Labels naming the process that owns a run (pid and its start time, against pid reuse): a run
+#: whose owner died without cleaning up (SIGKILL) is removed by the next stack that starts.
+LABEL_OWNER_PID = "celery-chaos.owner-pid"
+LABEL_OWNER_START = "celery-chaos.owner-start"
+LABEL_OWNER_HOST = "celery-chaos.owner-host"
 #: Label on built images: the key of the base root filesystem they derive from.
 LABEL_BASE_KEY = "celery-chaos.base-key"
 

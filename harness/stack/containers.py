@@ -54,7 +54,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness.errors import ConfigError, HarnessError, StackStartTimeout
-from harness.images.engine import DockerUnavailable, docker_client, leftovers, remove_run
+from harness.images.engine import (
+    DockerUnavailable,
+    docker_client,
+    leftovers,
+    owner_labels,
+    remove_orphans,
+    remove_run,
+)
 from harness.images.names import (
     LABEL_PROJECT,
     LABEL_ROLE,
@@ -437,6 +444,7 @@ class ContainerStack:
         # Registered first, so it runs last: whatever a half-done start left behind goes too.
         self._exit.callback(self._remove_everything)
         _ryuk_off()
+        remove_orphans(self._client)
         t0 = time.monotonic()
         wanted = [Service.RABBITMQ if o.broker == "rabbitmq" else Service.REDIS, Service.REDIS, Service.TOXIPROXY]
         self.images = resolve_images(dict.fromkeys(wanted), mode=o.image_mode, overrides=o.overrides,
@@ -462,7 +470,8 @@ class ContainerStack:
         self._urls = self._make_urls()
 
     def _labels(self, role: str) -> dict[str, str]:
-        return {**self.options.labels, LABEL_PROJECT: "stack", LABEL_RUN: self.run_id, LABEL_ROLE: role}
+        return {**self.options.labels, LABEL_PROJECT: "stack", LABEL_RUN: self.run_id, LABEL_ROLE: role,
+                **owner_labels()}
 
     def _container(self, role: str, image: str, *, alias: str, ports: Mapping[int, int], env: Mapping[str, str],
                    command: list[str] | None = None, network_mode_host: bool = False, **kwargs: Any) -> Any:

@@ -91,9 +91,13 @@ def test_cli_stack_up_with_containers_provider_tears_down_on_sigterm(image_mode)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        if proc.poll() is None:  # the test failed early: let the CLI tear its stack down first
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
     client = docker_client()
     try:
         assert leftovers(client, run_id) == EMPTY
@@ -139,3 +143,23 @@ def test_bridge_mode_proxies_by_container_name_and_relays_to_the_host_loopback(i
         finally:
             stack.toxiproxy.update_proxy(Role.WORKER_BROKER.proxy_name, enabled=True)
     assert stack.leftovers() == EMPTY
+
+
+def test_a_run_whose_owner_was_sigkilled_is_removed_by_the_next_stack(image_mode):
+    code = ("import os, signal; from harness.stack.containers import ContainerStack\n"
+            f"s = ContainerStack(images={image_mode!r}); s.start(); print(s.run_id, flush=True)\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
+    run_id = r.stdout.strip()
+    client = docker_client()
+    try:
+        assert leftovers(client, run_id)["containers"], "the killed process left its containers (as expected)"
+        with ContainerStack(images=image_mode) as stack:
+            assert stack.run_id != run_id
+        assert leftovers(client, run_id) == EMPTY
+    finally:
+        from harness.images.engine import remove_run
+
+        remove_run(client, run_id)
+        client.close()
