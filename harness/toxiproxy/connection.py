@@ -309,13 +309,18 @@ class Link:
 class Side(asyncio.Protocol):
     """The protocol of one socket of a connection (client or upstream)."""
 
-    __slots__ = ("conn", "transport", "out", "inp")
+    __slots__ = ("conn", "transport", "out", "inp", "early", "early_eof")
 
     def __init__(self, conn: Connection | None = None) -> None:
         self.conn = conn
         self.transport: asyncio.Transport | None = None
         self.out: Link | None = None  # the link reading this socket
         self.inp: Link | None = None  # the link writing this socket
+        # Bytes (and EOF) that arrived before the links were wired. CPython < 3.11.3 ignores a
+        # pause_reading() called inside connection_made, so a client's first bytes can arrive
+        # while the upstream is still being dialled; they must wait, not vanish.
+        self.early: list[bytes] | None = None
+        self.early_eof = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -323,6 +328,9 @@ class Side(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         out = self.out
         if out is None:
+            if self.early is None:
+                self.early = []
+            self.early.append(data)
             return
         state = out.state
         if state == FAST:
@@ -333,6 +341,8 @@ class Side(asyncio.Protocol):
     def eof_received(self) -> bool:
         if self.out is not None:
             self.out.source_eof()
+        else:
+            self.early_eof = True
         return True  # keep the socket writable; the other link decides when to close it
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -442,6 +452,12 @@ class Connection:
             up_link.source_eof()
             down_link.dest_lost()
             return
+        for side in (client, up):
+            early, side.early = side.early, None
+            for chunk in early or ():
+                side.data_received(chunk)
+            if side.early_eof and side.out is not None:
+                side.out.source_eof()
         ct.resume_reading()
         up_link.update_reading()
 
