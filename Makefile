@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: certify test test-all soak explore full lint typecheck bench deps system-deps clean
+.PHONY: certify test test-all soak explore full images test-containers lint typecheck bench deps system-deps clean
 
 certify: deps
 	$(BIN)/celery-chaos certify --profile quick --report chaos-report
@@ -29,6 +29,12 @@ lint: deps
 
 typecheck: deps
 	$(BIN)/mypy harness
+
+images: deps
+	$(BIN)/python -m harness.images build
+
+test-containers: deps
+	$(BIN)/python -m pytest -m containers $(PYTEST_ARGS)
 
 bench: deps
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -41,6 +41,10 @@ def cmd_stack_up(args: argparse.Namespace) -> int:
         options = {"broker": args.broker, "redis_aof": args.aof}
         if args.toxiproxy_url:
             options["toxiproxy"] = args.toxiproxy_url
+    elif args.provider == "containers":
+        options = {"broker": args.broker, "redis_aof": args.aof}
+        if args.images:
+            options["images"] = args.images
     elif args.provider == "external":
         options = {"broker_url": args.broker_url, "backend_url": args.backend_url,
                    "toxiproxy_url": args.toxiproxy_url}
@@ -99,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--json", action="store_true", help="one JSON object on stdout; logs on stderr")
     up.add_argument("--broker", default="rabbitmq", choices=("rabbitmq", "redis"))
     up.add_argument("--aof", action="store_true", help="Redis AOF (fsync always) for durability scenarios")
+    up.add_argument("--images", choices=("auto", "official", "local"),
+                    help="containers provider: official images, locally built ones, or official with fallback")
     up.add_argument("--broker-url")
     up.add_argument("--backend-url")
     up.add_argument("--toxiproxy-url")
