@@ -594,6 +594,9 @@ class Nemesis:
                                                     sf.duration_s, "failed" if not errors else "unhealed",
                                                     self._rel(now), None, error=msg)
                 raise
+            # The fault is in force from now on: it stays for its whole duration, however long
+            # applying it took (a broker restart or a rabbitmqctl call takes seconds).
+            act.heal_at = time.monotonic() + sf.duration_s
             self._record(F.FAULT_START, OpType.OK, {**base, **act.effect})
             self._active[sf.id] = act
             result = AppliedFault(sf.id, sf.fault.kind, sf.fault.to_dict(), _planned(sf), sf.duration_s,
