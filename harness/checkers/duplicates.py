@@ -114,7 +114,9 @@ def check_duplicates(history: History, exp: Expectations | None = None) -> Verdi
             # effect ops are keyed "kind#idempotency_key" when the system names one; the effect
             # store reports per (key, kind): the same duplicate must not be counted twice.
             flagged.add((key, kind.split("#", 1)[0]))
-            fx.anomaly("duplicate_effect", allowed=not exp.idempotent_effects, key=key, effect_kind=kind,
+            base_kind, _, idem = kind.partition("#")
+            fx.anomaly("duplicate_effect", allowed=not exp.idempotent_effects, key=key, effect_kind=base_kind,
+                       **({"idempotency_key": idem} if idem else {}),
                        applied=len(positions), source="effect ops", positions=_effect_slice(ix, key, positions))
     for (key, kind), (count, pos) in ix.stored_effects.items():
         if count > 1 and (key, kind) not in flagged:

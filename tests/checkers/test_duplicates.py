@@ -98,7 +98,8 @@ def test_effects_with_distinct_idempotency_keys_are_not_duplicates() -> None:
     h = h.receive("b", redelivered=True).start("b").op("w1.child-2", "ok", "effect", effect("b", "asset-2")).end("b")
     v = check_duplicates(h.ops, Expectations())
     assert v.valid is Validity.FALSE
-    assert [(c["key"], c["effect_kind"]) for c in v.violations()] == [("scan-1", "scan.asset#asset-2")]
+    assert [(c["key"], c["effect_kind"], c["idempotency_key"]) for c in v.violations()] == [
+        ("scan-1", "scan.asset", "asset-2")]
 
 
 def test_one_duplicate_seen_in_ops_and_in_the_store_counts_once() -> None:
