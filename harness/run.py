@@ -169,6 +169,10 @@ def _reset_clients(app: Any) -> None:
     with contextlib.suppress(Exception):
         app._backend_cache = None
         app._local = threading.local()
+    with contextlib.suppress(Exception):
+        # The producer pool holds connections to the previous URL: an app reused across runs
+        # would otherwise publish to the last run's broker without an error.
+        app.amqp._producer_pool = None
 
 
 class _Producer:
