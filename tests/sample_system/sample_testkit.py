@@ -81,15 +81,24 @@ class SampleWorker:
             log.close()
         try:
             deadline = time.monotonic() + self.ready_timeout
+            last_error: OSError | None = None
             while True:
                 if self.proc.poll() is not None:
                     raise AssertionError(f"worker {self.nodename} exited with {self.proc.returncode} before "
                                          f"answering ping; log tail:\n{self.log_tail()}")
-                if app.control.ping(destination=[self.nodename], timeout=0.5):
-                    return self
+                try:
+                    if app.control.ping(destination=[self.nodename], timeout=0.5):
+                        return self
+                    last_error = None
+                except OSError as exc:
+                    # A pooled connection from before an earlier test restarted the session's
+                    # broker is dead: drop the pool and ask again (bounded by the deadline).
+                    last_error = exc
+                    app.pool.force_close_all()
+                    time.sleep(0.05)
                 if time.monotonic() > deadline:
-                    raise AssertionError(f"worker {self.nodename} did not answer ping within {self.ready_timeout}s; "
-                                         f"log tail:\n{self.log_tail()}")
+                    raise AssertionError(f"worker {self.nodename} did not answer ping within {self.ready_timeout}s "
+                                         f"(last error: {last_error!r}); log tail:\n{self.log_tail()}")
         except BaseException:
             self.stop()
             raise
