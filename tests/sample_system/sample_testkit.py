@@ -92,9 +92,10 @@ class SampleWorker:
                     last_error = None
                 except OSError as exc:
                     # A pooled connection from before an earlier test restarted the session's
-                    # broker is dead: drop the pool and ask again (bounded by the deadline).
+                    # broker is dead. kombu reconnects it on the next use: just ask again. (Never
+                    # force_close_all() the pool: kombu keeps pools in a process-wide registry, so
+                    # a closed one would come back and fail every later test.)
                     last_error = exc
-                    app.pool.force_close_all()
                     time.sleep(0.05)
                 if time.monotonic() > deadline:
                     raise AssertionError(f"worker {self.nodename} did not answer ping within {self.ready_timeout}s "
