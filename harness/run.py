@@ -524,14 +524,16 @@ class Run:
             cleanup.callback(self._close_nemesis, nemesis)
             nemesis.preflight(self.schedule)  # fail before anything runs
 
-            t = time.monotonic()
-            group.start()
-            timings["workers_ready_s"] = round(time.monotonic() - t, 3)
             producer = cleanup.enter_context(_Producer(app, urls.url_for(Role.PRODUCER_BROKER),
                                                        urls.url_for(Role.PRODUCER_BACKEND), self.settings,
                                                        history_dir, self.run_id))
-            conf = self._worker_conf(group, producer.app)
+            # Set up (declare, purge) before any worker consumes: a message left over from an
+            # earlier run must be purged, not executed and reported as this run's "unexpected" task.
             self.workload.setup(producer.app)
+            t = time.monotonic()
+            group.start()
+            timings["workers_ready_s"] = round(time.monotonic() - t, 3)
+            conf = self._worker_conf(group, producer.app)
             units = validate_units(self.workload, self.workload.units(self.n_per_kind, self.run_id), self.run_id)
             expectations = self._expectations(conf, units)
             n_after = int(round(len(units) * self.after_heal))

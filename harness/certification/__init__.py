@@ -44,5 +44,6 @@ def run_certification(args: argparse.Namespace) -> int:
     if report.valid != "true":
         for sc in report.scenarios:
             if sc.valid in ("false", "unknown"):
-                print(f"  {sc.name}: {sc.valid}; replay: {sc.replay}", file=sys.stderr)
+                evidence = f"; history: {Path(args.report) / sc.history_file}" if sc.history_file else ""
+                print(f"  {sc.name}: {sc.valid}; replay: {sc.replay}{evidence}", file=sys.stderr)
     return 0 if report.valid == "true" else 1

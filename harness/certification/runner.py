@@ -121,7 +121,8 @@ def run_scenario(stack: Any, system: Any, scenario: Scenario, *, app: str, repla
         schedule=[a.to_dict() for a in result.schedule_as_run] or scenario.schedule.to_dict()["faults"],
         elapsed_s=time.monotonic() - t0, timeline=build_timeline(history, bucket_s=0.5),
         fault_windows=fault_windows(history), metrics=metrics, description=scenario.description,
-        replay=replay, error="; ".join(notes) if notes and result.valid.value != "true" else None)
+        replay=replay, error="; ".join(notes) if notes and result.valid.value != "true" else None,
+        history=tuple(history))
 
 
 def certify(stack: Any, system: Any, scenarios: Sequence[Scenario], *, app: str, workload: str = "",

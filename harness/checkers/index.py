@@ -320,14 +320,21 @@ class HistoryIndex:
         return i > 0 and self._fault_reach[i - 1] >= lo
 
     def ops_at(self, positions: Iterable[int], limit: int) -> list[dict[str, Any]]:
-        """The ops at `positions` (history order), as dicts, at most `limit` of them."""
-        out: list[dict[str, Any]] = []
+        """The ops at `positions` (history order), as dicts, at most `limit` of them.
+
+        Over the limit, the first and last ops are kept around an ``{"elided": n}`` marker: the
+        end of a task's story (its last attempt, its dead letter) usually explains the verdict.
+        """
+        ps = sorted(set(positions))
         h = self.history
-        for p in sorted(set(positions)):
-            if len(out) >= limit:
-                break
-            out.append(h[p].to_dict())
-        return out
+        if len(ps) <= limit:
+            return [h[p].to_dict() for p in ps]
+        if limit < 3:
+            return [h[p].to_dict() for p in ps[:limit]]
+        tail = (limit - 1) // 2
+        head = limit - 1 - tail
+        return ([h[p].to_dict() for p in ps[:head]] + [{"elided": len(ps) - head - tail}]
+                + [h[p].to_dict() for p in ps[-tail:]])
 
 
 def _parent_pid(process: str) -> int | None:

@@ -218,7 +218,8 @@ def _soak(args: argparse.Namespace, workload: Any, kinds: tuple[str, ...] | None
                 rate = ledger.rate()
                 if rate is not None:
                     state["rate"] = rate
-                rss = s.get("worker_rss").last if s.get("worker_rss") else None
+                worker_rss = s.get("worker_rss")
+                rss = worker_rss.last if worker_rss is not None else None
                 line = progress_line(elapsed, duration_s, submitted=f"{state.get('rate', 0):.1f}/s",
                                      depth=None if not s.get("queue_depth") or s["queue_depth"].last is None
                                      else int(s["queue_depth"].last),

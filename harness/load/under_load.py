@@ -258,7 +258,8 @@ def window_stats(history: Sequence[Op], *, load_start_ns: int, load_end_ns: int,
         "before_per_s": _rate(execs, min(load_start_ns + win, first), first),
         "during_per_s": round(n_during / (in_fault / NS), 3) if in_fault >= NS // 2 else None,
         "after_per_s": _rate(execs, last, load_end_ns) if faults else None,
-        "time_to_recover_s": None if any(r is None for r in recov) else max(recov, default=0.0),
+        "time_to_recover_s": (None if any(r is None for r in recov)
+                              else max((r for r in recov if r is not None), default=0.0)),
     }
     return out, overall_rates
 
@@ -301,8 +302,8 @@ def run_under_load(stack: Any, deployment: Any, schedule: Schedule, *, rate_per_
     if timed_end + 3 > duration_s:
         raise ConfigError(f"the schedule's last fault heals at {timed_end:.0f} s but the load lasts {duration_s:.0f} s: "
                           "leave at least 3 s of load after the last heal (raise duration_s) to see recovery")
-    say = (lambda m: log(f"[under-load {rid}] {m}")) if log else (lambda m: None)
     rid = run_id or f"load-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    say = (lambda m: log(f"[under-load {rid}] {m}")) if log else (lambda m: None)
     directory = Path(out_dir)
     history_dir = directory / "history"
     history_dir.mkdir(parents=True, exist_ok=True)

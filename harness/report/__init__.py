@@ -17,10 +17,19 @@ from harness.report.timeline import build_timeline, fault_windows
 
 
 def write_report(report: CertificationReport, directory: str | Path) -> dict[str, Path]:
-    """Write report.json, report.html and junit.xml into `directory`; return their paths."""
+    """Write report.json, report.html and junit.xml into `directory`; return their paths.
+
+    Each scenario that is not valid also gets its merged history, ``histories/<name>.jsonl``
+    (re-check it with ``celery-chaos check``).
+    """
+    from harness.history.merge import write_history
+
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     paths = {"json": d / "report.json", "html": d / "report.html", "junit": d / "junit.xml"}
+    for sc in report.scenarios:
+        if sc.history_file:
+            paths[f"history:{sc.name}"] = write_history(sc.history, d / sc.history_file)
     paths["json"].write_text(json.dumps(report.to_dict(), indent=2, default=str))
     paths["html"].write_text(to_html(report))
     paths["junit"].write_text(to_junit_xml(report))

@@ -52,6 +52,20 @@ class ScenarioReport:
     description: str = ""
     replay: str = ""
     error: str | None = None
+    #: The merged history (ops), kept so a failing scenario's evidence can be written next to the
+    #: report (``histories/<name>.jsonl``) and re-checked with ``celery-chaos check``.
+    history: tuple[Any, ...] = field(default=(), compare=False, repr=False)
+
+    @property
+    def history_file(self) -> str | None:
+        """Where `write_report` puts this scenario's history (relative to the report directory).
+
+        Only scenarios that are not valid keep their history: that is the evidence to read.
+
+        >>> ScenarioReport("s", "false", {}, [], 1.0, history=("op",)).history_file
+        'histories/s.jsonl'
+        """
+        return f"histories/{self.name}.jsonl" if self.history and self.valid in ("false", "unknown") else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +82,7 @@ class ScenarioReport:
                           "p50_ms": p.p50_ms, "p99_ms": p.p99_ms} for p in self.timeline],
             "replay": self.replay,
             **({"error": self.error} if self.error else {}),
+            **({"history_file": self.history_file} if self.history_file else {}),
         }
 
 

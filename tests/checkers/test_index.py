@@ -106,3 +106,14 @@ def test_hard_time_limit_is_a_terminal_failure() -> None:
     h = H().start("t", at=1).end("t", result="info", state="TIME_LIMIT", at=2)
     rec = build_index(h.ops).tasks["t"]
     assert rec.executions[0].outcome == FAILURE and rec.outcome == "failed"
+
+
+def test_counterexample_ops_keep_the_first_and_the_last_over_the_limit() -> None:
+    h = H()
+    for i in range(10):
+        h.start("t", at=2 * i).end("t", result="fail", state="RETRY", at=2 * i + 1)
+    ix = build_index(h.ops)
+    ops = ix.ops_at(range(20), 7)
+    assert len(ops) == 7 and ops[3] == {"elided": 14}
+    assert [o["index"] for o in ops[:3]] == [0, 1, 2] and [o["index"] for o in ops[4:]] == [17, 18, 19]
+    assert len(ix.ops_at(range(20), 20)) == 20 and {"elided": 0} not in ix.ops_at(range(20), 20)

@@ -75,3 +75,25 @@ def test_write_report_files(tmp_path):
 
 def test_empty_certification_is_unknown_not_a_pass():
     assert CertificationReport("quick", []).valid == "unknown"
+
+
+def test_a_failing_scenario_keeps_its_history_for_celery_chaos_check(tmp_path):
+    from harness.history import read_history
+    from harness.history.cli import check_main
+
+    h = _history()
+    ok = ScenarioReport("baseline", "true", {}, [], 1.0, history=tuple(h))
+    bad = ScenarioReport("partner_api_down", "false", {}, [], 1.0, history=tuple(h))
+    paths = write_report(CertificationReport("quick", [ok, bad]), tmp_path)
+    data = json.loads(paths["json"].read_text())
+    assert "history_file" not in data["scenarios"][0], "a valid scenario's history is not kept"
+    assert data["scenarios"][1]["history_file"] == "histories/partner_api_down.jsonl"
+    kept = read_history(tmp_path / "histories" / "partner_api_down.jsonl")
+    assert [(op.time, op.f, op.value) for op in kept] == [(op.time, op.f, op.value) for op in h]
+    assert not (tmp_path / "histories" / "baseline.jsonl").exists()
+    import io
+
+    out = io.StringIO()
+    # 0 or 1 is a verdict on the history; 2 would mean the file could not be read.
+    assert check_main([str(tmp_path / "histories" / "partner_api_down.jsonl")], out=out, err=out) in (0, 1), \
+        out.getvalue()
