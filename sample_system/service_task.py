@@ -40,12 +40,15 @@ from sample_system.circuit_breaker import CircuitBreaker
 from sample_system.dlq.envelope import make_envelope
 from sample_system.dlq.queues import DeadLetters, dead_letters_for
 from sample_system.effects import Effect, EffectStore, FailureRecord
-from sample_system.partner_client import PartnerClient
+from sample_system.partner_client import CircuitOpenError, PartnerClient
 from sample_system.retry_policy import RetryPolicy, is_retryable
 from sample_system.settings import Settings
 from sample_system.topology import DEFAULT, TASK_ROUTES
 
 log = logging.getLogger(__name__)
+
+#: Message header: how many of a task's retries were waits for an open circuit breaker.
+DEFERRALS_HEADER = "breaker_deferrals"
 
 
 class Runtime:
@@ -147,13 +150,30 @@ class ServiceTask(Task):
 
     # ----------------------------------------------------------------- retries
     def retry_or_fail(self, exc: BaseException) -> None:
-        """Retry `exc` with backoff if it is transient and retries remain; otherwise re-raise it."""
-        retries = self.request.retries or 0
+        """Retry `exc` with backoff if it is transient and retries remain; otherwise re-raise it.
+
+        A call the open circuit breaker refused (`CircuitOpenError`) was never made: the task
+        waits for the breaker's trial window without spending its retry budget, at most
+        ``Settings.breaker_max_deferrals`` times (Celery's own retry counter still counts them).
+        """
+        req = self.request
+        retries = req.retries or 0
+        deferrals = int(getattr(req, DEFERRALS_HEADER, 0) or 0)
         policy = self.runtime.retry_policy
-        if not is_retryable(exc) or policy.exhausted(retries):
+        if not is_retryable(exc):
             raise exc
-        countdown = policy.countdown(retries, self.runtime.rng, retry_after=getattr(exc, "retry_after", None))
-        raise self.retry(exc=exc, countdown=countdown, max_retries=policy.max_retries)
+        headers = {h: v for h in (KEY_HEADER, RUN_ID_HEADER) if (v := getattr(req, h, None))}
+        if isinstance(exc, CircuitOpenError) and deferrals < self.settings.breaker_max_deferrals:
+            # Jitter after the breaker's window so the deferred tasks do not all race for its one trial.
+            wait = (exc.retry_after or 0.0) + self.runtime.rng.uniform(0.0, policy.backoff)
+            raise self.retry(exc=exc, countdown=round(wait, 3), max_retries=policy.max_retries + deferrals + 1,
+                             headers={**headers, DEFERRALS_HEADER: deferrals + 1})
+        spent = retries - deferrals
+        if policy.exhausted(spent):
+            raise exc
+        countdown = policy.countdown(spent, self.runtime.rng, retry_after=getattr(exc, "retry_after", None))
+        raise self.retry(exc=exc, countdown=countdown, max_retries=policy.max_retries + deferrals,
+                         headers={**headers, DEFERRALS_HEADER: deferrals})
 
     # ----------------------------------------------------------------- dead letters
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:

@@ -18,6 +18,10 @@ Defaults and where they come from:
 * ``confirm_publish=True`` and ``broker_heartbeat=30``: not given by the articles; publisher
   confirms close the silent publish-loss hole (failure mode 11) and a 30 s heartbeat detects a
   half-open broker socket in about a minute (failure mode 1).
+* ``breaker_max_deferrals=20``: not from the articles either. A call the open circuit breaker
+  refused was never made, so it must not spend the retry budget; the chaos suite found that
+  otherwise one always-503 request keeps a process's breaker open and pushes healthy tasks
+  into the DLQ after a short partner outage.
 
 Variants the harness should catch are one keyword away: ``Settings(acks_late=False)``,
 ``Settings(idempotent_effects=False)``, ``Settings(dlq=False)``, ``Settings(rate_limit=None)``,
@@ -118,6 +122,9 @@ class Settings:
     partner_timeout: float = 10.0
     breaker_failure_threshold: int = 5
     breaker_reset_timeout: float = 30.0
+    # A call the open breaker refused was never made: the task waits for the breaker without
+    # spending its retry budget, at most this many times (then the refusal counts as an attempt).
+    breaker_max_deferrals: int = 20
 
     # --- patterns that a variant may switch off
     idempotent_effects: bool = True
@@ -313,6 +320,8 @@ def _problems(s: Settings) -> list[str]:
         p.append(f"rate_limit={s.rate_limit!r} is not a Celery rate: use e.g. '10/s', '100/m', '2/h' or None")
     if s.breaker_failure_threshold < 1:
         p.append(f"breaker_failure_threshold={s.breaker_failure_threshold} must be >= 1")
+    if s.breaker_max_deferrals < 0:
+        p.append(f"breaker_max_deferrals={s.breaker_max_deferrals} must be >= 0 (0 = a refused call is an attempt)")
     if s.max_tasks_per_child is not None and s.max_tasks_per_child < 1:
         p.append(f"max_tasks_per_child={s.max_tasks_per_child} must be >= 1 or None (never recycle)")
     if s.concurrency < 1:
