@@ -30,9 +30,7 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -44,45 +42,21 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _worker import BenchWorker  # noqa: E402
+
 from harness.history import install, read_history  # noqa: E402
 
 
-class Worker:
-    """A celery worker subprocess in its own process group, reaped on exit."""
+class Worker(BenchWorker):
+    """The sample system's worker (`module` is ``celery`` or the harness's recording wrapper)."""
 
     def __init__(self, module: str, env: dict[str, str], log: Path, pool: str, concurrency: int,
                  queues: list[str]) -> None:
-        self.log = log
-        cmd = [sys.executable, "-m", module, "-A", "sample_system", "worker", "-P", pool, "-c", str(concurrency),
-               "-n", f"bench-{uuid.uuid4().hex[:6]}@127.0.0.1", "-l", "WARNING", "-Q", ",".join(queues),
-               "--without-gossip", "--without-mingle", "--without-heartbeat"]
-        self._fh = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(cmd, env=env, cwd=str(REPO), stdout=self._fh, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        super().__init__(["-A", "sample_system", "worker", "-P", pool, "-c", str(concurrency), "-Q", ",".join(queues)],
+                         env=env, cwd=REPO, log=log, module=module)
 
     def wait_ready(self, app: Any, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.proc.returncode}: {self.log.read_text()[-3000:]}")
-            with contextlib.suppress(Exception):
-                if app.control.ping(timeout=0.5):
-                    return
-            time.sleep(0.2)
-        raise TimeoutError(f"worker not ready in {timeout} s: {self.log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=10)
-        self._fh.close()
+        super().wait_ready(app, timeout)
 
 
 def _effect_count(store: Any) -> int:

@@ -46,6 +46,8 @@ from urllib.parse import urlsplit
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _worker import BenchWorker  # noqa: E402
+
 from harness.toxiproxy.client import ToxiproxyClient  # noqa: E402
 from harness.toxiproxy.process import ToxiproxyProcess, free_port  # noqa: E402
 
@@ -352,44 +354,15 @@ def add(x, y):
 '''
 
 
-class Worker:
+class Worker(BenchWorker):
     """`celery worker` (prefork -c 2, acks_late, prefetch 1) in its own process group."""
 
     def __init__(self, work: Path, broker: str, backend: str, queue: str, concurrency: int) -> None:
-        self.log = work / f"worker-{uuid.uuid4().hex[:6]}.log"
         env = dict(os.environ, PYTHONPATH=f"{work}{os.pathsep}{REPO}", BENCH_BROKER=broker, BENCH_BACKEND=backend,
                    BENCH_QUEUE=queue)
-        cmd = [sys.executable, "-m", "celery", "-A", "bench_proxy_app", "worker", "-P", "prefork", "-c",
-               str(concurrency), "--prefetch-multiplier", "1", "-Q", queue, "-l", "WARNING",
-               "-n", f"bench-{uuid.uuid4().hex[:6]}@127.0.0.1", "--without-gossip", "--without-mingle",
-               "--without-heartbeat"]
-        self._fh = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(cmd, env=env, cwd=str(work), stdout=self._fh, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-
-    def wait_ready(self, app: Any, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.proc.returncode}: {self.log.read_text()[-3000:]}")
-            with contextlib.suppress(Exception):
-                if app.control.ping(timeout=0.5):
-                    return
-            time.sleep(0.2)
-        raise TimeoutError(f"worker not ready in {timeout} s: {self.log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=10)
-        self._fh.close()
+        super().__init__(["-A", "bench_proxy_app", "worker", "-P", "prefork", "-c", str(concurrency),
+                          "--prefetch-multiplier", "1", "-Q", queue],
+                         env=env, cwd=work, log=work / f"worker-{uuid.uuid4().hex[:6]}.log")
 
 
 def celery_round(work: Path, urls: dict[str, str], tasks: int, concurrency: int, timeout: float) -> float:

@@ -55,7 +55,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from harness.checkers import Expectations, Validity, Verdict, check_all, default_checkers, overall
 from harness.errors import ConfigError
@@ -135,6 +135,26 @@ class RunResult:
         lines.extend(f"  note: {n}" for n in self.notes)
         lines.append(f"  schedule to replay: {self.schedule.to_json(indent=None)}")
         return "\n".join(lines)
+
+
+U = TypeVar("U")
+
+
+def split_after_heal(units: Sequence[U], n_after: int) -> tuple[list[U], list[U]]:
+    """Split `units` into those submitted under faults and `n_after` spread evenly for after the heal.
+
+    Spread, not the tail: workloads list units grouped by kind, and a tail of only DLQ-bound
+    kinds would leave nothing after the heal that can show the system completing work again.
+
+    >>> during, after = split_after_heal(list("aabbccdd"), 4)
+    >>> "".join(during), "".join(after)
+    ('abcd', 'abcd')
+    """
+    if n_after <= 0:
+        return list(units), []
+    step = len(units) / n_after
+    picked = {min(len(units) - 1, int(i * step + step / 2)) for i in range(n_after)}
+    return ([u for i, u in enumerate(units) if i not in picked], [u for i, u in enumerate(units) if i in picked])
 
 
 def _load_app(app: Any) -> Any:
@@ -399,7 +419,13 @@ class Run:
             out.setdefault(q, (0, 0))  # not declared: empty
         return out
 
-    def _quiesce(self, group: WorkerGroup, queues: list[str]) -> tuple[bool, dict[str, Any]]:
+    def quiesce(self, group: WorkerGroup, queues: list[str]) -> tuple[bool, dict[str, Any]]:
+        """Wait (up to ``quiesce_timeout_s``) until `queues` are empty and `group` is idle.
+
+        Returns whether it got there and the last state seen. Public with `drain`,
+        `record_dlq_store`, `checkers_for`, `stop_workers` and `close_nemesis`: the phases other
+        drivers (`harness.load.run_under_load`) reuse around their own load.
+        """
         deadline = time.monotonic() + self.quiesce_timeout_s
         last: dict[str, Any] = {}
         calm = 0
@@ -429,7 +455,8 @@ class Run:
             time.sleep(0.2)
         return False, last
 
-    def _drain(self, recorder: HistoryRecorder, app: Any, counts: dict[str, int]) -> None:
+    def drain(self, recorder: HistoryRecorder, app: Any, counts: dict[str, int]) -> None:
+        """Record the workload's stored effects and dead letters into the history (``stored_effect``, ``dlq``)."""
         try:
             effects = self.workload.effects()
         except Exception as exc:  # noqa: BLE001
@@ -457,7 +484,8 @@ class Run:
         counts["dlq_entries"] = len(entries)
         self._dlq_entries = entries
 
-    def _record_dlq_store(self, recorder: HistoryRecorder, history: History) -> None:
+    def record_dlq_store(self, recorder: HistoryRecorder, history: History) -> None:
+        """Record the dead-letter copies read by `drain` that no worker recorded (after `drain`)."""
         # The workers record a dlq op when they dead-letter; the store's copies beyond those are
         # recorded here (a DLQ holding two messages for one task is a duplicate the workers cannot see).
         recorded: dict[str, int] = {}
@@ -473,7 +501,7 @@ class Run:
                                                     "source": "dead-letter queue read after drain"})
 
     # ------------------------------------------------------------------ the run
-    def _checkers_for(self, expectations: Expectations) -> Any:
+    def checkers_for(self, expectations: Expectations) -> Any:
         """The checkers to run: the caller's, or what the expectations ask for, less `redelivery`
         when the schedule kills no worker (it claims nothing about redelivery then; keeping it
         would make every outage scenario `unknown`)."""
@@ -519,9 +547,9 @@ class Run:
                                 history_dir=history_dir, run_id=self.run_id, log_dir=directory / "logs",
                                 ready_timeout=self.ready_timeout_s)
             # Registered before start: a failed start still reaps what was spawned.
-            cleanup.callback(self._stop_workers, group)
+            cleanup.callback(self.stop_workers, group)
             nemesis = Nemesis(self.stack, recorder=HistoryRecorder(history_dir, "nemesis"), workers=group)
-            cleanup.callback(self._close_nemesis, nemesis)
+            cleanup.callback(self.close_nemesis, nemesis)
             nemesis.preflight(self.schedule)  # fail before anything runs
 
             producer = cleanup.enter_context(_Producer(app, urls.url_for(Role.PRODUCER_BROKER),
@@ -539,7 +567,7 @@ class Run:
             n_after = int(round(len(units) * self.after_heal))
             if self.after_heal > 0 and n_after == 0 and len(units) > 1:
                 n_after = 1
-            during, after = units[:len(units) - n_after], units[len(units) - n_after:]
+            during, after = split_after_heal(units, n_after)
             counts.update(units=len(units), units_after_heal=len(after))
 
             # -- load under faults
@@ -568,24 +596,24 @@ class Run:
                              "after heal")
             # -- quiesce
             t = time.monotonic()
-            quiesced, state = self._quiesce(group, self._queues(producer.app))
+            quiesced, state = self.quiesce(group, self._queues(producer.app))
             timings["quiesce_s"] = round(time.monotonic() - t, 3)
             phase("quiesce", quiesced=quiesced, state=state)
             if not quiesced:
                 self.notes.append(f"not quiescent after {self.quiesce_timeout_s:.0f} s: {json.dumps(state)[:400]}")
             # -- drain
             t = time.monotonic()
-            self._stop_workers(group)
-            self._drain(recorder, producer.app, counts)
+            self.stop_workers(group)
+            self.drain(recorder, producer.app, counts)
             phase("drain")
             timings["drain_s"] = round(time.monotonic() - t, 3)
             # -- check
             t = time.monotonic()
             history = read_history(history_dir)
-            self._record_dlq_store(recorder, history)
+            self.record_dlq_store(recorder, history)
             phase("check")
             history = read_history(history_dir)
-            verdicts = check_all(history, expectations, self._checkers_for(expectations))
+            verdicts = check_all(history, expectations, self.checkers_for(expectations))
             timings["check_s"] = round(time.monotonic() - t, 3)
             counts.update(ops=len(history), skipped_lines=len(history.skipped),
                           faults_bit=sum(1 for a in applied if a.bit))
@@ -600,13 +628,15 @@ class Run:
                 (directory / "result.json").write_text(result.to_json())
         return result
 
-    def _stop_workers(self, group: WorkerGroup) -> None:
+    def stop_workers(self, group: WorkerGroup) -> None:
+        """Stop `group`; a failure to stop cleanly is reported, never raised (the group reaps anyway)."""
         try:
             group.stop(timeout=15.0)
         except Exception as exc:  # noqa: BLE001 - reaped anyway; say why it was not clean
             print(f"[run {self.run_id}] stopping workers: {exc!r}", file=sys.stderr)
 
-    def _close_nemesis(self, nemesis: Nemesis) -> None:
+    def close_nemesis(self, nemesis: Nemesis) -> None:
+        """Heal whatever `nemesis` still holds and close its recorder."""
         try:
             nemesis.stop()
         finally:

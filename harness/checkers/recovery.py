@@ -5,8 +5,9 @@ Responsibility: one verdict on the system's return to service after the last fau
 - ``unhealed_fault``: a fault that was applied and never healed (no ``fault_stop`` completed):
   the rest of the verdicts are then about a system still under fault;
 - time to recover (metric ``time_to_recover_s``): from the last heal (``fault_stop`` completed)
-  to the first successful execution of a task *published after it*; ``not_recovered`` when
-  such tasks exist and none succeeded; ``slow_recovery`` above ``exp.recovery_slo_s``;
+  to the first successful execution of a task *published after it* (or its dead-lettering,
+  when the workload expects that unit in the DLQ); ``not_recovered`` when such tasks exist
+  and none got there; ``slow_recovery`` above ``exp.recovery_slo_s``;
 - throughput recovery: the baseline is the rate of successful executions from the first
   publish to the first fault; ``time_to_recover_throughput_s`` is when the rate over a sliding
   ``exp.throughput_window_s`` after the heal first reaches ``exp.throughput_recovery_fraction``
@@ -70,6 +71,12 @@ def check_recovery(history: History, exp: Expectations | None = None) -> Verdict
     fx.counts["published_after_heal"] = len(after)
     done = [ok.end for rec in after if (ok := rec.first_ok()) is not None]
     fx.counts["completed_after_heal"] = len(done)
+    # A unit the workload expects in the DLQ (a poison message, a declined card) shows recovery
+    # by getting there: the system processed it to its expected end.
+    dead_lettered = [min(ix.history[p].time for p in rec.dlq) for rec in after
+                     if rec.dlq and rec.first_ok() is None and exp.expected_outcomes.get(rec.key or "") == "dlq"]
+    fx.counts["dead_lettered_after_heal_as_expected"] = len(dead_lettered)
+    done += dead_lettered
     if not after:
         fx.vacuous("nothing was published after the last heal: recovery cannot be observed")
     elif not done:

@@ -183,8 +183,31 @@ class Fault:
 # -- broker / backend outages -----------------------------------------------------------------
 
 
+class _ServerOutage(Fault):
+    """What a broker outage and a backend outage share: the modes, and what each mode holds."""
+
+    __slots__ = ()
+    #: "broker" or "backend": the server and the role group of its proxies.
+    server: ClassVar[str] = ""
+    mode: str
+
+    def __post_init__(self) -> None:
+        if self.mode not in OUTAGE_MODES:
+            raise _bad(self.kind, f"mode must be one of {', '.join(OUTAGE_MODES)}, not {self.mode!r}")
+
+    @property
+    def needs(self) -> str:  # type: ignore[override]
+        return "server" if self.mode in ("kill_restart", "graceful_stop") else "network"
+
+    @property
+    def resources(self) -> tuple[str, ...]:
+        if self.mode in ("kill_restart", "graceful_stop"):
+            return (f"server:{self.server}",)
+        return tuple(f"proxy:{r}" for r in ROLE_GROUPS[self.server])
+
+
 @dataclass(frozen=True, slots=True)
-class BrokerOutage(Fault):
+class BrokerOutage(_ServerOutage):
     """The broker is unavailable to every client, in one of its distinct forms.
 
     - ``proxy_down``: both broker proxies disabled: open connections closed, new ones refused;
@@ -198,47 +221,23 @@ class BrokerOutage(Fault):
     """
 
     kind: ClassVar[str] = "broker_outage"
+    server: ClassVar[str] = "broker"
     mode: str = "proxy_down"
-
-    def __post_init__(self) -> None:
-        if self.mode not in OUTAGE_MODES:
-            raise _bad(self.kind, f"mode must be one of {', '.join(OUTAGE_MODES)}, not {self.mode!r}")
-
-    @property
-    def needs(self) -> str:  # type: ignore[override]
-        return "server" if self.mode in ("kill_restart", "graceful_stop") else "network"
-
-    @property
-    def resources(self) -> tuple[str, ...]:
-        if self.mode in ("kill_restart", "graceful_stop"):
-            return ("server:broker",)
-        return tuple(f"proxy:{r}" for r in ROLE_GROUPS["broker"])
 
 
 @dataclass(frozen=True, slots=True)
-class BackendOutage(Fault):
+class BackendOutage(_ServerOutage):
     """The result backend is unavailable to every client; modes as for `BrokerOutage`.
 
     >>> BackendOutage("kill_restart").needs
     'server'
+    >>> BackendOutage("kill_restart").resources
+    ('server:backend',)
     """
 
     kind: ClassVar[str] = "backend_outage"
+    server: ClassVar[str] = "backend"
     mode: str = "proxy_down"
-
-    def __post_init__(self) -> None:
-        if self.mode not in OUTAGE_MODES:
-            raise _bad(self.kind, f"mode must be one of {', '.join(OUTAGE_MODES)}, not {self.mode!r}")
-
-    @property
-    def needs(self) -> str:  # type: ignore[override]
-        return "server" if self.mode in ("kill_restart", "graceful_stop") else "network"
-
-    @property
-    def resources(self) -> tuple[str, ...]:
-        if self.mode in ("kill_restart", "graceful_stop"):
-            return ("server:backend",)
-        return tuple(f"proxy:{r}" for r in ROLE_GROUPS["backend"])
 
 
 @dataclass(frozen=True, slots=True)

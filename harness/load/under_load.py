@@ -331,9 +331,9 @@ def run_under_load(stack: Any, deployment: Any, schedule: Schedule, *, rate_per_
         group = WorkerGroup(specs, broker_url=urls.url_for(Role.WORKER_BROKER),
                             backend_url=urls.url_for(Role.WORKER_BACKEND), control_url=urls.broker_url,
                             history_dir=history_dir, run_id=rid, log_dir=directory / "logs")
-        cleanup.callback(helper._stop_workers, group)
+        cleanup.callback(helper.stop_workers, group)
         nemesis = Nemesis(stack, recorder=HistoryRecorder(history_dir, "nemesis"), workers=group)
-        cleanup.callback(helper._close_nemesis, nemesis)
+        cleanup.callback(helper.close_nemesis, nemesis)
         nemesis.preflight(schedule)
 
         # The producer side of this process: the app on the direct URLs (setup, DLQ reads only).
@@ -387,18 +387,18 @@ def run_under_load(stack: Any, deployment: Any, schedule: Schedule, *, rate_per_
         if unhealed:
             helper.notes.append(f"faults {unhealed} could not be healed: verdicts are about a broken system")
         t = time.monotonic()
-        quiesced, state = helper._quiesce(group, list(deployment.queues))
+        quiesced, state = helper.quiesce(group, list(deployment.queues))
         timings["quiesce_s"] = round(time.monotonic() - t, 3)
         phase("quiesce", quiesced=quiesced, state=state)
         if not quiesced:
             helper.notes.append(f"not quiescent after {quiesce_timeout_s:.0f} s: {json.dumps(state, default=str)[:400]}")
         t = time.monotonic()
-        helper._stop_workers(group)
-        helper._drain(recorder, app, counts)
+        helper.stop_workers(group)
+        helper.drain(recorder, app, counts)
         phase("drain")
         timings["drain_s"] = round(time.monotonic() - t, 3)
         history = read_history(history_dir)
-        helper._record_dlq_store(recorder, history)
+        helper.record_dlq_store(recorder, history)
         phase("check")
         history = read_history(history_dir)
         units = read_units(history_dir / "units")
@@ -409,7 +409,7 @@ def run_under_load(stack: Any, deployment: Any, schedule: Schedule, *, rate_per_
             "throughput_recovery_fraction": recovery_fraction, "throughput_window_s": window_s,
             "throughput_recovery_slo_s": recovery_slo_s, **(expectations or {})}
         exp = Expectations.from_celery_config(conf, **exp_opts)
-        verdicts = check_all(history, exp, helper._checkers_for(exp))
+        verdicts = check_all(history, exp, helper.checkers_for(exp))
         windows, rates = window_stats(history, load_start_ns=load_start_ns, load_end_ns=load_end_ns,
                                       window_s=window_s, recovery_fraction=recovery_fraction)
         counts.update(units=len(units), ops=len(history), faults_bit=sum(1 for a in applied if a.bit))

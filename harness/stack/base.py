@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 
 class Role(enum.Enum):
@@ -126,3 +126,42 @@ class Stack(Protocol):
     def __enter__(self) -> Stack: ...
 
     def __exit__(self, *exc: object) -> None: ...
+
+
+class StackLifecycle:
+    """What every provider shares: context-manager use, URLs once started, the extra proxies.
+
+    A provider sets ``self._urls`` in `start` (None again after `stop`) and keeps the proxies
+    it added for other dependencies in ``self._extra``.
+
+    Example::
+
+        with LocalStack() as stack:          # start() on entry, stop() on exit, even on error
+            print(stack.urls.broker_url)
+    """
+
+    _urls: StackURLs | None = None
+    _extra: dict[str, ProxiedEndpoint]
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def urls(self) -> StackURLs:
+        if self._urls is None:
+            raise RuntimeError("the stack is not started: call start() or use it as a context manager")
+        return self._urls
+
+    @property
+    def extra_proxies(self) -> dict[str, ProxiedEndpoint]:
+        """Proxies added with ``add_proxy`` for dependencies other than broker and backend, by name."""
+        return dict(getattr(self, "_extra", {}))

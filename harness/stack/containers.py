@@ -73,7 +73,7 @@ from harness.images.names import (
 )
 from harness.images.resolve import resolve_images
 from harness.stack._process import free_port
-from harness.stack.base import ProxiedEndpoint, Role, StackURLs
+from harness.stack.base import ProxiedEndpoint, Role, StackLifecycle, StackURLs
 from harness.toxiproxy.client import ToxiproxyClient
 
 _PROXY_BASE_PORT = 20000  # container-side listen ports of the role proxies (bridge mode)
@@ -392,7 +392,7 @@ def _ryuk_off() -> None:
         testcontainers_config.ryuk_disabled = True
 
 
-class ContainerStack:
+class ContainerStack(StackLifecycle):
     """Broker + result backend + Toxiproxy as containers. Implements harness.stack.base.Stack.
 
     Build it with keyword options (ContainerStackOptions fields) or an options object;
@@ -663,19 +663,7 @@ class ContainerStack:
             print(f"celery-chaos: could not remove all of run {self.run_id}: {problems or left}; remove them with "
                   f"`docker rm -f $(docker ps -aq --filter label={LABEL_RUN}={self.run_id})`", file=sys.stderr)
 
-    def __enter__(self) -> ContainerStack:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     # -- accessors ------------------------------------------------------------------------------
-    @property
-    def urls(self) -> StackURLs:
-        if self._urls is None:
-            raise RuntimeError("the stack is not started: call start() or use it as a context manager")
-        return self._urls
-
     @property
     def broker(self) -> ContainerServer | None:
         return self._broker
@@ -683,10 +671,6 @@ class ContainerStack:
     @property
     def backend(self) -> ContainerServer | None:
         return self._backend
-
-    @property
-    def extra_proxies(self) -> dict[str, ProxiedEndpoint]:
-        return dict(self._extra)
 
     @property
     def network_name(self) -> str:

@@ -17,7 +17,7 @@ import os
 from urllib.parse import urlsplit
 
 from harness.errors import ConfigError, UnsupportedFault
-from harness.stack.base import ProxiedEndpoint, Role, StackURLs
+from harness.stack.base import ProxiedEndpoint, Role, StackLifecycle, StackURLs
 from harness.toxiproxy.client import ToxiproxyClient
 
 
@@ -28,7 +28,7 @@ def _hostport(url: str) -> str:
     return f"{parts.hostname}:{parts.port}"
 
 
-class ExternalStack:
+class ExternalStack(StackLifecycle):
     """URLs of servers the user runs. Implements harness.stack.base.Stack (without process control)."""
 
     provider = "external"
@@ -79,12 +79,6 @@ class ExternalStack:
         self._created.clear()
 
     @property
-    def urls(self) -> StackURLs:
-        if self._urls is None:
-            raise RuntimeError("the stack is not started: call start() or use it as a context manager")
-        return self._urls
-
-    @property
     def broker(self) -> None:
         return None
 
@@ -99,9 +93,3 @@ class ExternalStack:
 
     def pids(self) -> list[int]:
         return []
-
-    def __enter__(self) -> ExternalStack:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

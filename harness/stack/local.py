@@ -26,7 +26,7 @@ from typing import Literal
 
 from harness.errors import ConfigError
 from harness.stack._process import ManagedProcess, free_port
-from harness.stack.base import ProxiedEndpoint, Role, StackURLs
+from harness.stack.base import ProxiedEndpoint, Role, StackLifecycle, StackURLs
 from harness.stack.rabbitmq import LocalRabbitMQ
 from harness.stack.redis import LocalRedis
 from harness.toxiproxy.client import ToxiproxyClient
@@ -70,7 +70,7 @@ def _with_port(url: str, host: str, port: int) -> str:
     return f"{scheme}://{prefix}{host}:{port}/{path}"
 
 
-class LocalStack:
+class LocalStack(StackLifecycle):
     """Broker + result backend + Toxiproxy as local processes. Implements harness.stack.base.Stack."""
 
     provider = "local"
@@ -213,19 +213,7 @@ class LocalStack:
         self._exit.close()
         self._urls = None
 
-    def __enter__(self) -> LocalStack:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     # -- accessors ----------------------------------------------------------------
-    @property
-    def urls(self) -> StackURLs:
-        if self._urls is None:
-            raise RuntimeError("the stack is not started: call start() or use it as a context manager")
-        return self._urls
-
     @property
     def broker(self) -> LocalRabbitMQ | LocalRedis | None:
         return self._broker
@@ -233,10 +221,6 @@ class LocalStack:
     @property
     def backend(self) -> LocalRedis | None:
         return self._backend
-
-    @property
-    def extra_proxies(self) -> dict[str, ProxiedEndpoint]:
-        return dict(self._extra)
 
     def temp_dirs(self) -> list[str]:
         """Data and log directories this stack created (removed by stop(); for leak checks)."""

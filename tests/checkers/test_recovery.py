@@ -68,3 +68,17 @@ def test_no_fault_or_nothing_after_heal_is_unknown() -> None:
     h = load(H(), 0, 100, 10, "a").fault("partition_broker", "f1", at=200, stop_at=300)
     v = check_recovery(h.ops, Expectations())
     assert v.valid is Validity.UNKNOWN and "after the last heal" in v.notes[0]
+
+
+def test_a_unit_expected_in_the_dlq_recovers_by_getting_there() -> None:
+    h = load(H(), 0, 500, 10, "a")
+    h.fault("partition_broker", "f1", at=600, stop_at=900)
+    h.publish("p", "poison-1", at=1000).start("p", at=1001).end("p", result="fail", state="FAILURE", at=1002)
+    h.dlq("p", "poison-1", at=1003)
+    expected_dlq = check_recovery(h.ops, Expectations(expected_outcomes={"poison-1": "dlq"}))
+    assert expected_dlq.valid is Validity.TRUE
+    assert expected_dlq.counts["dead_lettered_after_heal_as_expected"] == 1
+    assert expected_dlq.metrics["time_to_recover_s"] == pytest.approx(0.102, abs=2e-3)
+    # The same dead letter for a unit expected to complete is no recovery.
+    expected_complete = check_recovery(h.ops, Expectations(expected_outcomes={"poison-1": "complete"}))
+    assert [c["kind"] for c in expected_complete.violations()] == ["not_recovered"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import kombu
 import pytest
 import redis
+from broker_probes import durable_queue, get_one, publish_persistent
 
 from harness.errors import ConfigError
 from harness.smoke import run_smoke
@@ -58,13 +59,9 @@ def test_rabbitmqctl_runs_in_the_broker_container(container_stack):
 def test_persistent_message_survives_broker_kill_and_start(container_stack):
     broker = container_stack.broker
     url = container_stack.urls.broker_url
-    queue = kombu.Queue("chaos-durable-ct", kombu.Exchange("chaos-durable-ct", type="direct", durable=True),
-                        routing_key="k", durable=True)
+    queue = durable_queue("chaos-durable-ct")
     body = {"n": time.time_ns()}
-    # Publisher confirms: RabbitMQ confirms a persistent message only once it is on disk.
-    with kombu.Connection(url, connect_timeout=5, transport_options={"confirm_publish": True}) as conn:
-        conn.Producer().publish(body, exchange=queue.exchange, routing_key="k", declare=[queue],
-                                delivery_mode=2, serializer="json", retry=False)
+    publish_persistent(url, queue, body)
     container_id, port = broker.container.id, broker.host_port
     broker.kill()
     assert not broker.is_running()
@@ -72,14 +69,7 @@ def test_persistent_message_survives_broker_kill_and_start(container_stack):
     broker.start()
     assert broker.is_running()
     assert (broker.container.id, broker.host_port) == (container_id, port)
-    with kombu.Connection(url, connect_timeout=5) as conn:
-        simple = conn.SimpleQueue(queue)
-        try:
-            msg = simple.get(block=True, timeout=10)
-            msg.ack()
-        finally:
-            simple.close()
-    assert msg.payload == body
+    assert get_one(url, queue) == body
 
 
 def test_pause_freezes_the_broker_without_refusing_connections(container_stack):

@@ -23,6 +23,7 @@ from celery import Celery
 from sample_system import Settings, make_app
 from sample_system.partner_api import PartnerControl
 from sample_system.topology import SERVICE_QUEUES
+from sample_system.workload import SampleWorkload
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
@@ -142,6 +143,17 @@ class Partner:
     control: PartnerControl
     url: str
     direct_url: str
+
+
+def prepared_workload(settings: Settings) -> SampleWorkload:
+    """The sample workload for `settings`, set up (queues declared and purged, effect store empty)."""
+    workload = SampleWorkload(settings)
+    app = make_app(settings)
+    try:
+        workload.setup(app)
+    finally:
+        app.close()
+    return workload
 
 
 def stack_settings(stack: Any, partner: Partner, db_dir: Path, **overrides: Any) -> Settings:

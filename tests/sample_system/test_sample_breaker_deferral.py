@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sample_testkit import Partner, running_worker, stack_settings, wait_until
+from sample_testkit import Partner, prepared_workload, running_worker, stack_settings, wait_until
 
 from harness.workload import DLQEntry
-from sample_system import Settings, make_app
+from sample_system import Settings
 from sample_system.partner_api import PartnerControl
 from sample_system.workload import SampleWorkload
 
@@ -34,12 +34,7 @@ def _settings(stack: Any, partner: Partner, tmp: Path, **over: Any) -> Settings:
 def _deliver_after_one_503(stack: Any, partner: Partner, control: PartnerControl, tmp: Path,
                            **over: Any) -> tuple[SampleWorkload, Any, str, list[dict[str, Any]]]:
     settings = _settings(stack, partner, tmp, **over)
-    workload = SampleWorkload(settings)
-    setup = make_app(settings)
-    try:
-        workload.setup(setup)
-    finally:
-        setup.close()
+    workload = prepared_workload(settings)
     key = f"breaker-{uuid.uuid4().hex[:8]}"
     with running_worker(settings, tmp, concurrency=1) as (app, _worker):
         control.control(fail_next=1, status_codes=[503])

@@ -17,7 +17,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sample_testkit import REPO, Partner, SampleWorker, running_worker, stack_settings, wait_until
+from sample_testkit import (
+    REPO,
+    Partner,
+    SampleWorker,
+    prepared_workload,
+    running_worker,
+    stack_settings,
+    wait_until,
+)
 
 from harness.workload import DLQEntry, EffectRecord, Unit, validate_units
 from sample_system import Settings
@@ -53,14 +61,7 @@ def env(chaos_stack: Any, partner: Partner, tmp_path_factory: pytest.TempPathFac
         # The breaker has its own tests; here it must not open across tests that fail the partner on purpose.
         breaker_failure_threshold=1000, scan_assets=4,
     )
-    workload = SampleWorkload(settings)
-    from sample_system import make_app
-
-    setup_app = make_app(settings)
-    try:
-        workload.setup(setup_app)
-    finally:
-        setup_app.close()
+    workload = prepared_workload(settings)
     with running_worker(settings, tmp) as (app, worker):
         yield Env(settings, app, worker, workload, workload.store)
 

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sample_testkit import Partner, running_worker, stack_settings, wait_until
+from sample_testkit import Partner, prepared_workload, running_worker, stack_settings, wait_until
 
 from harness.stack.local import LocalStack, LocalStackOptions
 from harness.workload import DLQEntry
-from sample_system import Settings, make_app
+from sample_system import make_app
 from sample_system.dlq import dead_letters_for
 from sample_system.partner_api import PartnerControl
 from sample_system.topology import SERVICE_QUEUES
@@ -41,16 +41,6 @@ def _idle(app: Any, nodename: str, timeout: float = 30.0) -> None:
     wait_until(probe, timeout=timeout, what="queues drained and the worker idle", interval=0.3)
 
 
-def _prepare(settings: Settings) -> SampleWorkload:
-    workload = SampleWorkload(settings)
-    app = make_app(settings)
-    try:
-        workload.setup(app)
-    finally:
-        app.close()
-    return workload
-
-
 def _unit(workload: SampleWorkload, kind: str) -> Any:
     return next(u for u in workload.units(1, uuid.uuid4().hex[:10]) if u.kind == kind)
 
@@ -59,7 +49,7 @@ def test_early_acks_publish_the_envelope_and_replay_uses_it(
         chaos_stack: Any, partner: Partner, partner_control: PartnerControl, tmp_path: Path) -> None:
     settings = stack_settings(chaos_stack, partner, tmp_path, acks_late=False)
     assert settings.dlq_mode == "publish"
-    workload = _prepare(settings)
+    workload = prepared_workload(settings)
     with running_worker(settings, tmp_path) as (app, worker):
         unit = _unit(workload, "poison")
         root = workload.submit(app, unit)
@@ -82,7 +72,7 @@ def test_hard_time_limit_is_acked_and_its_envelope_lands_once(
         chaos_stack: Any, partner: Partner, partner_control: PartnerControl, tmp_path: Path) -> None:
     # No soft limit: the hard limit kills the pool child mid-call (Celery then acks the message).
     settings = stack_settings(chaos_stack, partner, tmp_path, soft_time_limit=0, time_limit=2)
-    workload = _prepare(settings)
+    workload = prepared_workload(settings)
     partner_control.control(stall_next=1, stall_ms=5000)
     with running_worker(settings, tmp_path) as (app, worker):
         key = f"hard-{uuid.uuid4().hex[:8]}"
@@ -98,7 +88,7 @@ def test_hard_time_limit_is_acked_and_its_envelope_lands_once(
 def test_without_dlq_a_failed_task_is_acked_and_gone(
         chaos_stack: Any, partner: Partner, partner_control: PartnerControl, tmp_path: Path) -> None:
     settings = stack_settings(chaos_stack, partner, tmp_path, dlq=False)
-    workload = _prepare(settings)
+    workload = prepared_workload(settings)
     with running_worker(settings, tmp_path) as (app, worker):
         unit = _unit(workload, "poison")
         root = workload.submit(app, unit)
@@ -120,7 +110,7 @@ def test_redis_broker_completes_orders_and_keeps_dead_letters_in_a_hash(
                               retry_backoff=0.1)
     settings = settings.replace(partner_url=partner.direct_url)
     assert (settings.broker, settings.dlq_mode) == ("redis", "redis")
-    workload = _prepare(settings)
+    workload = prepared_workload(settings)
     with running_worker(settings, tmp_path) as (app, _worker):
         order, poison = _unit(workload, "order"), _unit(workload, "poison")
         workload.submit(app, order)

@@ -10,9 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-import kombu
 import psutil
 import pytest
+from broker_probes import durable_queue, get_one, publish_persistent
 
 from harness.errors import ConfigError
 from harness.smoke import run_smoke
@@ -60,28 +60,15 @@ def test_urls_never_use_default_credentials(chaos_stack):
 def test_persistent_message_survives_broker_sigkill_and_restart(chaos_stack):
     broker = chaos_stack.broker
     url = chaos_stack.urls.broker_url
-    queue = kombu.Queue("chaos-durable-test", kombu.Exchange("chaos-durable-test", type="direct", durable=True),
-                        routing_key="k", durable=True)
+    queue = durable_queue("chaos-durable-test")
     body = {"n": time.time_ns()}
-    # Publisher confirms: RabbitMQ confirms a persistent message only once it is on disk.
-    # Without them a SIGKILL right after publish can lose it (that is a real failure mode).
-    with kombu.Connection(url, connect_timeout=5, transport_options={"confirm_publish": True}) as conn:
-        producer = conn.Producer()
-        producer.publish(body, exchange=queue.exchange, routing_key="k", declare=[queue],
-                         delivery_mode=2, serializer="json", retry=False)
+    publish_persistent(url, queue, body)
     old_pids = list(broker.pids)
     broker.kill()
     assert not broker.is_running()
     assert not any(_alive(p) for p in old_pids[:1])
     broker.start()
-    with kombu.Connection(url, connect_timeout=5) as conn:
-        simple = conn.SimpleQueue(queue)
-        try:
-            msg = simple.get(block=True, timeout=10)
-            msg.ack()
-        finally:
-            simple.close()
-    assert msg.payload == body
+    assert get_one(url, queue) == body
 
 
 def test_missing_rabbitmq_server_gives_clear_error(tmp_path):
