@@ -198,7 +198,8 @@ class ServiceTask(Task):
         if mode == "reject" and not isinstance(exc, TimeLimitExceeded):
             # The worker rejects the message after this returns (task_acks_on_failure=False) and
             # RabbitMQ moves it to the DLX; nothing to publish.
-            record_dlq(task_id, key=key, reason=reason, name=self.name, attempts=retries + 1, mode=mode)
+            record_dlq(task_id, key=key, reason=reason, name=self.name, attempts=retries + 1, mode=mode,
+                       exception=exc_text[:500])
             return
         signature = None
         if getattr(req, "id", None) == task_id:
@@ -214,4 +215,4 @@ class ServiceTask(Task):
             log.exception("could not publish the dead letter of %s[%s]", self.name, task_id)
             return
         record_dlq(task_id, key=key, reason=reason, name=self.name, attempts=retries + 1, mode=mode,
-                   duplicate=not new)
+                   duplicate=not new, exception=exc_text[:500])
