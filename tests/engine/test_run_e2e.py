@@ -175,6 +175,7 @@ def test_a_fault_that_never_bit_makes_the_run_unknown(chaos_stack: Any, tmp_path
     assert result.verdict("lost_tasks").valid is Validity.TRUE  # the work itself was fine
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_ctrl_c_mid_run_heals_and_reaps_everything(chaos_stack: Any, tmp_path: Path) -> None:
     import _thread
     import os

@@ -320,6 +320,7 @@ def test_heal_on_exception_inside_the_fault(chaos_stack: Any, nemesis: Nemesis) 
     assert [a.outcome for a in nemesis.applied] == ["healed"]
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_heal_on_ctrl_c_during_a_schedule(chaos_stack: Any, nemesis: Nemesis) -> None:
     schedule = Schedule.of(at(0, RolePartition("worker_broker"), duration_s=60),
                            at(30, Latency("producer_broker", ms=10), duration_s=1))
