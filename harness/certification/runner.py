@@ -5,10 +5,10 @@ Responsibility: deploy the system under test once per scenario (through the work
 results into `harness.report` values, and decide the exit code: 0 only when every scenario
 that ran is valid.
 
-Example:
-    >>> report = certify(stack, system, select("quick"), app="sample_system:app")   # doctest: +SKIP
-    >>> report.valid
-    'true'
+Example::
+
+    report = certify(stack, system, select("quick"), app="sample_system:app")
+    report.valid        # 'true' when every scenario that ran is valid
 """
 
 from __future__ import annotations

@@ -72,7 +72,7 @@ def soak_schedule(duration_s: float, fault_every_s: float,
     """A fault every `fault_every_s` (first at that time), cycling through `faults`, none
     starting later than 10 s before the end (recovery must be visible).
 
-    >>> [sf.fault.kind for sf in soak_schedule(100, 30).faults]
+    >>> [sf.fault.kind for sf in soak_schedule(120, 30).faults]
     ['kill_worker_child', 'broker_outage', 'reset_peer']
     """
     if fault_every_s <= 0:
