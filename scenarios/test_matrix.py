@@ -63,15 +63,22 @@ def test_scenario_on_redis_broker(scenario, redis_broker_stack, sample_system):
 @pytest.mark.chaos
 def test_redis_worker_stops_consuming_after_a_connection_reset(redis_broker_stack, sample_system):
     """A real finding (failure mode #2, celery#8030/#9054): with Redis as broker, a 0.5 s
-    "connection reset by peer" on the workers' broker link leaves the worker connected but no
-    longer consuming: messages stay ready and nothing completes. The same scenario on RabbitMQ is
-    valid (test_scenario_on_rabbitmq[reset_peer_mid_task]). The harness must report it as stuck
-    work and a failed recovery, with the unit keys as counterexamples, never as a pass."""
+    "connection reset by peer" on the workers' broker link leaves work stuck. The same scenario
+    on RabbitMQ is valid (test_scenario_on_rabbitmq[reset_peer_mid_task]).
+
+    How it gets stuck varies from run to run (not root-caused): either the worker stays
+    connected but stops consuming (nothing published after the heal completes), or it recovers
+    but the message it held when the link was reset stays in Redis's unacked set until the
+    visibility timeout (an hour by default). The invariant, asserted here: the harness reports
+    stuck work with the unit keys as counterexamples, and a lost task or a failed recovery;
+    never a pass."""
     from harness.certification import get
 
     rep = run_scenario(redis_broker_stack, sample_system, get("reset_peer_mid_task"), app="sample_system:app")
     assert rep.valid == "false", _explain(rep)
-    liveness, recovery = rep.verdicts["liveness"], rep.verdicts["recovery"]
+    liveness, recovery, lost = rep.verdicts["liveness"], rep.verdicts["recovery"], rep.verdicts["lost_tasks"]
     assert liveness.valid.value == "false" and liveness.counts["stuck"] > 0, _explain(rep)
     assert any(c["kind"] == "stuck" and c.get("key") for c in liveness.violations())
-    assert recovery.valid.value == "false" and recovery.counts["not_recovered"] == 1, _explain(rep)
+    stalled = recovery.valid.value == "false" and recovery.counts["not_recovered"] == 1
+    stranded = lost.valid.value == "false" and lost.counts["lost"] > 0
+    assert stalled or stranded, _explain(rep)

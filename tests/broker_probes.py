@@ -22,7 +22,7 @@ def publish_persistent(url: str, queue: kombu.Queue, body: Any) -> None:
     Without confirms a SIGKILL right after the publish can lose the message (failure mode 11).
     """
     with kombu.Connection(url, connect_timeout=5, transport_options={"confirm_publish": True}) as conn:
-        conn.Producer().publish(body, exchange=queue.exchange, routing_key="k", declare=[queue],
+        conn.Producer().publish(body, exchange=queue.exchange, routing_key=queue.routing_key, declare=[queue],
                                 delivery_mode=2, serializer="json", retry=False)
 
 

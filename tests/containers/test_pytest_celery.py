@@ -12,6 +12,7 @@ import time
 
 import kombu
 import pytest
+from broker_probes import durable_queue, get_one, publish_persistent
 from pytest_celery import CeleryBackendCluster, CeleryBrokerCluster
 
 from harness.images.names import ImageMode, Service
@@ -55,23 +56,6 @@ def celery_worker_cluster():
     return None
 
 
-def _publish_confirmed(url: str, queue: kombu.Queue, body: dict) -> None:
-    with kombu.Connection(url, connect_timeout=5, transport_options={"confirm_publish": True}) as conn:
-        conn.Producer().publish(body, exchange=queue.exchange, routing_key=queue.routing_key, declare=[queue],
-                                delivery_mode=2, serializer="json", retry=False)
-
-
-def _get(url: str, queue: kombu.Queue, timeout: float = 10) -> dict:
-    with kombu.Connection(url, connect_timeout=5) as conn:
-        simple = conn.SimpleQueue(queue)
-        try:
-            msg = simple.get(block=True, timeout=timeout)
-            msg.ack()
-            return dict(msg.payload)
-        finally:
-            simple.close()
-
-
 def test_attach_to_celery_setup_adds_proxies_and_broker_control(celery_setup, image_mode):
     with attach_to_celery_setup(celery_setup, images=image_mode) as stack:
         urls = stack.urls
@@ -83,10 +67,9 @@ def test_attach_to_celery_setup_adds_proxies_and_broker_control(celery_setup, im
         stack.apply_to(celery_setup.app)
         assert celery_setup.app.conf.broker_url == urls.url_for(Role.PRODUCER_BROKER)
 
-        queue = kombu.Queue("chaos-ptc", kombu.Exchange("chaos-ptc", type="direct", durable=True),
-                            routing_key="k", durable=True)
+        queue = durable_queue("chaos-ptc")
         body = {"n": time.time_ns()}
-        _publish_confirmed(urls.url_for(Role.PRODUCER_BROKER), queue, body)
+        publish_persistent(urls.url_for(Role.PRODUCER_BROKER), queue, body)
 
         # Cut the producer role: its proxy refuses, the worker role's still reaches the broker.
         stack.toxiproxy.update_proxy(Role.PRODUCER_BROKER.proxy_name, enabled=False)
@@ -102,7 +85,7 @@ def test_attach_to_celery_setup_adds_proxies_and_broker_control(celery_setup, im
         assert not stack.broker.is_running()
         stack.broker.start()
         # The published host port may change on `docker start`; the proxies reach the broker by name.
-        assert _get(urls.url_for(Role.WORKER_BROKER), queue) == body
+        assert get_one(urls.url_for(Role.WORKER_BROKER), queue) == body
         toxiproxy_container = f"chaos-{stack.run_id}-toxiproxy"
         assert toxiproxy_container in stack.containers()
     assert stack.leftovers() == {"containers": [], "networks": [], "volumes": []}
