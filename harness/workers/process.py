@@ -233,6 +233,9 @@ class WorkerProcess:
         self._own_dir = log_dir is None
         # Created at the first spawn, so a worker that never starts leaves no directory behind.
         self._log_dir: Path | None = log_dir
+        # The worker's own TMPDIR: multiprocessing/billiard leave a pymp-* dir there when a pool
+        # process is SIGKILLed (which faults do on purpose); stop() removes it with them.
+        self._tmp_dir: Path | None = None
         self._proc: ManagedProcess | None = None
         self._generation = 0
         self._control_app: Any = None
@@ -265,6 +268,9 @@ class WorkerProcess:
         paths = [*self.spec.pythonpath, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])]
         if paths:
             env["PYTHONPATH"] = os.pathsep.join(paths)
+        if self._tmp_dir is None:
+            self._tmp_dir = Path(tempfile.mkdtemp(prefix="chaos-worker-tmp-"))
+        env["TMPDIR"] = str(self._tmp_dir)
         env.update(self.spec.env)
         return env
 
@@ -323,8 +329,14 @@ class WorkerProcess:
             self.wait_ready()
         except BaseException:
             self.kill()
+            self._remove_tmp_dir()
             raise
         return self
+
+    def _remove_tmp_dir(self) -> None:
+        if self._tmp_dir is not None:
+            shutil.rmtree(self._tmp_dir, ignore_errors=True)
+            self._tmp_dir = None
 
     def _control(self) -> Any:
         if self._control_app is None:
@@ -430,6 +442,7 @@ class WorkerProcess:
             if self._own_dir and self._log_dir is not None:
                 shutil.rmtree(self._log_dir, ignore_errors=True)
                 self._log_dir = None
+            self._remove_tmp_dir()
 
     def log(self, lines: int = 40) -> str:
         """The last lines of the current log ('' once an own temp log dir was removed by stop)."""

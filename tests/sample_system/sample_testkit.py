@@ -68,6 +68,8 @@ class SampleWorker:
     def start(self, app: Celery) -> SampleWorker:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SAMPLE_")}
         env.update(self.settings.to_env())
+        # Pool processes killed by a test leave multiprocessing's pymp-* dirs in TMPDIR: keep them in the test's dir.
+        env["TMPDIR"] = str(self.log_path.parent)
         env.update(self.extra_env)
         log = open(self.log_path, "wb")  # noqa: SIM115 - the child writes to it until stop()
         try:

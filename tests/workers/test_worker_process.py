@@ -181,6 +181,7 @@ def test_failed_start_leaves_nothing_behind(chaos_stack: Any, tmp_path: Path) ->
         w.start()
     assert "engine_app_missing" in str(err.value)
     assert not w.is_running()
+    assert w._tmp_dir is None, "the worker's own TMPDIR was removed"
 
 
 def test_settings_reach_the_worker(chaos_stack: Any, spec: WorkerSpec) -> None:
