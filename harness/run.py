@@ -153,7 +153,7 @@ def split_after_heal(units: Sequence[U], n_after: int) -> tuple[list[U], list[U]
     if n_after <= 0:
         return list(units), []
     step = len(units) / n_after
-    picked = {min(len(units) - 1, int(i * step + step / 2)) for i in range(n_after)}
+    picked = {int(i * step + step / 2) for i in range(n_after)}  # < len(units): step / 2 < step
     return ([u for i, u in enumerate(units) if i not in picked], [u for i, u in enumerate(units) if i in picked])
 
 

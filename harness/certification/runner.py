@@ -122,7 +122,8 @@ def run_scenario(stack: Any, system: Any, scenario: Scenario, *, app: str, repla
         elapsed_s=time.monotonic() - t0, timeline=build_timeline(history, bucket_s=0.5),
         fault_windows=fault_windows(history), metrics=metrics, description=scenario.description,
         replay=replay, error="; ".join(notes) if notes and result.valid.value != "true" else None,
-        history=tuple(history))
+        # Only a scenario that is not valid writes its history out: do not hold the others'.
+        history=tuple(history) if result.valid.value != "true" else ())
 
 
 def certify(stack: Any, system: Any, scenarios: Sequence[Scenario], *, app: str, workload: str = "",

@@ -69,14 +69,19 @@ def check_recovery(history: History, exp: Expectations | None = None) -> Verdict
     after = [rec for rec in ix.tasks.values() if rec.publish_first is not None and rec.publish_first >= last_heal
              and rec.publish_status in ("ok", "info")]
     fx.counts["published_after_heal"] = len(after)
-    done = [ok.end for rec in after if (ok := rec.first_ok()) is not None]
-    fx.counts["completed_after_heal"] = len(done)
-    # A unit the workload expects in the DLQ (a poison message, a declined card) shows recovery
-    # by getting there: the system processed it to its expected end.
-    dead_lettered = [min(ix.history[p].time for p in rec.dlq) for rec in after
-                     if rec.dlq and rec.first_ok() is None and exp.expected_outcomes.get(rec.key or "") == "dlq"]
-    fx.counts["dead_lettered_after_heal_as_expected"] = len(dead_lettered)
-    done += dead_lettered
+    done: list[int] = []
+    dead_lettered = 0
+    for rec in after:
+        ok = rec.first_ok()
+        if ok is not None:
+            done.append(ok.end)  # type: ignore[arg-type]  # an ok execution has ended
+        elif rec.dlq and exp.expected_outcomes.get(rec.key or "") == "dlq":
+            # A unit the workload expects in the DLQ (a poison message, a declined card) shows
+            # recovery by getting there: the system processed it to its expected end.
+            done.append(min(ix.history[p].time for p in rec.dlq))
+            dead_lettered += 1
+    fx.counts["completed_after_heal"] = len(done) - dead_lettered
+    fx.counts["dead_lettered_after_heal_as_expected"] = dead_lettered
     if not after:
         fx.vacuous("nothing was published after the last heal: recovery cannot be observed")
     elif not done:

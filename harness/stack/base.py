@@ -164,4 +164,4 @@ class StackLifecycle:
     @property
     def extra_proxies(self) -> dict[str, ProxiedEndpoint]:
         """Proxies added with ``add_proxy`` for dependencies other than broker and backend, by name."""
-        return dict(getattr(self, "_extra", {}))
+        return dict(self._extra)

@@ -44,6 +44,7 @@ class ExternalStack(StackLifecycle):
                 "CHAOS_BACKEND_URL); add --toxiproxy-url (or TOXIPROXY_URL) to inject network faults")
         self.toxiproxy: ToxiproxyClient | None = None
         self._urls: StackURLs | None = None
+        self._extra: dict[str, ProxiedEndpoint] = {}  # the external stack adds no extra proxies
         self._created: list[str] = []
 
     def start(self) -> ExternalStack:
