@@ -123,7 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(func=cmd_replay)
 
     cert = sub.add_parser("certify", help="run the certification selection and write a report")
-    cert.add_argument("--app", default="sample_system:app", help="MODULE:ATTR of the Celery app")
+    cert.add_argument("--app", default=None,
+                      help="MODULE:ATTR of the Celery app (default: the one the workload's prepare() deploys)")
+    cert.add_argument("--claim", default=None,
+                      help="the guarantee to certify: at-least-once (default) | at-most-once delivery, "
+                           "effects=exactly-once (default) | effects=at-least-once, or delivery=X,effects=Y")
+    cert.add_argument("--keep-histories", action="store_true",
+                      help="write every scenario's history (default: those not valid or with allowed anomalies)")
     cert.add_argument("--workload", default="sample_system.workload:SampleWorkload",
                       help="MODULE:ATTR of the workload (an object, or a class/factory that makes one)")
     cert.add_argument("--only", nargs="+", metavar="SCENARIO", help="run only these scenarios of the profile")

@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import platform
 import sys
@@ -22,8 +23,10 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from harness.certification.catalogue import Scenario
+from harness.checkers.claim import Claim
 from harness.errors import ConfigError
 from harness.report import CertificationReport, ScenarioReport, build_timeline, fault_windows
+from harness.report.model import allowed_words
 from harness.workload import Deployment
 
 Log = Callable[[str], None]
@@ -67,8 +70,33 @@ def deploy(stack: Any, system: Any, app: str, concurrency: int = 2) -> Iterator[
     if hasattr(system, "prepare"):
         with system.prepare(stack, concurrency=concurrency) as d:
             yield d
+    elif not app:
+        raise ConfigError("--app is needed: the workload has no prepare() that names the app to run "
+                          "(pass --app MODULE:ATTR of your Celery app)")
     else:
         yield Deployment(app=app, workload=system, concurrency=concurrency)
+
+
+def validate_app(path: str) -> None:
+    """Import `path` (``module:attr``) and check it is a Celery app, before any server starts.
+
+    >>> validate_app("no_such_module_here:app")
+    Traceback (most recent call last):
+    harness.errors.ConfigError: --app no_such_module_here:app does not import: ModuleNotFoundError: No module named 'no_such_module_here'. Pass MODULE:ATTR of your Celery app, importable from here (check PYTHONPATH)
+    """
+    from celery import Celery
+    from celery.app.utils import find_app
+
+    try:
+        obj = find_app(path)
+    except BaseException as exc:  # noqa: BLE001 - any import failure of the user's module is a setup error
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise ConfigError(f"--app {path} does not import: {type(exc).__name__}: {exc}. Pass MODULE:ATTR of your "
+                          "Celery app, importable from here (check PYTHONPATH)") from None
+    if not isinstance(obj, Celery):
+        raise ConfigError(f"--app {path} is a {type(obj).__name__}, not a Celery app: pass MODULE:ATTR of the "
+                          "celery.Celery instance your workers run")
 
 
 def missing_capabilities(scenario: Scenario, stack: Any) -> list[str]:
@@ -83,15 +111,33 @@ def missing_capabilities(scenario: Scenario, stack: Any) -> list[str]:
     return out
 
 
+def check_app_matches(requested: str | None, deployed: str) -> None:
+    """Refuse a run whose workload deploys another app than the one the user named.
+
+    >>> check_app_matches("shop.celery:app", "shop.celery:app")
+    >>> check_app_matches(None, "anything:app")
+    """
+    if requested and requested != deployed:
+        raise ConfigError(f"--app {requested} was given, but the workload's prepare() deploys {deployed}: "
+                          f"drop --app, or pass --app {deployed} (a report must never name an app that did not run)")
+
+
 def run_scenario(stack: Any, system: Any, scenario: Scenario, *, app: str, replay: str = "",
-                 log: Log | None = None) -> ScenarioReport:
-    """Run one scenario on `stack` and return its report entry (errors become `unknown`)."""
+                 log: Log | None = None, claim: Claim | None = None, app_given: bool = False,
+                 keep_history: bool = False) -> ScenarioReport:
+    """Run one scenario on `stack` and return its report entry (errors become `unknown`).
+
+    `claim` is the guarantee judged (default: the workload's, else the default claim);
+    `app_given`: the user named `app`, so a workload deploying another one is refused.
+    """
     from harness.run import Run
     from harness.workers import WorkerSpec
 
     t0 = time.monotonic()
     try:
         with deploy(stack, system, app) as d:
+            check_app_matches(app if app_given else None, d.app)
+            deployed = d.app
             missing = missing_capabilities(scenario, stack)
             if missing:
                 return ScenarioReport(scenario.name, "skipped", {}, scenario.schedule.to_dict()["faults"], 0.0,
@@ -101,7 +147,7 @@ def run_scenario(stack: Any, system: Any, scenario: Scenario, *, app: str, repla
                        for i in range(scenario.workers)]
             result = Run(stack, app=d.producer, workload=d.workload, workers=workers, schedule=scenario.schedule,
                          settings=dict(d.settings) or None, n_per_kind=scenario.n_per_kind,
-                         submit_interval_s=scenario.submit_interval_s, log=log).execute()
+                         submit_interval_s=scenario.submit_interval_s, log=log, claim=claim).execute()
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - a broken scenario is unknown, never a pass
@@ -116,33 +162,57 @@ def run_scenario(stack: Any, system: Any, scenario: Scenario, *, app: str, repla
     notes = list(result.notes)
     if not result.quiesced:
         notes.insert(0, "the system did not quiesce before the deadline")
-    return ScenarioReport(
+    rep = ScenarioReport(
         name=scenario.name, valid=result.valid.value, verdicts=result.verdicts,
         schedule=[a.to_dict() for a in result.schedule_as_run] or scenario.schedule.to_dict()["faults"],
         elapsed_s=time.monotonic() - t0, timeline=build_timeline(history, bucket_s=0.5),
         fault_windows=fault_windows(history), metrics=metrics, description=scenario.description,
         replay=replay, error="; ".join(notes) if notes and result.valid.value != "true" else None,
-        # Only a scenario that is not valid writes its history out: do not hold the others'.
-        history=tuple(history) if result.valid.value != "true" else ())
+        # Kept when asked, and always for a scenario that is not valid or whose claim allowed an
+        # anomaly (the evidence to read); the others' are not held in memory.
+        history=tuple(history), expectations={"expectations": result.expectations.to_dict(),
+                                                     "checkers": sorted(result.verdicts)}, keep_history=keep_history,
+        app=deployed)
+    if not (keep_history or rep.history_file):
+        rep = dataclasses.replace(rep, history=())
+    return rep
+
+
+def scenario_label(rep: ScenarioReport) -> str:
+    """The terminal word for a scenario: a pass a weaker claim allowed is never a plain "valid".
+
+    >>> scenario_label(ScenarioReport("s", "false", {}, [], 1.0))
+    'INVALID'
+    """
+    if rep.valid == "true" and rep.allowed:
+        return f"ALLOWED BY YOUR CLAIM: {allowed_words(rep.allowed)}"
+    return {"true": "valid", "false": "INVALID", "unknown": "UNKNOWN", "skipped": "skipped"}[rep.valid]
 
 
 def certify(stack: Any, system: Any, scenarios: Sequence[Scenario], *, app: str, workload: str = "",
-            profile: str = "quick", seed: int | None = None, progress: Log | None = None) -> CertificationReport:
+            profile: str = "quick", seed: int | None = None, progress: Log | None = None,
+            claim: Claim | None = None, app_given: bool = False, keep_histories: bool = False) -> CertificationReport:
     """Run `scenarios` one after another on one stack; `progress` gets a line per step."""
     say = progress or (lambda _m: None)
+    claim = claim if claim is not None else Claim.from_any(getattr(system, "claim", None))
+    say(f"claim: {claim}")
     t0 = time.monotonic()
     reports = []
     for i, sc in enumerate(scenarios, 1):
         say(f"[{i}/{len(scenarios)}] {sc.name}: {sc.description} (elapsed {time.monotonic() - t0:.0f} s)")
-        replay = (f"celery-chaos certify --app {app} --workload {workload} --profile {profile} --only {sc.name}"
+        replay = ("celery-chaos certify" + (f" --app {app}" if app_given else "")
+                  + f" --workload {workload} --profile {profile} --only {sc.name}"
+                  + ("" if claim.is_default else f" --claim delivery={claim.delivery},effects={claim.effects}")
                   + (f" --seed {seed}" if seed is not None else ""))
-        rep = run_scenario(stack, system, sc, app=app, replay=replay)
-        label = {"true": "valid", "false": "INVALID", "unknown": "UNKNOWN", "skipped": "skipped"}[rep.valid]
+        rep = run_scenario(stack, system, sc, app=app, replay=replay, claim=claim, app_given=app_given,
+                           keep_history=keep_histories)
+        label = scenario_label(rep)
         say(f"[{i}/{len(scenarios)}] {sc.name}: {label} in {rep.elapsed_s:.1f} s"
             + (f" ({rep.error})" if rep.error and rep.valid != "true" else ""))
         reports.append(rep)
     return CertificationReport(
-        profile=profile, scenarios=reports, app=app, workload=workload, seed=seed,
+        profile=profile, scenarios=reports, app=app or next((r.app for r in reports if r.app), ""),
+        workload=workload, seed=seed, claim=claim.to_dict(),
         elapsed_s=time.monotonic() - t0,
         environment={"python": platform.python_version(), "platform": platform.platform(),
                      "provider": getattr(stack, "provider", "?"), "broker": stack.urls.broker_kind})

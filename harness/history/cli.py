@@ -67,7 +67,14 @@ def check_main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, 
 
     from harness.checkers import check_all, overall
     from harness.checkers.expectations import Expectations
+    from harness.errors import ConfigError
 
+    checkers: list[str] | None = None
+    if args.expect is None:
+        # A certification writes the expectations beside a kept history: the same verdict again.
+        sidecar = args.history.with_name(args.history.name.removesuffix(".jsonl") + ".expectations.json")
+        if args.history.is_file() and sidecar.is_file():
+            args.expect = sidecar
     try:
         if args.expect is None:
             exp = Expectations()
@@ -75,6 +82,10 @@ def check_main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, 
             raw: Any = json.loads(args.expect.read_text(encoding="utf-8"))
             if not isinstance(raw, dict):
                 return _usage_error(f"{args.expect}: expectations must be a JSON object, got {type(raw).__name__}", err)
+            if isinstance(raw.get("expectations"), dict):  # the certification's form: with the checkers run
+                names = raw.get("checkers")
+                checkers = [str(n) for n in names] if isinstance(names, list) else None
+                raw = raw["expectations"]
             exp = Expectations.from_dict(raw)
     except FileNotFoundError:
         return _usage_error(f"no expectations file {str(args.expect)!r}: pass an existing --expect FILE.json", err)
@@ -83,10 +94,14 @@ def check_main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, 
     except (ValueError, TypeError) as exc:
         return _usage_error(f"{args.expect}: {exc}", err)
 
-    verdicts = check_all(history, exp)
+    try:
+        verdicts = check_all(history, exp, checkers)
+    except ConfigError as exc:
+        return _usage_error(f"{args.expect}: {exc}", err)
     valid = overall(verdicts)
     report = {
         "valid": valid.to_json(),
+        "expectations": str(args.expect) if args.expect is not None else "defaults",
         "history": {
             "path": str(args.history),
             "ops": len(history),

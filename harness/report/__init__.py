@@ -30,6 +30,11 @@ def write_report(report: CertificationReport, directory: str | Path) -> dict[str
     for sc in report.scenarios:
         if sc.history_file:
             paths[f"history:{sc.name}"] = write_history(sc.history, d / sc.history_file)
+            if sc.expectations:
+                # Beside the history, so `celery-chaos check` derives the same verdict.
+                exp_path = d / sc.history_file.replace(".jsonl", ".expectations.json")
+                exp_path.write_text(json.dumps(sc.expectations, indent=1, default=str))
+                paths[f"expectations:{sc.name}"] = exp_path
     paths["json"].write_text(json.dumps(report.to_dict(), indent=2, default=str))
     paths["html"].write_text(to_html(report))
     paths["junit"].write_text(to_junit_xml(report))
