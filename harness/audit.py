@@ -477,7 +477,7 @@ def audit_app(app: Any) -> list[Risk]:
         >>> app = Celery("demo", broker="amqp://127.0.0.1//", set_as_current=False)
         >>> app.conf.task_acks_late = True
         >>> def quick() -> None: ...
-        >>> _ = app.task(name="demo.quick", acks_late=False, time_limit=10)(quick)
+        >>> _ = app.task(name="demo.quick", acks_late=False, time_limit=10, shared=False)(quick)
         >>> [(r.id, r.tasks) for r in audit_app(app) if r.id == "early_acks"]
         [('early_acks', ('demo.quick',))]
     """
