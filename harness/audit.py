@@ -97,6 +97,9 @@ class Risk:
             bite; empty when no fault is needed (long tasks, ETAs): then a run confirms it or
             leaves it not exercised, never refutes it.
         tasks: the registered tasks it concerns (empty when the tasks were not read: app-wide).
+        min_fault_s: how long an ``exercised_by`` fault must last to be able to bite (a backend
+            outage shorter than the retry budget cannot show mode 17): shorter ones neither
+            confirm nor refute it.
 
     Example:
         >>> r = Risk("early_acks", 3, "t", "task_acks_late=False", ("lost",), "f", "loss")
@@ -113,6 +116,7 @@ class Risk:
     severity: Severity
     exercised_by: tuple[str, ...] = ()
     tasks: tuple[str, ...] = ()
+    min_fault_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
@@ -125,7 +129,7 @@ class Risk:
         """A JSON-ready dict (tuples become lists)."""
         return {"id": self.id, "mode": self.mode, "title": self.title, "setting": self.setting,
                 "predicts": list(self.predicts), "fix": self.fix, "severity": self.severity,
-                "exercised_by": list(self.exercised_by), "tasks": list(self.tasks)}
+                "exercised_by": list(self.exercised_by), "tasks": list(self.tasks), "min_fault_s": self.min_fault_s}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Risk:
@@ -133,7 +137,8 @@ class Risk:
         try:
             return cls(id=str(d["id"]), mode=int(d["mode"]), title=str(d["title"]), setting=str(d["setting"]),
                        predicts=tuple(d.get("predicts") or ()), fix=str(d["fix"]), severity=d["severity"],
-                       exercised_by=tuple(d.get("exercised_by") or ()), tasks=tuple(d.get("tasks") or ()))
+                       exercised_by=tuple(d.get("exercised_by") or ()), tasks=tuple(d.get("tasks") or ()),
+                       min_fault_s=float(d.get("min_fault_s") or 0.0))
         except KeyError as exc:
             raise ValueError(f"a risk dict needs the key {exc.args[0]!r}; got keys {sorted(d)}") from None
 
@@ -402,7 +407,7 @@ def audit_conf(conf: Mapping[str, Any], *, tasks: Mapping[str, Mapping[str, Any]
                     f"result_backend_always_retry=True, result_backend_max_retries={_fmt(retries)}, "
                     f"result_backend_max_sleep_between_retries_ms={_fmt(cap)}", backend_predicts,
                     "Set result_backend_max_retries=float('inf') (Celery's default) or high enough to outlast "
-                    "your longest backend outage.", "loss", ("backend_outage",)))
+                    "your longest backend outage.", "loss", ("backend_outage",), min_fault_s=budget))
 
     heartbeat = _seconds(_get(conf, "broker_heartbeat"))
     pool = str(_get(conf, "worker_pool") or "prefork").rsplit(":", 1)[-1].lower()
@@ -493,12 +498,14 @@ def audit_app(app: Any) -> list[Risk]:
 
 
 def confirm(risks: Sequence[Risk], observed: Mapping[str, int],
-            exercised: Collection[str] = ()) -> list[tuple[Risk, str]]:
+            exercised: Collection[str] | Mapping[str, float] = ()) -> list[tuple[Risk, str]]:
     """Each risk with its status against one run (or a whole certification).
 
     `observed`: anomaly kind -> count seen, allowed or not (``"duplicate_execution/<cause>"`` and
     ``"duplicate_execution/concurrent"`` narrow duplicate executions). `exercised`: the faults
-    that ran and bit, as tokens ``kind``, ``kind:mode``, ``kind:role``.
+    that ran and bit, as tokens ``kind``, ``kind:mode``, ``kind:role``; a mapping gives each
+    token the longest time (seconds) such a fault was in force, checked against the risk's
+    ``min_fault_s`` (a plain collection counts as long enough).
 
     - ``confirmed``: a predicted kind was observed, and the risk could bite there (one of its
       ``exercised_by`` faults ran, or it needs no fault);
@@ -512,11 +519,16 @@ def confirm(risks: Sequence[Risk], observed: Mapping[str, int],
         ['confirmed']
         >>> [s for _, s in confirm([r], {}, {"kill_worker_child"})], [s for _, s in confirm([r], {"lost": 1})]
         (['refuted'], ['not exercised'])
+        >>> slow = Risk("backend_retry_budget", 17, "t", "s", ("completed_and_dlq",), "f", "loss",
+        ...             exercised_by=("backend_outage",), min_fault_s=8.5)
+        >>> [s for _, s in confirm([slow], {}, {"backend_outage": 2.0})]   # too short to bite
+        ['not exercised']
     """
-    ran = set(exercised)
+    lasted: dict[str, float] = (dict(exercised) if isinstance(exercised, Mapping)
+                                else dict.fromkeys(exercised, math.inf))
     out: list[tuple[Risk, str]] = []
     for r in risks:
-        bit = bool(ran.intersection(r.exercised_by))
+        bit = any(lasted.get(token, -1.0) >= r.min_fault_s for token in r.exercised_by)
         seen = any(observed.get(k, 0) > 0 for k in r.predicts)
         if seen and (bit or not r.exercised_by):
             out.append((r, CONFIRMED))

@@ -31,8 +31,9 @@ __all__ = ["audit_statuses", "scenario_observation"]
 _APPLIED = ("healed", "unhealed")
 
 
-def scenario_observation(sc: ScenarioReport) -> tuple[dict[str, int], frozenset[str]]:
-    """What `sc` observed (anomaly kind -> count, allowed or not) and the fault tokens that bit.
+def scenario_observation(sc: ScenarioReport) -> tuple[dict[str, int], dict[str, float]]:
+    """What `sc` observed (anomaly kind -> count, allowed or not) and the faults that bit
+    (token -> the longest time in seconds such a fault was in force).
 
     Duplicate executions also count as ``duplicate_execution/<cause>`` and, when the copies
     overlapped, ``duplicate_execution/concurrent``. Fault tokens: ``kind``, ``kind:mode``,
@@ -40,11 +41,11 @@ def scenario_observation(sc: ScenarioReport) -> tuple[dict[str, int], frozenset[
 
     >>> sc = ScenarioReport("s", "true", {}, [{"kind": "broker_outage", "outcome": "healed",
     ...                                        "fault": {"kind": "broker_outage", "mode": "blackhole"}}], 1.0)
-    >>> sorted(scenario_observation(sc)[1])
-    ['broker_outage', 'broker_outage:blackhole']
+    >>> scenario_observation(sc)[1]
+    {'broker_outage': 0.0, 'broker_outage:blackhole': 0.0}
     """
     if sc.valid == "skipped":
-        return {}, frozenset()
+        return {}, {}
     observed: dict[str, int] = {}
     for v in sc.verdicts.values():
         listed: dict[str, int] = {}
@@ -62,7 +63,7 @@ def scenario_observation(sc: ScenarioReport) -> tuple[dict[str, int], frozenset[
             # Counterexamples are capped per kind; the counts are exact.
             exact = int(v.counts.get(kind, 0)) + int(v.counts.get(f"{kind}_allowed", 0))
             observed[kind] = observed.get(kind, 0) + max(n, exact)
-    tokens: set[str] = set()
+    tokens: dict[str, float] = {}
     for f in sc.schedule:
         if f.get("outcome") not in _APPLIED:
             continue  # the plan, or a fault that never bit: nothing was exercised
@@ -71,11 +72,19 @@ def scenario_observation(sc: ScenarioReport) -> tuple[dict[str, int], frozenset[
         kind = str(f.get("kind") or fault.get("kind") or "")
         if not kind:
             continue
-        tokens.add(kind)
-        for key in ("mode", "role"):
-            if fault.get(key):
-                tokens.add(f"{kind}:{fault[key]}")
-    return observed, frozenset(tokens)
+        lasted = _lasted(f)
+        for token in (kind, *(f"{kind}:{fault[k]}" for k in ("mode", "role") if fault.get(k))):
+            tokens[token] = max(tokens.get(token, 0.0), lasted)
+    return observed, tokens
+
+
+def _lasted(applied: dict[str, object]) -> float:
+    """How long an applied fault was in force: heal minus start as run, else its planned duration."""
+    start, healed = applied.get("started_s"), applied.get("healed_s")
+    if isinstance(start, int | float) and isinstance(healed, int | float):
+        return max(0.0, float(healed) - float(start))
+    planned = applied.get("duration_s")
+    return float(planned) if isinstance(planned, int | float) else 0.0
 
 
 def audit_statuses(risks: Sequence[Risk], scenarios: Sequence[ScenarioReport]) -> list[AuditEntry]:

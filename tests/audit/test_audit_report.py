@@ -46,7 +46,26 @@ def test_observation_counts_exactly_and_narrows_duplicates():
     assert observed["lost"] == 5  # counts, not the 2 listed counterexamples
     assert observed["duplicate_execution"] == 1
     assert observed["duplicate_execution/redelivery"] == 1 and observed["duplicate_execution/concurrent"] == 1
-    assert exercised == {"reset_peer", "reset_peer:worker_broker"}  # the kill never bit
+    assert set(exercised) == {"reset_peer", "reset_peer:worker_broker"}  # the kill never bit
+
+
+def test_a_fault_shorter_than_the_risk_needs_decides_nothing():
+    # The sample system's backend retry budget (mode 17): at most 8.5 s of retries.
+    conf = {"broker_url": "amqp://h//", "result_backend": "redis://h/0", "result_backend_always_retry": True,
+            "result_backend_max_retries": 10, "result_backend_max_sleep_between_retries_ms": 2000}
+    risks = [r for r in audit_conf(conf) if r.id == "backend_retry_budget"]
+    assert risks and risks[0].min_fault_s == 8.54
+
+    def outage(seconds: float, verdict: Verdict) -> ScenarioReport:
+        applied = {**_applied("backend_outage", mode="proxy_down"), "started_s": 0.3, "healed_s": 0.3 + seconds}
+        return ScenarioReport(f"backend_outage_{seconds:g}s", "true", {"dlq": verdict}, [applied], seconds)
+
+    clean = Verdict("dlq", Validity.TRUE, counts={"completed_and_dlq": 0})
+    bad = Verdict("dlq", Validity.FALSE, counts={"completed_and_dlq": 1},
+                  counterexamples=({"kind": "completed_and_dlq", "allowed": False, "task_id": "t"},))
+    assert audit_statuses(risks, [outage(2.0, clean)])[0].status == NOT_EXERCISED
+    assert audit_statuses(risks, [outage(12.0, clean)])[0].status == REFUTED
+    assert audit_statuses(risks, [outage(2.0, clean), outage(12.0, bad)])[0].status == CONFIRMED
 
 
 def test_statuses_over_a_certification_of_an_early_ack_app():
