@@ -148,6 +148,7 @@ DELEGATED: dict[str, tuple[str, str, str]] = {
     "check": ("harness.history.cli", "check_main", "check a history file offline: celery-chaos check HISTORY.jsonl"),
     "images": ("harness.images.cli", "main", "build registry-free container images: celery-chaos images build"),
     "soak": ("harness.load.soak_run", "soak_main", "load with periodic faults for a duration: --duration 30m"),
+    "audit": ("harness.audit", "audit_main", "list the risks in an app's configuration: --app MOD:ATTR"),
 }
 
 

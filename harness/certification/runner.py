@@ -178,6 +178,29 @@ def run_scenario(stack: Any, system: Any, scenario: Scenario, *, app: str, repla
     return rep
 
 
+def audit_deployment(stack: Any, system: Any, app: str, say: Log) -> list[Any] | None:
+    """The static audit of the app as deployed (the producer app, configured like the workers).
+
+    None, with a line saying why, when the deployed app cannot be loaded here.
+    """
+    from harness.audit import audit_app, format_risks
+    from harness.run import _load_app
+
+    try:
+        with deploy(stack, system, app) as d:
+            risks = audit_app(_load_app(d.producer))
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the audit explains; it never stops a certification
+        say(f"static audit skipped: {type(exc).__name__}: {exc}")
+        return None
+    say(f"static audit: {len(risks)} risk(s) in the configuration; each is confirmed or refuted by the runs")
+    for line in format_risks(risks).splitlines():
+        if line.startswith("["):
+            say(f"  {line}")
+    return risks
+
+
 def scenario_label(rep: ScenarioReport) -> str:
     """The terminal word for a scenario: a pass a weaker claim allowed is never a plain "valid".
 
@@ -196,6 +219,7 @@ def certify(stack: Any, system: Any, scenarios: Sequence[Scenario], *, app: str,
     say = progress or (lambda _m: None)
     claim = claim if claim is not None else Claim.from_any(getattr(system, "claim", None))
     say(f"claim: {claim}")
+    risks = audit_deployment(stack, system, app, say)
     t0 = time.monotonic()
     reports = []
     for i, sc in enumerate(scenarios, 1):
@@ -210,7 +234,10 @@ def certify(stack: Any, system: Any, scenarios: Sequence[Scenario], *, app: str,
         say(f"[{i}/{len(scenarios)}] {sc.name}: {label} in {rep.elapsed_s:.1f} s"
             + (f" ({rep.error})" if rep.error and rep.valid != "true" else ""))
         reports.append(rep)
+    from harness.report.audit import audit_statuses
+
     return CertificationReport(
+        audit=audit_statuses(risks, reports) if risks is not None else None,
         profile=profile, scenarios=reports, app=app or next((r.app for r in reports if r.app), ""),
         workload=workload, seed=seed, claim=claim.to_dict(),
         elapsed_s=time.monotonic() - t0,

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from harness.report.audit import audit_statuses, scenario_observation
 from harness.report.html import to_html
 from harness.report.junit import to_junit_xml
-from harness.report.model import CertificationReport, FaultWindow, ScenarioReport, TimelinePoint
+from harness.report.model import AuditEntry, CertificationReport, FaultWindow, ScenarioReport, TimelinePoint
 from harness.report.timeline import build_timeline, fault_windows
 
 
@@ -41,5 +42,5 @@ def write_report(report: CertificationReport, directory: str | Path) -> dict[str
     return paths
 
 
-__all__ = ["CertificationReport", "FaultWindow", "ScenarioReport", "TimelinePoint", "build_timeline",
-           "fault_windows", "to_html", "to_junit_xml", "write_report"]
+__all__ = ["AuditEntry", "CertificationReport", "FaultWindow", "ScenarioReport", "TimelinePoint", "audit_statuses",
+           "build_timeline", "fault_windows", "scenario_observation", "to_html", "to_junit_xml", "write_report"]

@@ -137,6 +137,29 @@ def _scenario(s: ScenarioReport) -> str:
             f"</table><details><summary>fault schedule as run</summary><pre>{sched}</pre></details>{replay}")
 
 
+_AUDIT_COLORS = {"confirmed": "#cf222e", "refuted": "#1a7f37", "not exercised": "#8c959f"}
+
+
+def _audit(report: CertificationReport) -> str:
+    """The static audit's risks with their statuses (confirmed red, refuted green, not exercised grey)."""
+    if report.audit is None:
+        return ""
+    if not report.audit:
+        return '<h2 id="audit">Static audit</h2><p class="muted">the audit found no risk in the configuration</p>'
+    rows = "".join(
+        f"<tr><td>{e.risk.mode}</td><td>{html.escape(e.risk.title)}<br><code>{html.escape(e.risk.setting)}</code></td>"
+        f"<td>{html.escape(e.risk.severity)}</td>"
+        f'<td><span class="badge" style="background:{_AUDIT_COLORS.get(e.status, "#57606a")}">'
+        f"{html.escape(e.status)}</span>"
+        + (f'<br><span class="muted">{html.escape(", ".join(e.scenarios))}</span>' if e.scenarios else "")
+        + f"</td><td>{html.escape(e.risk.fix)}</td></tr>"
+        for e in report.audit)
+    return ('<h2 id="audit">Static audit</h2><p class="muted">risks read from the configuration '
+            "(<code>celery-chaos audit</code>), each marked by what the scenarios observed</p>"
+            "<table><tr><th>mode</th><th>risk</th><th>severity</th><th>status</th><th>fix</th></tr>"
+            f"{rows}</table>")
+
+
 def to_html(report: CertificationReport) -> str:
     """Render the whole report as one HTML document (a string)."""
     summary_rows = "".join(
@@ -157,6 +180,6 @@ def to_html(report: CertificationReport) -> str:
             f" · workload <code>{html.escape(report.workload)}</code> · seed {report.seed} · {report.elapsed_s:.0f}s</p>")
     table = (f"<table><tr><th>scenario</th><th>verdict</th><th>time</th><th>faults</th></tr>{summary_rows}</table>"
              if report.scenarios else '<p class="muted">no scenario ran: the certification is unknown</p>')
-    body = head + table + "".join(_scenario(s) for s in report.scenarios)
+    body = head + table + _audit(report) + "".join(_scenario(s) for s in report.scenarios)
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Celery chaos certification: '
             f"{_LABEL.get(state, state)}</title><style>{_CSS}</style></head><body>{body}</body></html>")

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.audit import STATUSES, Risk
 from harness.checkers.verdict import Validity, Verdict, merge_valid
 
 #: How an anomaly allowed by a weaker claim reads to a person ("2 tasks lost").
@@ -132,6 +133,37 @@ class ScenarioReport:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One risk of the static audit and what the certification made of it.
+
+    status: ``confirmed`` | ``refuted`` | ``not exercised`` (see `harness.audit.confirm`);
+    scenarios: the scenarios that decided it (those that confirmed it, else those that refuted it).
+
+    Example:
+        >>> r = Risk("early_acks", 3, "t", "task_acks_late=False", ("lost",), "f", "loss")
+        >>> e = AuditEntry(r, "confirmed", ("worker_child_sigkill",))
+        >>> AuditEntry.from_dict(e.to_dict()) == e
+        True
+    """
+
+    risk: Risk
+    status: str
+    scenarios: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"an audit status is one of {', '.join(STATUSES)}, not {self.status!r}")
+        object.__setattr__(self, "scenarios", tuple(self.scenarios))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"risk": self.risk.to_dict(), "status": self.status, "scenarios": list(self.scenarios)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AuditEntry:
+        return cls(Risk.from_dict(d["risk"]), str(d["status"]), tuple(d.get("scenarios") or ()))
+
+
+@dataclass(frozen=True, slots=True)
 class CertificationReport:
     """A certification run: profile, the scenarios, and the overall verdict."""
 
@@ -146,6 +178,10 @@ class CertificationReport:
     claim: dict[str, str] = field(default_factory=lambda: {"delivery": "at-least-once", "effects": "exactly-once"})
     #: What the stack provided in place of what the app's configuration names (role -> sentence).
     substitutions: dict[str, str] = field(default_factory=dict)
+
+    #: The static audit of the app with each risk's status (`harness.report.audit.audit_statuses`);
+    #: None when no audit was run (the report then has no audit section).
+    audit: list[AuditEntry] | None = None
 
     @property
     def allowed(self) -> dict[str, int]:
@@ -178,4 +214,5 @@ class CertificationReport:
             "environment": self.environment,
             "summary": {v: sum(1 for s in self.scenarios if s.valid == v) for v in ("true", "unknown", "false", "skipped")},
             "scenarios": [s.to_dict() for s in self.scenarios],
+            **({"audit": [e.to_dict() for e in self.audit]} if self.audit is not None else {}),
         }
