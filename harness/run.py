@@ -597,6 +597,9 @@ class Run:
             phase("heal", faults=[a.id for a in applied])
             timings["faults_s"] = round(t - t_faults, 3)
             timings["heal_s"] = round(time.monotonic() - t, 3)
+            for a in applied:
+                if not a.bit:  # said at once: the scenario did not exercise what it claims, and why
+                    self.notes.append(f"fault {a.id} ({a.kind}) did not bite: {a.error or a.outcome}")
             unhealed = [a.id for a in applied if a.outcome == "unhealed"]
             if unhealed:
                 self.notes.append(f"faults {unhealed} could not be healed: verdicts are about a broken system")

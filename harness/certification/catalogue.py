@@ -33,7 +33,6 @@ from harness.faults import (
     Slicer,
     WarmShutdown,
     at,
-    on_effect,
     on_execute,
     when,
 )
@@ -75,9 +74,10 @@ CATALOGUE: tuple[Scenario, ...] = (
     Scenario("baseline", "no fault: every unit reaches its expected outcome, effects exactly once",
              _s(), Q),
     Scenario("worker_child_sigkill",
-             "SIGKILL the pool child right after a task applied an effect, before it was acked: "
-             "the task must be redelivered and its effect must not be applied twice",
-             _s(when(on_effect(nth=2), KillWorkerChild())), Q),
+             "SIGKILL the pool child running a task, right after the task started (the next running task "
+             "when that one already finished): the task must be redelivered and finish, and its effects must "
+             "be stored exactly once",
+             _s(when(on_execute(nth=2), KillWorkerChild())), Q),
     Scenario("whole_worker_sigkill",
              "SIGKILL the whole worker (parent and children) mid-load, then start it again: "
              "unacked tasks come back, nothing is lost",

@@ -408,11 +408,13 @@ class Nemesis:
             target = self._find_running_child(candidates, f)
             if target is None:
                 raise _NeverBit("the triggering task had finished and no other task started within "
-                                f"{f.wait_s:g} s: nothing to cut")
+                                f"{f.wait_s:g} s: nothing to cut; the app's tasks are too short to cut mid-run "
+                                f"({self._tail.describe_durations()})")
         if target is None and event is None:
             target = self._find_running_child(candidates, f)
         if target is None:
-            raise _NeverBit(f"no pool child was running {f.task_name or 'a task'} to kill")
+            observed = f" ({self._tail.describe_durations()})" if self._tail is not None else ""
+            raise _NeverBit(f"no pool child was running {f.task_name or 'a task'} to kill{observed}")
         worker, pid, task_id, name = target
         if f.task_name is not None and name is not None and name != f.task_name:
             raise _NeverBit(f"the triggering op is for task {name!r}, not {f.task_name!r}")
