@@ -42,6 +42,7 @@ class HistoryTail:
         self._open: dict[tuple[str, str], dict[str, Any]] = {}
         #: How long completed executions took (ns, bounded), to say why a kill found nothing to cut.
         self.durations_ns: list[int] = []
+        self._started: dict[tuple[str, str], int] = {}
         self._skip = skip_processes
         self.ops_seen = 0
 
@@ -98,10 +99,13 @@ class HistoryTail:
         key = (str(op.get("process")), str(tid))
         if op.get("type") == "invoke":
             self._open[key] = {"task_id": tid, "name": v.get("name"), "pid": v.get("pid"),
-                               "process": op.get("process"), "time": op.get("time")}
+                               "process": op.get("process")}
+            t = op.get("time")
+            if isinstance(t, int) and len(self._started) < 100_000:
+                self._started[key] = t
         else:
-            started = self._open.pop(key, None)
-            t0, t1 = (started or {}).get("time"), op.get("time")
+            self._open.pop(key, None)
+            t0, t1 = self._started.pop(key, None), op.get("time")
             if isinstance(t0, int) and isinstance(t1, int) and len(self.durations_ns) < 10_000:
                 self.durations_ns.append(t1 - t0)
 

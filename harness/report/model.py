@@ -44,7 +44,7 @@ def allowed_words(allowed: dict[str, int]) -> str:
     """``{"lost": 2}`` -> ``"2 tasks lost"``.
 
     >>> allowed_words({"lost": 2, "duplicate_effect": 1})
-    '2 tasks lost, 1 effects duplicated'
+    '1 effects duplicated, 2 tasks lost'
     """
     return ", ".join(f"{n} {_ALLOWED_WORDS.get(k, k.replace('_', ' '))}" for k, n in sorted(allowed.items()))
 
