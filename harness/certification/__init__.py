@@ -55,6 +55,10 @@ def run_certification(args: argparse.Namespace) -> int:
     progress_to_stderr(f"certification {verdict} under the claim {Claim.from_any(report.claim)}: "
                        f"{s['true']} valid, {s['unknown']} unknown, {s['false']} invalid, {s['skipped']} skipped "
                        f"in {time.monotonic() - t0:.0f} s")
+    cov = report.coverage
+    uncut = [name for name, row in cov.items() if not row["cut"]]
+    progress_to_stderr(f"fault coverage: {len(cov) - len(uncut)} of {len(cov)} task names cut mid-run by a kill"
+                       + (f"; never cut: {', '.join(uncut)}" if uncut else ""))
     progress_to_stderr(f"report: {paths['html']} (also report.json, junit.xml)")
     if report.valid != "true":
         for sc in report.scenarios:

@@ -24,6 +24,8 @@ from typing import Any
 
 from harness.certification.catalogue import Scenario
 from harness.checkers.claim import Claim
+from harness.checkers.coverage import task_coverage
+from harness.checkers.index import build_index
 from harness.errors import ConfigError
 from harness.report import CertificationReport, ScenarioReport, build_timeline, fault_windows
 from harness.report.model import allowed_words
@@ -170,6 +172,8 @@ def run_scenario(stack: Any, system: Any, scenario: Scenario, *, app: str, repla
         replay=replay, error="; ".join(notes) if notes and result.valid.value != "true" else None,
         # Kept when asked, and always for a scenario that is not valid or whose claim allowed an
         # anomaly (the evidence to read); the others' are not held in memory.
+        task_coverage=task_coverage(build_index(history, run_id=result.expectations.run_id,
+                                                kill_fault_kinds=result.expectations.kill_fault_kinds)),
         history=tuple(history), expectations={"expectations": result.expectations.to_dict(),
                                                      "checkers": sorted(result.verdicts)}, keep_history=keep_history,
         app=deployed)

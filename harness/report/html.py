@@ -160,6 +160,20 @@ def _audit(report: CertificationReport) -> str:
             f"{rows}</table>")
 
 
+def _coverage(report: CertificationReport) -> str:
+    cov = report.coverage
+    if not cov:
+        return ""
+    rows = "".join(
+        f"<tr><td><code>{html.escape(name)}</code></td><td>{row['executed']}</td>"
+        + (f"<td>cut {row['cut']}× (in {html.escape(', '.join(row['cut_in']))})</td>" if row["cut"]
+           else f'<td style="color:#9a6700">not cut: {html.escape(row["why_not"])}</td>')
+        + "</tr>" for name, row in cov.items())
+    return ("<h2>Fault coverage per task</h2><p class=\"muted\">A bug hides in the task that was never cut: each task "
+            "name the workload ran, and whether a kill cut it mid-run.</p>"
+            f"<table><tr><th>task</th><th>executions</th><th>cut mid-run</th></tr>{rows}</table>")
+
+
 def to_html(report: CertificationReport) -> str:
     """Render the whole report as one HTML document (a string)."""
     summary_rows = "".join(
@@ -180,6 +194,6 @@ def to_html(report: CertificationReport) -> str:
             f" · workload <code>{html.escape(report.workload)}</code> · seed {report.seed} · {report.elapsed_s:.0f}s</p>")
     table = (f"<table><tr><th>scenario</th><th>verdict</th><th>time</th><th>faults</th></tr>{summary_rows}</table>"
              if report.scenarios else '<p class="muted">no scenario ran: the certification is unknown</p>')
-    body = head + table + _audit(report) + "".join(_scenario(s) for s in report.scenarios)
+    body = head + table + _coverage(report) + _audit(report) + "".join(_scenario(s) for s in report.scenarios)
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Celery chaos certification: '
             f"{_LABEL.get(state, state)}</title><style>{_CSS}</style></head><body>{body}</body></html>")

@@ -93,6 +93,8 @@ class ScenarioReport:
     keep_history: bool = False
     #: The app that ran (``module:attr``), as the deployment named it.
     app: str = ""
+    #: Per task name: executions, how many a kill cut mid-run, the longest run (`task_coverage`).
+    task_coverage: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def allowed(self) -> dict[str, int]:
@@ -127,6 +129,7 @@ class ScenarioReport:
             "replay": self.replay,
             **({"allowed_by_claim": self.allowed, "allowed_words": allowed_words(self.allowed)}
                if self.allowed else {}),
+            **({"task_coverage": self.task_coverage} if self.task_coverage else {}),
             **({"error": self.error} if self.error else {}),
             **({"history_file": self.history_file} if self.history_file else {}),
         }
@@ -184,6 +187,13 @@ class CertificationReport:
     audit: list[AuditEntry] | None = None
 
     @property
+    def coverage(self) -> dict[str, dict[str, Any]]:
+        """Fault coverage per task name over the scenarios that ran (`merge_coverage`)."""
+        from harness.checkers.coverage import merge_coverage
+
+        return merge_coverage((s.name, s.task_coverage) for s in self.scenarios if s.valid != "skipped")
+
+    @property
     def allowed(self) -> dict[str, int]:
         """Anomalies the claim allowed, summed over the scenarios."""
         out: dict[str, int] = {}
@@ -213,6 +223,7 @@ class CertificationReport:
             "elapsed_s": round(self.elapsed_s, 2),
             "environment": self.environment,
             "summary": {v: sum(1 for s in self.scenarios if s.valid == v) for v in ("true", "unknown", "false", "skipped")},
+            "fault_coverage": self.coverage,
             "scenarios": [s.to_dict() for s in self.scenarios],
             **({"audit": [e.to_dict() for e in self.audit]} if self.audit is not None else {}),
         }
