@@ -74,10 +74,10 @@ CATALOGUE: tuple[Scenario, ...] = (
     Scenario("baseline", "no fault: every unit reaches its expected outcome, effects exactly once",
              _s(), Q),
     Scenario("worker_child_sigkill",
-             "SIGKILL the pool child running a task, right after the task started (the next running task "
-             "when that one already finished): the task must be redelivered and finish, and its effects must "
-             "be stored exactly once",
-             _s(when(on_execute(nth=2), KillWorkerChild())), Q),
+             "SIGKILL the pool child running a task right after it started (the next running task when that "
+             "one already finished), then, for coverage, the children running each task name not cut yet (up "
+             "to 12 kills): every cut task must be redelivered and finish, its effects stored exactly once",
+             _s(when(on_execute(nth=2), KillWorkerChild(count=12))), Q),
     Scenario("whole_worker_sigkill",
              "SIGKILL the whole worker (parent and children) mid-load, then start it again: "
              "unacked tasks come back, nothing is lost",
