@@ -78,6 +78,7 @@ from harness.faults.schedule import Schedule
 from harness.history import History, HistoryRecorder, read_history
 from harness.history.ops import F, OpType
 from harness.stack.base import Role
+from harness.stack.result_backend import BackendPlan, plan_result_backend
 from harness.workers.group import WorkerGroup
 from harness.workers.process import WorkerSpec
 from harness.workload import Unit, Workload, validate_units
@@ -212,10 +213,12 @@ def _reset_clients(app: Any) -> None:
 class _Producer:
     """The producer side of a run: the app pointed at the producer-role URLs, recording publishes."""
 
-    def __init__(self, app: Any, broker_url: str, backend_url: str, settings: Mapping[str, Any],
+    def __init__(self, app: Any, broker_url: str, backend_url: str | None, settings: Mapping[str, Any],
                  history_dir: Path, run_id: str) -> None:
         self.app = app
-        self._overrides = {"broker_url": broker_url, "result_backend": backend_url, **settings}
+        # backend_url None: the app keeps its own result backend (see harness.stack.result_backend).
+        backend = {} if backend_url is None else {"result_backend": backend_url}
+        self._overrides = {"broker_url": broker_url, **backend, **settings}
         self._saved: dict[str, Any] = {}
         self._history_dir = history_dir
         self._run_id = run_id
@@ -301,6 +304,7 @@ class Run:
         self._log = log if log is not None else (lambda msg: None)
         self._executed = False
         self.notes: list[str] = []
+        self.backend: BackendPlan | None = None
 
     # ------------------------------------------------------------------ helpers
     def _say(self, msg: str) -> None:
@@ -552,8 +556,13 @@ class Run:
 
             urls = self.stack.urls
             app = _load_app(self.app_ref)
+            self.backend = plan_result_backend(self.settings.get("result_backend", app.conf.result_backend))
+            if self.backend.note:
+                self.notes.append(self.backend.note)
+            keep = self.backend.keep_app_backend
             group = WorkerGroup(self._specs(), broker_url=urls.url_for(Role.WORKER_BROKER),
-                                backend_url=urls.url_for(Role.WORKER_BACKEND), control_url=urls.broker_url,
+                                backend_url="" if keep else urls.url_for(Role.WORKER_BACKEND),
+                                control_url=urls.broker_url,
                                 history_dir=history_dir, run_id=self.run_id, log_dir=directory / "logs",
                                 ready_timeout=self.ready_timeout_s)
             # Registered before start: a failed start still reaps what was spawned.
@@ -563,8 +572,8 @@ class Run:
             nemesis.preflight(self.schedule)  # fail before anything runs
 
             producer = cleanup.enter_context(_Producer(app, urls.url_for(Role.PRODUCER_BROKER),
-                                                       urls.url_for(Role.PRODUCER_BACKEND), self.settings,
-                                                       history_dir, self.run_id))
+                                                       None if keep else urls.url_for(Role.PRODUCER_BACKEND),
+                                                       self.settings, history_dir, self.run_id))
             # Set up (declare, purge) before any worker consumes: a message left over from an
             # earlier run must be purged, not executed and reported as this run's "unexpected" task.
             self.workload.setup(producer.app)

@@ -45,7 +45,8 @@ class Scenario:
     """One certification scenario.
 
     needs: capabilities the stack or system must offer: "process_control" (kill or restart a
-    server), "partner_api" (a proxy named partner_api), "rabbitmq" (rabbitmqctl).
+    server), "partner_api" (a proxy named partner_api), "rabbitmq" (rabbitmqctl),
+    "stack_backend" (the app's result backend is the stack's, so backend faults act on it).
     """
 
     name: str
@@ -101,7 +102,7 @@ CATALOGUE: tuple[Scenario, ...] = (
              _s(when(on_execute(nth=2), ResetPeer("worker_broker"), duration_s=0.5)), Q),
     Scenario("backend_outage",
              "the result backend is unreachable for 2 s while tasks complete",
-             _s(at(0.3, BackendOutage("proxy_down"), duration_s=2.0)), Q),
+             _s(at(0.3, BackendOutage("proxy_down"), duration_s=2.0)), Q, needs=frozenset({"stack_backend"})),
     Scenario("partner_api_down",
              "the partner HTTP API refuses connections for 1 s: retryable errors are retried with backoff "
              "and the work completes (the system's retry window must outlast the outage)",
@@ -118,7 +119,8 @@ CATALOGUE: tuple[Scenario, ...] = (
              _s(at(0.3, BrokerOutage("graceful_stop"), duration_s=1.0)), F, needs=frozenset({"process_control"})),
     Scenario("backend_kill_restart",
              "SIGKILL the result backend and restart it",
-             _s(at(0.3, BackendOutage("kill_restart"), duration_s=1.0)), F, needs=frozenset({"process_control"})),
+             _s(at(0.3, BackendOutage("kill_restart"), duration_s=1.0)), F,
+             needs=frozenset({"process_control", "stack_backend"})),
     Scenario("latency_with_jitter",
              "200 ms +- 100 ms latency both ways between workers and broker for 3 s",
              _s(at(0.2, Latency("worker_broker", ms=200, jitter_ms=100), duration_s=3.0)), F),

@@ -29,6 +29,7 @@ from harness.checkers.index import build_index
 from harness.errors import ConfigError
 from harness.report import CertificationReport, ScenarioReport, build_timeline, fault_windows
 from harness.report.model import allowed_words
+from harness.stack.result_backend import BackendPlan, plan_result_backend
 from harness.workload import Deployment
 
 Log = Callable[[str], None]
@@ -101,9 +102,12 @@ def validate_app(path: str) -> None:
                           "celery.Celery instance your workers run")
 
 
-def missing_capabilities(scenario: Scenario, stack: Any) -> list[str]:
-    """Why `scenario` cannot run on `stack` (empty when it can)."""
+def missing_capabilities(scenario: Scenario, stack: Any, backend: BackendPlan | None = None) -> list[str]:
+    """Why `scenario` cannot run on `stack` for an app whose result backend is planned as `backend`."""
     out = []
+    if "stack_backend" in scenario.needs and backend is not None and not backend.faults_apply:
+        out.append(f"its faults act on the stack's result backend, and the app keeps its own "
+                   f"({backend.app_backend}://)")
     if "process_control" in scenario.needs and getattr(stack, "broker", None) is None:
         out.append("it kills or restarts servers, and this stack provider cannot control them")
     if "rabbitmq" in scenario.needs and stack.urls.broker_kind != "amqp":
@@ -132,7 +136,7 @@ def run_scenario(stack: Any, system: Any, scenario: Scenario, *, app: str, repla
     `claim` is the guarantee judged (default: the workload's, else the default claim);
     `app_given`: the user named `app`, so a workload deploying another one is refused.
     """
-    from harness.run import Run
+    from harness.run import Run, _load_app
     from harness.workers import WorkerSpec
 
     t0 = time.monotonic()
@@ -140,7 +144,9 @@ def run_scenario(stack: Any, system: Any, scenario: Scenario, *, app: str, repla
         with deploy(stack, system, app) as d:
             check_app_matches(app if app_given else None, d.app)
             deployed = d.app
-            missing = missing_capabilities(scenario, stack)
+            backend = plan_result_backend(dict(d.settings).get("result_backend",
+                                                               _load_app(d.producer).conf.result_backend))
+            missing = missing_capabilities(scenario, stack, backend)
             if missing:
                 return ScenarioReport(scenario.name, "skipped", {}, scenario.schedule.to_dict()["faults"], 0.0,
                                       description=scenario.description, error="not applicable: " + "; ".join(missing))
@@ -182,27 +188,32 @@ def run_scenario(stack: Any, system: Any, scenario: Scenario, *, app: str, repla
     return rep
 
 
-def audit_deployment(stack: Any, system: Any, app: str, say: Log) -> list[Any] | None:
-    """The static audit of the app as deployed (the producer app, configured like the workers).
-
-    None, with a line saying why, when the deployed app cannot be loaded here.
-    """
+def inspect_deployment(stack: Any, system: Any, app: str, say: Log) -> tuple[list[Any] | None, dict[str, str]]:
+    """Deploy once before the scenarios: the static audit of the app as deployed (the producer
+    app, configured like the workers) and what the stack provides in place of what the app's
+    configuration names (role -> sentence). The audit is None, with a line saying why, when the
+    deployed app cannot be loaded here."""
     from harness.audit import audit_app, format_risks
     from harness.run import _load_app
 
     try:
         with deploy(stack, system, app) as d:
-            risks = audit_app(_load_app(d.producer))
+            producer = _load_app(d.producer)
+            risks = audit_app(producer)
+            plan = plan_result_backend(dict(d.settings).get("result_backend", producer.conf.result_backend))
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - the audit explains; it never stops a certification
         say(f"static audit skipped: {type(exc).__name__}: {exc}")
-        return None
+        return None, {}
+    subs = {"result backend": plan.note} if plan.note else {}
+    for role, text in subs.items():
+        say(f"{role}: {text}")
     say(f"static audit: {len(risks)} risk(s) in the configuration; each is confirmed or refuted by the runs")
     for line in format_risks(risks).splitlines():
         if line.startswith("["):
             say(f"  {line}")
-    return risks
+    return risks, subs
 
 
 def scenario_label(rep: ScenarioReport) -> str:
@@ -223,7 +234,7 @@ def certify(stack: Any, system: Any, scenarios: Sequence[Scenario], *, app: str,
     say = progress or (lambda _m: None)
     claim = claim if claim is not None else Claim.from_any(getattr(system, "claim", None))
     say(f"claim: {claim}")
-    risks = audit_deployment(stack, system, app, say)
+    risks, subs = inspect_deployment(stack, system, app, say)
     t0 = time.monotonic()
     reports = []
     for i, sc in enumerate(scenarios, 1):
@@ -242,6 +253,7 @@ def certify(stack: Any, system: Any, scenarios: Sequence[Scenario], *, app: str,
 
     return CertificationReport(
         audit=audit_statuses(risks, reports) if risks is not None else None,
+        substitutions=subs,
         profile=profile, scenarios=reports, app=app or next((r.app for r in reports if r.app), ""),
         workload=workload, seed=seed, claim=claim.to_dict(),
         elapsed_s=time.monotonic() - t0,
