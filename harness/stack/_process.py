@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from harness.errors import StackStartTimeout
+from harness.stack import reaper
 
 _PR_SET_PDEATHSIG = 1
 
@@ -98,13 +99,15 @@ class ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         in_main_thread = threading.current_thread() is threading.main_thread()
+        # The reaper finds the child (and all it forks) by this token, whichever thread spawns it.
+        env = reaper.child_env(self.env)
         try:
             self._popen = subprocess.Popen(
                 self.argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=self.env,
+                env=env,
                 cwd=self.cwd,
                 user=self.user,
                 group=self.group,
@@ -115,6 +118,7 @@ class ManagedProcess:
             raise FileNotFoundError(f"{self.name}: cannot run {self.argv[0]!r}: {exc}") from exc
         finally:
             log.close()
+        reaper.register_group(self._popen.pid)
         return self
 
     def is_running(self) -> bool:
@@ -139,7 +143,8 @@ class ManagedProcess:
         try:
             self._popen.wait(timeout=10)
         except subprocess.TimeoutExpired:  # pragma: no cover - the kernel is in trouble
-            pass
+            return
+        reaper.unregister_group(self._popen.pid)
 
     def stop(self, timeout: float = 15.0, sig: int = signal.SIGTERM) -> None:
         """Graceful stop with `sig`, then SIGKILL of the group after `timeout` seconds."""
