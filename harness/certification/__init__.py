@@ -22,6 +22,7 @@ __all__ = ["CATALOGUE", "PROFILES", "Scenario", "certify", "get", "load_workload
 
 def run_certification(args: argparse.Namespace) -> int:
     """`celery-chaos certify`: 0 when every scenario that ran is valid, 1 otherwise, 2 on setup errors."""
+    from harness.preflight import stack_options
     from harness.report import write_report
     from harness.stack import open_stack
 
@@ -30,7 +31,7 @@ def run_certification(args: argparse.Namespace) -> int:
     progress_to_stderr(f"profile {args.profile}: {len(scenarios)} scenario(s) on the {args.stack} stack; "
                        f"app {args.app}, workload {args.workload}")
     t0 = time.monotonic()
-    stack = open_stack(args.stack)
+    stack = open_stack(args.stack, **stack_options(args))
     with stack:
         progress_to_stderr(f"stack ready in {time.monotonic() - t0:.1f} s")
         report = certify(stack, system, scenarios, app=args.app, workload=args.workload, profile=args.profile,

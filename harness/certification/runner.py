@@ -131,21 +131,30 @@ def certify(stack: Any, system: Any, scenarios: Sequence[Scenario], *, app: str,
     """Run `scenarios` one after another on one stack; `progress` gets a line per step."""
     say = progress or (lambda _m: None)
     t0 = time.monotonic()
-    reports = []
-    for i, sc in enumerate(scenarios, 1):
-        say(f"[{i}/{len(scenarios)}] {sc.name}: {sc.description} (elapsed {time.monotonic() - t0:.0f} s)")
-        replay = (f"celery-chaos certify --app {app} --workload {workload} --profile {profile} --only {sc.name}"
-                  + (f" --seed {seed}" if seed is not None else ""))
-        rep = run_scenario(stack, system, sc, app=app, replay=replay)
-        label = {"true": "valid", "false": "INVALID", "unknown": "UNKNOWN", "skipped": "skipped"}[rep.valid]
-        say(f"[{i}/{len(scenarios)}] {sc.name}: {label} in {rep.elapsed_s:.1f} s"
-            + (f" ({rep.error})" if rep.error and rep.valid != "true" else ""))
-        reports.append(rep)
-    return CertificationReport(
-        profile=profile, scenarios=reports, app=app, workload=workload, seed=seed,
-        elapsed_s=time.monotonic() - t0,
-        environment={"python": platform.python_version(), "platform": platform.platform(),
-                     "provider": getattr(stack, "provider", "?"), "broker": stack.urls.broker_kind})
+    reports: list[ScenarioReport] = []
+
+    def report() -> CertificationReport:
+        return CertificationReport(
+            profile=profile, scenarios=list(reports), app=app, workload=workload, seed=seed,
+            elapsed_s=time.monotonic() - t0,
+            environment={"python": platform.python_version(), "platform": platform.platform(),
+                         "provider": getattr(stack, "provider", "?"), "broker": stack.urls.broker_kind})
+
+    try:
+        for i, sc in enumerate(scenarios, 1):
+            say(f"[{i}/{len(scenarios)}] {sc.name}: {sc.description} (elapsed {time.monotonic() - t0:.0f} s)")
+            replay = (f"celery-chaos certify --app {app} --workload {workload} --profile {profile} --only {sc.name}"
+                      + (f" --seed {seed}" if seed is not None else ""))
+            rep = run_scenario(stack, system, sc, app=app, replay=replay)
+            label = {"true": "valid", "false": "INVALID", "unknown": "UNKNOWN", "skipped": "skipped"}[rep.valid]
+            say(f"[{i}/{len(scenarios)}] {sc.name}: {label} in {rep.elapsed_s:.1f} s"
+                + (f" ({rep.error})" if rep.error and rep.valid != "true" else ""))
+            reports.append(rep)
+    except KeyboardInterrupt as exc:
+        # The caller writes the finished scenarios as a partial report once the stack is down.
+        exc.partial_report = report()  # type: ignore[attr-defined]
+        raise
+    return report()
 
 
 def progress_to_stderr(line: str) -> None:

@@ -254,7 +254,9 @@ def _soak(args: argparse.Namespace, workload: Any, kinds: tuple[str, ...] | None
     _write_report(report_dir, run_dir, state, series, leaks, schedule, args, duration_s, sample_s,
                   time.monotonic() - t_start, stack_name, say)
     if state["interrupted"]:
-        return 130
+        from harness import interrupt
+
+        return interrupt.exit_code()  # 130 for SIGINT, 143 for SIGTERM
     if state["error"] is not None or state["result"] is None:
         return 2
     from harness.checkers import Validity, overall

@@ -97,13 +97,18 @@ class CertificationReport:
     seed: int | None = None
     elapsed_s: float = 0.0
     environment: dict[str, str] = field(default_factory=dict)
+    #: The signal that stopped the run ("SIGINT", "SIGTERM"): a partial report, never a pass.
+    interrupted: str | None = None
 
     @property
     def valid(self) -> str:
         ran = [s for s in self.scenarios if s.valid != "skipped"]
         if not ran:
             return Validity.UNKNOWN.value  # nothing ran: not a pass
-        return merge_valid(Validity(s.valid) for s in ran).value
+        merged = merge_valid(Validity(s.valid) for s in ran)
+        if self.interrupted:
+            merged = merge_valid([merged, Validity.UNKNOWN])  # scenarios that never ran prove nothing
+        return merged.value
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -113,6 +118,7 @@ class CertificationReport:
             "workload": self.workload,
             "seed": self.seed,
             "elapsed_s": round(self.elapsed_s, 2),
+            "interrupted": self.interrupted,
             "environment": self.environment,
             "summary": {v: sum(1 for s in self.scenarios if s.valid == v) for v in ("true", "unknown", "false", "skipped")},
             "scenarios": [s.to_dict() for s in self.scenarios],
