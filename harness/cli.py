@@ -112,7 +112,9 @@ def cmd_certify(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="celery-chaos", description="Chaos-validation harness for Celery systems.")
+    from harness.preflight import OneLineParser
+
+    p = OneLineParser(prog="celery-chaos", description="Chaos-validation harness for Celery systems.")
     sub = p.add_subparsers(dest="command", required=True)
 
     stack = sub.add_parser("stack", help="provision a broker, backend and fault proxy")

@@ -17,10 +17,17 @@ import os
 import shutil
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from harness.errors import ConfigError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line (exit 2), naming where the help is."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
 def one_line(text: object) -> str:
@@ -69,7 +76,7 @@ def check_app(spec: str) -> Any:
         raise ConfigError(f"--app {spec!r}: importing it failed with {_why(exc)}; fix the module, "
                           "or pass the MODULE:ATTR of your Celery app") from None
     if not isinstance(app, Celery):
-        raise ConfigError(f"--app {spec!r} is a {type(app).__name__}, not a Celery app: pass MODULE:ATTR of a "
+        raise ConfigError(f"--app {spec!r} is of type {type(app).__name__}, not a Celery app: pass MODULE:ATTR of a "
                           "celery.Celery instance (e.g. sample_system:app)")
     return app
 

@@ -89,7 +89,9 @@ def soak_schedule(duration_s: float, fault_every_s: float,
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="celery-chaos soak", description="Steady load with periodic faults, then a "
+    from harness.preflight import OneLineParser
+
+    p = OneLineParser(prog="celery-chaos soak", description="Steady load with periodic faults, then a "
                                 "report with time series, leak verdicts and the checkers' verdicts.")
     p.add_argument("--duration", required=True, help="how long to run: 90s, 30m, 1h")
     p.add_argument("--rate", type=float, default=20.0, help="unit submits per second (default 20)")
