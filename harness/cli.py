@@ -91,6 +91,17 @@ def cmd_stack_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stack_down(args: argparse.Namespace) -> int:
+    from harness.stack.reaper import reap_orphans
+
+    if not args.orphans:
+        raise ConfigError("stack down needs --orphans (a running `stack up` is stopped with Ctrl-C or SIGTERM)")
+    got = reap_orphans()
+    print(f"reaped {len(got.pids)} process(es) and {len(got.dirs)} temp dir(s) left by {len(got.owners)} dead "
+          f"owner(s){': pids ' + ' '.join(map(str, got.pids)) if got.pids else ''}")
+    return 0
+
+
 def cmd_explore(args: argparse.Namespace) -> int:
     from harness.explore import explore_main
 
@@ -130,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--backend-url")
     up.add_argument("--toxiproxy-url")
     up.set_defaults(func=cmd_stack_up)
+    down = stack_sub.add_parser("down", help="--orphans: kill what harness runs whose owner died left behind")
+    down.add_argument("--orphans", action="store_true",
+                      help="kill every process and remove every temp dir of a dead owner (found by its reaper token "
+                           "and marker files)")
+    down.set_defaults(func=cmd_stack_down)
 
     for name, (_m, _f, text) in DELEGATED.items():
         sub.add_parser(name, help=text, add_help=False)
