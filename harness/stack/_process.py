@@ -46,8 +46,9 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def _die_with_parent() -> None:
-    # Last-resort safety net: if the harness process is SIGKILLed, the kernel kills
-    # the server too. Runs in the child after setuid, so it is not cleared by it.
+    # Belt and braces next to the reaper (harness.stack.reaper): if the harness is SIGKILLed, the
+    # kernel kills the server too. It follows the spawning *thread*, hence only from the main
+    # thread. Runs in the child after setuid, so it is not cleared by it.
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
