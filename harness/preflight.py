@@ -144,7 +144,6 @@ def check_local_binaries(broker: str = "rabbitmq") -> None:
     """The servers the local stack runs are installed (and epmd, which RabbitMQ needs)."""
     from harness.stack.redis import find_redis_server
 
-    find_redis_server(os.environ.get("CHAOS_REDIS_SERVER"))
     if broker == "rabbitmq":
         from harness.stack.rabbitmq import find_rabbitmq_server
 
@@ -152,6 +151,7 @@ def check_local_binaries(broker: str = "rabbitmq") -> None:
         if shutil.which("epmd") is None:
             raise ConfigError("epmd (Erlang's port mapper, needed by RabbitMQ) is not on PATH: install erlang-base "
                               "(it comes with rabbitmq-server), or add its directory to PATH")
+    find_redis_server(os.environ.get("CHAOS_REDIS_SERVER"))
 
 
 def check_stack(args: argparse.Namespace) -> None:
