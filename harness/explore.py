@@ -212,6 +212,25 @@ class Reproducer:
         if missing:
             raise ConfigError(f"a reproducer needs {missing}: is this a reproducer.json written by "
                               "`celery-chaos explore`?")
+        try:
+            return cls._from_checked_dict(d)
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"a reproducer field has the wrong type ({type(exc).__name__}: {exc}): seed and "
+                              "n_per_kind are integers, variant and failure JSON objects, schedule a schedule "
+                              "object; re-run `celery-chaos explore` to write a fresh one") from None
+
+    @classmethod
+    def _from_checked_dict(cls, d: Mapping[str, Any]) -> Reproducer:
+        for key, kind in (("variant", dict), ("failure", dict), ("schedule", dict)):
+            if not isinstance(d[key], kind):
+                raise ConfigError(f"reproducer field {key!r} must be a JSON object, not {type(d[key]).__name__}: "
+                                  "re-run `celery-chaos explore` to write a fresh reproducer")
+        for key in ("seed", "n_per_kind"):
+            if isinstance(d[key], bool) or not isinstance(d[key], int):
+                raise ConfigError(f"reproducer field {key!r} must be an integer, not {d[key]!r}: "
+                                  "re-run `celery-chaos explore` to write a fresh reproducer")
         failure = d["failure"]
         target = d.get("target") or {"checker": next(iter(failure), ""), "violations": []}
         rep = d.get("reproduced") or {}
@@ -244,6 +263,9 @@ class Reproducer:
             raise ConfigError(f"no reproducer at {path}: pass the reproducer.json an exploration wrote") from None
         except ValueError as exc:
             raise ConfigError(f"{path} is not JSON ({exc}): pass the reproducer.json an exploration wrote") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path} ({exc.strerror or exc}): pass the reproducer.json an exploration "
+                              "wrote") from None
         if not isinstance(doc, dict):
             raise ConfigError(f"{path} holds {type(doc).__name__}, not a reproducer object")
         return cls.from_dict(doc)

@@ -50,9 +50,7 @@ import contextlib
 import dataclasses
 import json
 import secrets
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -77,6 +75,7 @@ from harness.faults.nemesis import AppliedFault, Nemesis
 from harness.faults.schedule import Schedule
 from harness.history import History, HistoryRecorder, read_history
 from harness.history.ops import F, OpType
+from harness.stack import reaper
 from harness.stack.base import Role
 from harness.stack.result_backend import BackendPlan, plan_result_backend
 from harness.workers.group import WorkerGroup
@@ -539,8 +538,8 @@ class Run:
         quiesced = False
         with ExitStack() as cleanup:
             if self.directory is None:
-                tmp = Path(tempfile.mkdtemp(prefix=f"chaos-{self.run_id}-"))
-                cleanup.callback(shutil.rmtree, tmp, True)
+                tmp = Path(reaper.make_temp_dir(f"chaos-{self.run_id}-"))
+                cleanup.callback(reaper.remove_dir, tmp)
                 directory = tmp
             else:
                 directory = self.directory

@@ -19,7 +19,6 @@ from harness.certification.runner import (
     load_workload,
     progress_to_stderr,
     run_scenario,
-    validate_app,
 )
 from harness.report.model import allowed_words
 
@@ -30,18 +29,17 @@ __all__ = ["CATALOGUE", "PROFILES", "Scenario", "certify", "get", "load_workload
 def run_certification(args: argparse.Namespace) -> int:
     """`celery-chaos certify`: 0 when every scenario that ran is valid, 1 otherwise, 2 on setup errors."""
     from harness.checkers.claim import Claim
+    from harness.preflight import stack_options
     from harness.report import write_report
     from harness.stack import open_stack
 
     scenarios = select(args.profile, list(args.only) if getattr(args, "only", None) else None)
-    if args.app:
-        validate_app(args.app)  # before any server starts
     system = load_workload(args.workload)
     claim = Claim.parse(args.claim) if getattr(args, "claim", None) else None
     progress_to_stderr(f"profile {args.profile}: {len(scenarios)} scenario(s) on the {args.stack} stack; "
                        f"app {args.app or '(the workload deploys it)'}, workload {args.workload}")
     t0 = time.monotonic()
-    stack = open_stack(args.stack)
+    stack = open_stack(args.stack, **stack_options(args))
     with stack:
         progress_to_stderr(f"stack ready in {time.monotonic() - t0:.1f} s")
         report = certify(stack, system, scenarios, app=args.app or "", workload=args.workload, profile=args.profile,

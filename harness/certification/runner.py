@@ -80,28 +80,6 @@ def deploy(stack: Any, system: Any, app: str, concurrency: int = 2) -> Iterator[
         yield Deployment(app=app, workload=system, concurrency=concurrency)
 
 
-def validate_app(path: str) -> None:
-    """Import `path` (``module:attr``) and check it is a Celery app, before any server starts.
-
-    >>> validate_app("no_such_module_here:app")
-    Traceback (most recent call last):
-    harness.errors.ConfigError: --app no_such_module_here:app does not import: ModuleNotFoundError: No module named 'no_such_module_here'. Pass MODULE:ATTR of your Celery app, importable from here (check PYTHONPATH)
-    """
-    from celery import Celery
-    from celery.app.utils import find_app
-
-    try:
-        obj = find_app(path)
-    except BaseException as exc:  # noqa: BLE001 - any import failure of the user's module is a setup error
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        raise ConfigError(f"--app {path} does not import: {type(exc).__name__}: {exc}. Pass MODULE:ATTR of your "
-                          "Celery app, importable from here (check PYTHONPATH)") from None
-    if not isinstance(obj, Celery):
-        raise ConfigError(f"--app {path} is a {type(obj).__name__}, not a Celery app: pass MODULE:ATTR of the "
-                          "celery.Celery instance your workers run")
-
-
 def missing_capabilities(scenario: Scenario, stack: Any, backend: BackendPlan | None = None) -> list[str]:
     """Why `scenario` cannot run on `stack` for an app whose result backend is planned as `backend`."""
     out = []
@@ -236,29 +214,37 @@ def certify(stack: Any, system: Any, scenarios: Sequence[Scenario], *, app: str,
     say(f"claim: {claim}")
     risks, subs = inspect_deployment(stack, system, app, say)
     t0 = time.monotonic()
-    reports = []
-    for i, sc in enumerate(scenarios, 1):
-        say(f"[{i}/{len(scenarios)}] {sc.name}: {sc.description} (elapsed {time.monotonic() - t0:.0f} s)")
-        replay = ("celery-chaos certify" + (f" --app {app}" if app_given else "")
-                  + f" --workload {workload} --profile {profile} --only {sc.name}"
-                  + ("" if claim.is_default else f" --claim delivery={claim.delivery},effects={claim.effects}")
-                  + (f" --seed {seed}" if seed is not None else ""))
-        rep = run_scenario(stack, system, sc, app=app, replay=replay, claim=claim, app_given=app_given,
-                           keep_history=keep_histories)
-        label = scenario_label(rep)
-        say(f"[{i}/{len(scenarios)}] {sc.name}: {label} in {rep.elapsed_s:.1f} s"
-            + (f" ({rep.error})" if rep.error and rep.valid != "true" else ""))
-        reports.append(rep)
+    reports: list[ScenarioReport] = []
     from harness.report.audit import audit_statuses
 
-    return CertificationReport(
-        audit=audit_statuses(risks, reports) if risks is not None else None,
-        substitutions=subs,
-        profile=profile, scenarios=reports, app=app or next((r.app for r in reports if r.app), ""),
-        workload=workload, seed=seed, claim=claim.to_dict(),
-        elapsed_s=time.monotonic() - t0,
-        environment={"python": platform.python_version(), "platform": platform.platform(),
-                     "provider": getattr(stack, "provider", "?"), "broker": stack.urls.broker_kind})
+    def report() -> CertificationReport:
+        return CertificationReport(
+            audit=audit_statuses(risks, reports) if risks is not None else None,
+            substitutions=subs,
+            profile=profile, scenarios=list(reports), app=app or next((r.app for r in reports if r.app), ""),
+            workload=workload, seed=seed, claim=claim.to_dict(),
+            elapsed_s=time.monotonic() - t0,
+            environment={"python": platform.python_version(), "platform": platform.platform(),
+                         "provider": getattr(stack, "provider", "?"), "broker": stack.urls.broker_kind})
+
+    try:
+        for i, sc in enumerate(scenarios, 1):
+            say(f"[{i}/{len(scenarios)}] {sc.name}: {sc.description} (elapsed {time.monotonic() - t0:.0f} s)")
+            replay = ("celery-chaos certify" + (f" --app {app}" if app_given else "")
+                      + f" --workload {workload} --profile {profile} --only {sc.name}"
+                      + ("" if claim.is_default else f" --claim delivery={claim.delivery},effects={claim.effects}")
+                      + (f" --seed {seed}" if seed is not None else ""))
+            rep = run_scenario(stack, system, sc, app=app, replay=replay, claim=claim, app_given=app_given,
+                               keep_history=keep_histories)
+            label = scenario_label(rep)
+            say(f"[{i}/{len(scenarios)}] {sc.name}: {label} in {rep.elapsed_s:.1f} s"
+                + (f" ({rep.error})" if rep.error and rep.valid != "true" else ""))
+            reports.append(rep)
+    except KeyboardInterrupt as exc:
+        # The caller writes the finished scenarios as a partial report once the stack is down.
+        exc.partial_report = report()  # type: ignore[attr-defined]
+        raise
+    return report()
 
 
 def progress_to_stderr(line: str) -> None:

@@ -28,7 +28,9 @@ EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from harness.preflight import OneLineParser
+
+    p = OneLineParser(
         prog="celery-chaos check",
         description="Check a recorded history offline and print the verdicts as JSON.",
     )
@@ -64,6 +66,12 @@ def check_main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, 
         history = read_history(args.history, strict=args.strict)
     except (FileNotFoundError, ValueError) as exc:
         return _usage_error(str(exc).strip("'\""), err)
+    except OSError as exc:
+        return _usage_error(f"cannot read {str(args.history)!r} ({exc.strerror or exc}): pass a readable history", err)
+    if len(history) == 0:
+        return _usage_error(f"parsed 0 ops from {str(args.history)!r} ({len(history.skipped)} unreadable line(s)): "
+                            "it is empty or not a history; pass a HISTORY.jsonl of JSON op lines or a run's "
+                            "history directory", err)
 
     from harness.checkers import check_all, overall
     from harness.checkers.expectations import Expectations
@@ -94,6 +102,8 @@ def check_main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, 
     except (ValueError, TypeError) as exc:
         return _usage_error(f"{args.expect}: {exc}", err)
 
+    print(f"celery-chaos check: parsed {len(history)} ops from {args.history}"
+          + (f" ({len(history.skipped)} damaged line(s) skipped)" if history.skipped else ""), file=err)
     try:
         verdicts = check_all(history, exp, checkers)
     except ConfigError as exc:

@@ -7,7 +7,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import tempfile
 from pathlib import Path
 
 from harness.report.audit import audit_statuses, scenario_observation
@@ -34,13 +37,32 @@ def write_report(report: CertificationReport, directory: str | Path) -> dict[str
             if sc.expectations:
                 # Beside the history, so `celery-chaos check` derives the same verdict.
                 exp_path = d / sc.history_file.replace(".jsonl", ".expectations.json")
-                exp_path.write_text(json.dumps(sc.expectations, indent=1, default=str))
+                write_text_atomically(exp_path, json.dumps(sc.expectations, indent=1, default=str))
                 paths[f"expectations:{sc.name}"] = exp_path
-    paths["json"].write_text(json.dumps(report.to_dict(), indent=2, default=str))
-    paths["html"].write_text(to_html(report))
-    paths["junit"].write_text(to_junit_xml(report))
+    write_text_atomically(paths["json"], json.dumps(report.to_dict(), indent=2, default=str))
+    write_text_atomically(paths["html"], to_html(report))
+    write_text_atomically(paths["junit"], to_junit_xml(report))
     return paths
 
 
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temp file and os.replace: a reader never sees half a file.
+
+    >>> import pathlib, tempfile
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "r.json"; write_text_atomically(p, "{}"); p.read_text()
+    '{}'
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
 __all__ = ["AuditEntry", "CertificationReport", "FaultWindow", "ScenarioReport", "TimelinePoint", "audit_statuses",
-           "build_timeline", "fault_windows", "scenario_observation", "to_html", "to_junit_xml", "write_report"]
+           "build_timeline", "fault_windows", "scenario_observation", "to_html", "to_junit_xml", "write_report",
+           "write_text_atomically"]

@@ -192,6 +192,9 @@ def to_html(report: CertificationReport) -> str:
                       for role, text in report.substitutions.items())
             + f'<p class="muted">profile <b>{html.escape(report.profile)}</b> · app <code>{html.escape(report.app)}</code>'
             f" · workload <code>{html.escape(report.workload)}</code> · seed {report.seed} · {report.elapsed_s:.0f}s</p>")
+    if report.interrupted:
+        head += (f"<p><b>Interrupted by {html.escape(report.interrupted)}</b>: a partial report of the "
+                 f"{len(report.scenarios)} scenario(s) that finished; the rest did not run.</p>")
     table = (f"<table><tr><th>scenario</th><th>verdict</th><th>time</th><th>faults</th></tr>{summary_rows}</table>"
              if report.scenarios else '<p class="muted">no scenario ran: the certification is unknown</p>')
     body = head + table + _coverage(report) + _audit(report) + "".join(_scenario(s) for s in report.scenarios)

@@ -177,6 +177,8 @@ class CertificationReport:
     seed: int | None = None
     elapsed_s: float = 0.0
     environment: dict[str, str] = field(default_factory=dict)
+    #: The signal that stopped the run ("SIGINT", "SIGTERM"): a partial report, never a pass.
+    interrupted: str | None = None
     #: The guarantee judged (``Claim.to_dict()``); it heads every report.
     claim: dict[str, str] = field(default_factory=lambda: {"delivery": "at-least-once", "effects": "exactly-once"})
     #: What the stack provided in place of what the app's configuration names (role -> sentence).
@@ -207,7 +209,10 @@ class CertificationReport:
         ran = [s for s in self.scenarios if s.valid != "skipped"]
         if not ran:
             return Validity.UNKNOWN.value  # nothing ran: not a pass
-        return merge_valid(Validity(s.valid) for s in ran).value
+        merged = merge_valid(Validity(s.valid) for s in ran)
+        if self.interrupted:
+            merged = merge_valid([merged, Validity.UNKNOWN])  # scenarios that never ran prove nothing
+        return merged.value
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -221,6 +226,7 @@ class CertificationReport:
             "workload": self.workload,
             "seed": self.seed,
             "elapsed_s": round(self.elapsed_s, 2),
+            "interrupted": self.interrupted,
             "environment": self.environment,
             "summary": {v: sum(1 for s in self.scenarios if s.valid == v) for v in ("true", "unknown", "false", "skipped")},
             "fault_coverage": self.coverage,

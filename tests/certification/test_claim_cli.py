@@ -17,7 +17,7 @@ def certify(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(("args", "says"), [
     (("--claim", "sometimes"), "--claim at-least-once"),
     (("--claim", "effects=twice"), "--claim"),
-    (("--app", "no_such_module_anywhere:app"), "does not import"),
+    (("--app", "no_such_module_anywhere:app"), "no_such_module_anywhere"),
     (("--app", "harness.errors:ConfigError"), "not a Celery app"),
 ])
 def test_bad_claim_or_app_is_exit_2_with_one_line_and_no_stack(tmp_path: Path, args: tuple[str, ...],
