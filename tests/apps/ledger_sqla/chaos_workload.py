@@ -99,9 +99,8 @@ class LedgerWorkload:
     # ------------------------------------------------------------------ Workload protocol
     def setup(self, app: Any) -> None:
         """Create the tables, empty them, purge the task queue."""
-        from sqlalchemy import delete
-
         from ledger_db import Entry, Payout, Settlement, Statement, Transfer, create_tables, session
+        from sqlalchemy import delete
 
         create_tables()
         with session() as s, s.begin():
@@ -147,9 +146,8 @@ class LedgerWorkload:
 
     def effects(self) -> dict[str, list[EffectRecord]]:
         """Every posting, statement and settlement, by transfer / payout reference (the unit key)."""
-        from sqlalchemy import select
-
         from ledger_db import Entry, Payout, Settlement, Statement, Transfer, session
+        from sqlalchemy import select
 
         out: dict[str, list[EffectRecord]] = {}
 

@@ -20,9 +20,8 @@ import time
 from pathlib import Path
 
 from celery import Celery
-from sqlalchemy import select, update
-
 from ledger_db import Entry, Payout, Settlement, Statement, Transfer, session
+from sqlalchemy import select, update
 
 HARDENED = os.environ.get("LEDGER_HARDENED", "0") == "1"
 
