@@ -51,21 +51,25 @@ class LedgerWorkload:
 
     dead_letter_queue = False  # no DLQ: a failed posting stays failed
 
-    def __init__(self, *, hardened: bool | None = None, kinds: tuple[str, ...] = KINDS) -> None:
+    def __init__(self, *, hardened: bool | None = None, own_result_backend: bool | None = None,
+                 kinds: tuple[str, ...] = KINDS) -> None:
         unknown = [k for k in kinds if k not in KINDS]
         if unknown or not kinds:
             raise ConfigError(f"unknown ledger workload kind(s) {unknown or list(kinds)}: choose from {list(KINDS)}")
         self.hardened = _env_flag("LEDGER_HARDENED") if hardened is None else bool(hardened)
+        self.own_result_backend = (_env_flag("LEDGER_CHAOS_OWN_RESULT_BACKEND") if own_result_backend is None
+                                   else bool(own_result_backend))
         self.kinds = tuple(kinds)
         self.queues: tuple[str, ...] = ("celery",)
 
     @contextlib.contextmanager
     def prepare(self, stack: Any, *, concurrency: int = 2, hardened: bool | None = None,
-                **variant: Any) -> Iterator[Deployment]:
+                own_result_backend: bool | None = None, **variant: Any) -> Iterator[Deployment]:
         """Deploy the ledger on `stack`: a fresh sqlite file in a temp dir, the workers' environment."""
         if variant:
-            raise ConfigError(f"unknown ledger variant(s) {sorted(variant)}: the ledger knows only hardened=True/False")
+            raise ConfigError(f"unknown ledger variant(s) {sorted(variant)}: the ledger knows only hardened and own_result_backend (True/False)")
         hardened = self.hardened if hardened is None else bool(hardened)
+        own_backend = self.own_result_backend if own_result_backend is None else bool(own_result_backend)
         tmp = Path(tempfile.mkdtemp(prefix="chaos-ledger-"))
         saved = os.environ.get("LEDGER_DB_URL")
         try:
@@ -81,9 +85,13 @@ class LedgerWorkload:
                 "LEDGER_BROKER_URL": stack.urls.url_for(Role.WORKER_BROKER),
                 "LEDGER_RESULT_BACKEND": f"db+sqlite:///{tmp / 'ledger-results.sqlite3'}",
             }
-            yield Deployment(app=APP, workload=LedgerWorkload(hardened=hardened, kinds=self.kinds), env=env,
-                             queues=self.queues, concurrency=concurrency, producer_app=producer_app,
-                             description=f"SQLAlchemy ledger ({'hardened' if hardened else 'Celery defaults'})")
+            # Keep the app's db+sqlite result backend instead of the stack's Redis (settings win).
+            settings = {"result_backend": env["LEDGER_RESULT_BACKEND"]} if own_backend else {}
+            workload = LedgerWorkload(hardened=hardened, own_result_backend=own_backend, kinds=self.kinds)
+            yield Deployment(app=APP, workload=workload, env=env, settings=settings, queues=self.queues,
+                             concurrency=concurrency, producer_app=producer_app,
+                             description=f"SQLAlchemy ledger ({'hardened' if hardened else 'Celery defaults'}"
+                                         f"{', own db+sqlite result backend' if own_backend else ''})")
         finally:
             with contextlib.suppress(Exception):
                 from ledger_db import _engines
