@@ -41,7 +41,10 @@ KINDS: tuple[str, ...] = ("order", "checkout")
 
 
 def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "0").strip().lower() in ("1", "true", "yes", "on")
+    raw = os.environ.get(name, "0").strip().lower()
+    if raw not in ("", "0", "1", "true", "false", "yes", "no", "on", "off"):
+        raise ConfigError(f"{name}={os.environ[name]!r} is not a switch: set it to 1 (on) or 0 (off)")
+    return raw in ("1", "true", "yes", "on")
 
 
 def _use_database(db_path: str) -> None:
