@@ -34,6 +34,10 @@ from harness.workload import KEY_HEADER, RUN_ID_HEADER, Deployment, DLQEntry, Ef
 PROJECT_DIR = Path(__file__).resolve().parent
 APP = "ledger:app"
 KINDS: tuple[str, ...] = ("transfer", "payout")
+#: What LEDGER_HARDENED=1 changes on the publishing side (the rest is worker-side). The producer
+#: publishes from the harness's process, whose app read LEDGER_HARDENED once, at import: prepare()
+#: applies the deployment's value to it and restores the app afterwards.
+PRODUCER_HARDENING: dict[str, Any] = {"broker_transport_options": {"confirm_publish": True}}
 
 if str(PROJECT_DIR) not in sys.path:
     sys.path.insert(0, str(PROJECT_DIR))
@@ -73,6 +77,7 @@ class LedgerWorkload:
             raise ConfigError(f"unknown ledger variant(s) {sorted(variant)}: the ledger knows only hardened and own_result_backend (True/False)")
         hardened = self.hardened if hardened is None else bool(hardened)
         own_backend = self.own_result_backend if own_result_backend is None else bool(own_result_backend)
+        producer_apps: list[tuple[Any, dict[str, Any]]] = []
         tmp = Path(tempfile.mkdtemp(prefix="chaos-ledger-"))
         saved = os.environ.get("LEDGER_DB_URL")
         try:
@@ -91,11 +96,17 @@ class LedgerWorkload:
             # Keep the app's db+sqlite result backend instead of the stack's Redis (settings win).
             settings = {"result_backend": env["LEDGER_RESULT_BACKEND"]} if own_backend else {}
             workload = LedgerWorkload(hardened=hardened, own_result_backend=own_backend, kinds=self.kinds)
+            publishing = PRODUCER_HARDENING if hardened else {k: {} for k in PRODUCER_HARDENING}
+            saved_conf = {k: producer_app.conf.get(k) for k in publishing}
+            producer_app.conf.update(publishing)
+            producer_apps.append((producer_app, saved_conf))
             yield Deployment(app=APP, workload=workload, env=env, settings=settings, queues=self.queues,
                              concurrency=concurrency, producer_app=producer_app,
                              description=f"SQLAlchemy ledger ({'hardened' if hardened else 'Celery defaults'}"
                                          f"{', own db+sqlite result backend' if own_backend else ''})")
         finally:
+            for app, conf in producer_apps:
+                app.conf.update(conf)
             with contextlib.suppress(Exception):
                 from ledger_db import _engines
 

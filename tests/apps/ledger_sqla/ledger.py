@@ -36,7 +36,10 @@ app.conf.update(
 )
 if HARDENED:
     # A task cut by a crash is run again: every posting below checks whether it happened first.
-    app.conf.update(task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1)
+    # A publish returns once the broker has the message (confirm_publish): a broker crash
+    # right after .delay() must not swallow it.
+    app.conf.update(task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1,
+                    broker_transport_options={"confirm_publish": True})
 
 
 def _bank_call(reference: str) -> str:

@@ -38,6 +38,10 @@ PROJECT_DIR = Path(__file__).resolve().parent
 APP = "shop.celery:app"
 SETTINGS_MODULE = "shop.settings"
 KINDS: tuple[str, ...] = ("order", "checkout")
+#: What SHOP_HARDENED=1 changes on the publishing side (the rest is worker-side). The producer
+#: publishes from the harness's process, whose app read SHOP_HARDENED once, at import: prepare()
+#: applies the deployment's value to it and restores the app afterwards.
+PRODUCER_HARDENING: dict[str, Any] = {"broker_transport_options": {"confirm_publish": True}}
 
 
 def _env_flag(name: str) -> bool:
@@ -97,6 +101,7 @@ class ShopWorkload:
             raise ConfigError(f"unknown shop variant(s) {sorted(variant)}: the shop knows only hardened and own_result_backend (True/False)")
         hardened = self.hardened if hardened is None else bool(hardened)
         own_backend = self.own_result_backend if own_result_backend is None else bool(own_result_backend)
+        producer_apps: list[tuple[Any, dict[str, Any]]] = []
         tmp = Path(tempfile.mkdtemp(prefix="chaos-shop-"))
         saved = {k: os.environ.get(k) for k in ("DJANGO_SETTINGS_MODULE", "SHOP_DB_PATH")}
         try:
@@ -118,11 +123,17 @@ class ShopWorkload:
             # (explicit settings win over the stack's URLs).
             settings = {"result_backend": env["SHOP_RESULT_BACKEND"]} if own_backend else {}
             workload = ShopWorkload(hardened=hardened, own_result_backend=own_backend, kinds=self.kinds)
+            publishing = PRODUCER_HARDENING if hardened else {k: {} for k in PRODUCER_HARDENING}
+            saved_conf = {k: producer_app.conf.get(k) for k in publishing}
+            producer_app.conf.update(publishing)
+            producer_apps.append((producer_app, saved_conf))
             yield Deployment(app=APP, workload=workload, env=env, queues=self.queues, concurrency=concurrency,
                              settings=settings, producer_app=producer_app,
                              description=f"Django shop ({'hardened' if hardened else 'Celery defaults'}"
                                          f"{', own db+sqlite result backend' if own_backend else ''})")
         finally:
+            for app, conf in producer_apps:
+                app.conf.update(conf)
             with contextlib.suppress(Exception):
                 from django.db import connections
 

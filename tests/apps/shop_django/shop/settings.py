@@ -57,3 +57,6 @@ if SHOP_HARDENED:
     CELERY_TASK_ACKS_LATE = True
     CELERY_TASK_REJECT_ON_WORKER_LOST = True
     CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+    # A publish returns only once the broker has the message: a broker crash right after
+    # .delay() must not swallow it.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
