@@ -82,8 +82,13 @@ def summarize(report: dict[str, Any]) -> str:
         lines.append(f"  {sc['name']}: {sc['valid']} ({faults or 'no fault'})"
                      + (f" error={sc['error']}" if sc.get("error") else ""))
         for name, v in sc.get("verdicts", {}).items():
-            if v.get("valid") is not True and v.get("valid") != "true":
-                lines.append(f"    {name}: {v.get('valid')} {json.dumps(v.get('counts'))[:300]}")
+            counts = v.get("counts") or {}
+            allowed = {k: n for k, n in counts.items() if k.endswith("_allowed") and n}
+            if v.get("valid") not in (True, "true"):
+                lines.append(f"    {name}: {v.get('valid')} {json.dumps(counts)[:300]}")
+            elif allowed:
+                # A valid verdict that allowed anomalies: show them, it is what a weak claim let pass.
+                lines.append(f"    {name}: {v.get('valid')} but allowed {allowed}")
     return "\n".join(lines)
 
 

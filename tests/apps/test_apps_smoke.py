@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import sqlite3
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -26,6 +27,17 @@ pytestmark = pytest.mark.chaos
 APPS_DIR = Path(__file__).resolve().parent
 #: app directory -> the workload class its chaos_workload.py defines
 APPS = {"shop_django": "ShopWorkload", "ledger_sqla": "LedgerWorkload"}
+
+
+@pytest.fixture(autouse=True)
+def _restore_current_app() -> Iterator[None]:
+    """Importing an app module made with ``Celery("shop")`` makes it this thread's current app:
+    give later tests of the session the one they had."""
+    from celery import _state
+
+    before = getattr(_state._tls, "current_app", None)
+    yield
+    _state._set_current_app(before)
 
 
 def load_adapter(app_dir: str) -> ModuleType:
