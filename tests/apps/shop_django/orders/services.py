@@ -1,0 +1,19 @@
+"""What the views call: create the order, start its background work."""
+
+from celery import chain, chord, group
+
+from .models import Order
+from .tasks import charge_order, finalize_order, reserve_item, send_receipt
+
+CHECKOUT_ITEMS = (("SKU-RED-1", 2), ("SKU-BLU-7", 1), ("SKU-GRN-3", 1))
+
+
+def payment_flow(order: Order):
+    """Charge the order, then email the receipt."""
+    return chain(charge_order.s(order.pk), send_receipt.s())
+
+
+def checkout_flow(order: Order, items=CHECKOUT_ITEMS):
+    """Reserve every item in parallel, then create the shipment."""
+    return chord(group(reserve_item.s(order.pk, sku, qty) for sku, qty in items),
+                 finalize_order.s(order.pk))
