@@ -167,7 +167,7 @@ def run_scenario(stack: Any, system: Any, scenario: Scenario, *, app: str, repla
 
 
 def inspect_deployment(stack: Any, system: Any, app: str, say: Log) -> tuple[list[Any] | None, dict[str, str]]:
-    """Deploy once before the scenarios: the static audit of the app as deployed (the producer
+    """Deploy once more after the scenarios: the static audit of the app as deployed (the producer
     app, configured like the workers) and what the stack provides in place of what the app's
     configuration names (role -> sentence). The audit is None, with a line saying why, when the
     deployed app cannot be loaded here."""
@@ -212,7 +212,10 @@ def certify(stack: Any, system: Any, scenarios: Sequence[Scenario], *, app: str,
     say = progress or (lambda _m: None)
     claim = claim if claim is not None else Claim.from_any(getattr(system, "claim", None))
     say(f"claim: {claim}")
-    risks, subs = inspect_deployment(stack, system, app, say)
+    # The audit loads the app's task registry: done after the runs, so it never finalizes an app
+    # before its own set-up (Django's autodiscovery) has registered the tasks.
+    risks: list[Any] | None = None
+    subs: dict[str, str] = {}
     t0 = time.monotonic()
     reports: list[ScenarioReport] = []
     from harness.report.audit import audit_statuses
@@ -240,6 +243,7 @@ def certify(stack: Any, system: Any, scenarios: Sequence[Scenario], *, app: str,
             say(f"[{i}/{len(scenarios)}] {sc.name}: {label} in {rep.elapsed_s:.1f} s"
                 + (f" ({rep.error})" if rep.error and rep.valid != "true" else ""))
             reports.append(rep)
+        risks, subs = inspect_deployment(stack, system, app, say)
     except KeyboardInterrupt as exc:
         # The caller writes the finished scenarios as a partial report once the stack is down.
         exc.partial_report = report()  # type: ignore[attr-defined]

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.checkers._base import Findings, History, as_index
+from harness.checkers._base import Findings, History, as_index, loss_fields
 from harness.checkers.expectations import Expectations
 from harness.checkers.index import OK, TaskRecord
 from harness.checkers.verdict import Verdict
@@ -75,7 +75,14 @@ def check_chords(history: History, exp: Expectations | None = None) -> Verdict:
         if len(cb_oks) > 1 or callbacks_run > 1:
             fx.anomaly("callback_duplicated", callback_executions_ok=len(cb_oks), positions=positions, **fields)
         if all_done and not cb_oks:
-            fx.anomaly("callback_missing", positions=positions, **fields)
+            # A callback lost on the way (killed mid-run, or its chord_unlock lost) is allowed
+            # only by an at-most-once claim; the counterexample names the loss and its cause.
+            lost = [cb for cb in ch.callbacks if cb.outcome is None and (cb.executions or cb.publish_status == "ok")]
+            lost = lost or [t for t in ix.tasks.values() if t.outcome is None and t.publish_status == "ok"
+                            and (t.name or "").startswith("celery.chord_unlock")]
+            why = loss_fields(lost[0], exp)[1] if lost else {}
+            fx.anomaly("callback_missing", allowed=exp.claim.allows_loss and bool(lost), by_claim=True,
+                       positions=positions, **fields, **why)
         if cb_starts and ch.headers:
             first_cb = min(cb_starts)
             exempt = _publisher(ch.headers, min(cb_published)) if cb_published else None

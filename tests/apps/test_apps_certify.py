@@ -45,13 +45,14 @@ def _command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "harness"]
 
 
-def certify(app_name: str, hardened: bool, report_dir: Path, timeout_s: float = 600.0) -> tuple[int, dict[str, Any], str]:
+def certify(app_name: str, hardened: bool, report_dir: Path, timeout_s: float = 600.0,
+            extra: tuple[str, ...] = ()) -> tuple[int, dict[str, Any], str]:
     """Run the certification of `app_name` as a subprocess; (exit code, report.json, stderr)."""
     directory, app, workload, flag, _tasks = APPS[app_name]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [".", os.environ.get("PYTHONPATH")])),
            flag: "1" if hardened else "0"}
     argv = [*_command(), "certify", "--app", app, "--workload", workload, "--only", *SCENARIOS,
-            "--report", str(report_dir)]
+            "--report", str(report_dir), *extra]
     t0 = time.monotonic()
     proc = subprocess.Popen(argv, cwd=APPS_DIR / directory, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
