@@ -9,8 +9,10 @@ Explicit ``value.role`` (``"header"`` / ``"callback"``) with any shared ``chord_
 (the first op of a task carrying a chord_id wins); optionally ``value.chord_size``, the number
 of header tasks, so a header never seen at all is noticed.
 
-- ``callback_duplicated``: more than one successful callback execution, or more than one
-  callback task id executed;
+- ``callback_duplicated``: more than one callback task id executed, or the callback succeeded
+  more than once with no cause a delivery explains (the chord fired twice, failure mode 14);
+  a callback run again after a kill or a redelivery is ``callback_redelivered``, allowed
+  under at-least-once executions (its effects are judged by the effects checker);
 - ``callback_missing``: every header task succeeded and no callback execution succeeded
   (a chord that never completes);
 - ``premature_callback``: a callback execution started before every header had succeeded
@@ -37,7 +39,7 @@ from typing import Any
 
 from harness.checkers._base import Findings, History, as_index, loss_fields
 from harness.checkers.expectations import Expectations
-from harness.checkers.index import OK, TaskRecord
+from harness.checkers.index import OK, HistoryIndex, TaskRecord
 from harness.checkers.verdict import Verdict
 
 __all__ = ["check_chords"]
@@ -72,8 +74,13 @@ def check_chords(history: History, exp: Expectations | None = None) -> Verdict:
         if not ch.headers:
             headerless += 1
         callbacks_run = sum(1 for cb in ch.callbacks if cb.executions)
-        if len(cb_oks) > 1 or callbacks_run > 1:
+        if callbacks_run > 1 or (len(cb_oks) > 1 and not _redelivered(ch.callbacks, ix, exp)):
             fx.anomaly("callback_duplicated", callback_executions_ok=len(cb_oks), positions=positions, **fields)
+        elif len(cb_oks) > 1:
+            # The one callback task ran again because a kill or a lost ack made the broker deliver
+            # it again: at-least-once delivery, judged by the effects checker, not a second chord firing.
+            fx.anomaly("callback_redelivered", allowed=True, callback_executions_ok=len(cb_oks), positions=positions,
+                       **fields)
         if all_done and not cb_oks:
             # A callback lost on the way (killed mid-run, or its chord_unlock lost) is allowed
             # only by an at-most-once claim; the counterexample names the loss and its cause.
@@ -118,3 +125,20 @@ def _publisher(headers: list[TaskRecord], published: tuple[int, str | None]) -> 
                 if best is None or ex.end < best[0]:
                     best = (ex.end, h)
     return None if best is None else best[1]
+
+
+def _redelivered(callbacks: list[TaskRecord], ix: HistoryIndex, exp: Expectations) -> bool:
+    """Whether every extra run of the (one) callback task is explained by a delivery: a kill, a
+    worker loss or a redelivery (see harness.checkers.duplicates.attribute_duplicate)."""
+    from harness.checkers.duplicates import attribute_duplicate
+
+    if not exp.allow_duplicate_executions:
+        return False
+    for cb in callbacks:
+        if cb.pub_ok > 1 or cb.pub_invokes > 1:
+            return False  # published twice: the chord itself fired twice
+        runs = sorted(cb.executions or (), key=lambda e: e.start)
+        for prev, cur in zip(runs, runs[1:], strict=False):
+            if attribute_duplicate(prev, cur, cb, ix) not in ("worker_lost", "redelivery", "retry"):
+                return False
+    return True

@@ -365,6 +365,8 @@ class _Builder:
         self.finish(cb_start + 1, proc, cb, key, "tasks.callback")
         end = max(ends[-1][0], cb_start + 1)
         if inj == "callback_twice":
+            # The chord fires twice: the callback is published again (failure mode 14).
+            self.publish(end + 4, cb, key, "tasks.callback")
             w2, c2 = self.pick()
             self.receive(end + 5, w2, cb, key, "tasks.callback")
             proc2 = self.start(end + 6, w2, c2, cb, key, "tasks.callback")

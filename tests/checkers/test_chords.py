@@ -89,3 +89,11 @@ def test_chord_size_reveals_a_header_never_seen() -> None:
 
 def test_no_chord_is_unknown() -> None:
     assert check_chords(H().done("t", "k").ops, EXP).valid is Validity.UNKNOWN
+
+
+def test_callback_delivered_again_after_a_lost_ack_is_at_least_once_not_a_second_firing() -> None:
+    h = callback(headers(H()))
+    h.receive("cb", "w3", redelivered=True, at=70).start("cb", "w3.child-1", host="w3", at=71)
+    h.end("cb", "w3.child-1", at=72)
+    v = check_chords(h.ops, EXP)
+    assert v.valid is Validity.TRUE and v.counts["callback_redelivered_allowed"] == 1
