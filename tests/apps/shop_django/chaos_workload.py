@@ -38,6 +38,9 @@ PROJECT_DIR = Path(__file__).resolve().parent
 APP = "shop.celery:app"
 SETTINGS_MODULE = "shop.settings"
 KINDS: tuple[str, ...] = ("order", "checkout")
+
+if str(PROJECT_DIR) not in sys.path:
+    sys.path.insert(0, str(PROJECT_DIR))
 #: What SHOP_HARDENED=1 changes on the publishing side (the rest is worker-side). The producer
 #: publishes from the harness's process, whose app read SHOP_HARDENED once, at import: prepare()
 #: applies the deployment's value to it and restores the app afterwards.
@@ -57,8 +60,6 @@ def _use_database(db_path: str) -> None:
     Django reads its settings once per process; a later deployment (another temp dir) only
     changes the file name, so the open connection of this thread is closed and reopened there.
     """
-    if str(PROJECT_DIR) not in sys.path:
-        sys.path.insert(0, str(PROJECT_DIR))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", SETTINGS_MODULE)
     os.environ["SHOP_DB_PATH"] = db_path
     import django
@@ -169,7 +170,7 @@ class ShopWorkload:
                 for kind in self.kinds for i in range(n_per_kind)]
 
     def expected_effects(self, kind: str, key: str) -> tuple[str, ...]:
-        from orders.services import CHECKOUT_ITEMS
+        from orders.catalog import CHECKOUT_ITEMS
 
         if kind == "order":
             return (f"payment:{key}", f"email.receipt:{key}")
