@@ -3,6 +3,10 @@
 Until a profile's scenario selection exists, `certify` runs the smoke certification: stack up,
 one task round trip through the per-role proxies with a real worker, stack down.
 
+Every input is checked before a server starts (harness.preflight): a setup error is exit 2 and
+one line. SIGINT and SIGTERM (harness.interrupt) heal the faults in force, tear the stack down,
+write a partial report marked ``interrupted`` with every finished scenario, and exit 130 / 143.
+
 Example::
 
     celery-chaos certify --profile smoke --report out/     # exit 0 when the round trip worked
@@ -11,22 +15,25 @@ Example::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from harness import interrupt
 from harness.errors import ConfigError
 
 
-def run_smoke_certification(report_dir: Path, stack_provider: str = "local") -> int:
+def run_smoke_certification(report_dir: Path, stack_provider: str = "local", **stack_options: Any) -> int:
+    from harness.report import write_text_atomically
     from harness.smoke import run_smoke
     from harness.stack import open_stack
 
     report_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    stack = open_stack(stack_provider)
+    stack = open_stack(stack_provider, **stack_options)
     print(f"[certify] smoke: starting the {stack_provider} stack...", file=sys.stderr, flush=True)
     with stack:
         up = time.monotonic() - t0
@@ -39,24 +46,50 @@ def run_smoke_certification(report_dir: Path, stack_provider: str = "local") -> 
         "profile": "smoke", "valid": verdict, "elapsed_s": round(elapsed, 2), "stack_ready_s": round(up, 2),
         "scenarios": [{"name": "smoke_round_trip", "valid": verdict, "result": result}],
     }
-    (report_dir / "report.json").write_text(json.dumps(report, indent=2))
+    write_text_atomically(report_dir / "report.json", json.dumps(report, indent=2))
     print(f"[certify] smoke round trip: {verdict} ({result['round_trip_s']} s); report: {report_dir / 'report.json'}",
           file=sys.stderr)
     return 0 if result["ok"] else 1
 
 
+def write_partial_report(args: argparse.Namespace, exc: BaseException) -> int:
+    """After an interrupt: write what finished, marked interrupted; print one line; return 130 / 143."""
+    from harness.report import CertificationReport, write_report
+
+    name = interrupt.signal_name(exc)
+    partial = getattr(exc, "partial_report", None)
+    if not isinstance(partial, CertificationReport):
+        partial = CertificationReport(profile=args.profile, scenarios=[], app=args.app, workload=args.workload,
+                                      seed=args.seed)
+    partial = dataclasses.replace(partial, interrupted=name)
+    try:
+        paths = write_report(partial, Path(args.report))
+        where = f"partial report with {len(partial.scenarios)} finished scenario(s): {paths['html']}"
+    except OSError as err:
+        where = f"the partial report could not be written ({err.strerror or err})"
+    print(f"celery-chaos certify: interrupted by {name}; faults healed, stack torn down; {where}",
+          file=sys.stderr, flush=True)
+    return interrupt.exit_code(exc)
+
+
 def certify_main(args: argparse.Namespace) -> int:
+    interrupt.install()
+    from harness.preflight import stack_options, validate_certify
+
+    try:
+        validate_certify(args)
+    except ConfigError as exc:
+        print(f"celery-chaos certify: {exc}", file=sys.stderr)
+        return 2
     report = Path(args.report)
-    if args.profile == "smoke":
-        return run_smoke_certification(report, args.stack)
     try:
+        if args.profile == "smoke":
+            return run_smoke_certification(report, args.stack, **stack_options(args))
         from harness.certification import run_certification
-    except ImportError:
-        print(f"[certify] the {args.profile!r} scenario selection is not available yet: running the smoke "
-              "certification", file=sys.stderr)
-        return run_smoke_certification(report, args.stack)
-    try:
+
         return int(run_certification(args))
     except ConfigError as exc:
         print(f"celery-chaos certify: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        return write_partial_report(args, exc)

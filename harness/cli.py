@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
+import os
 import sys
 import threading
 from collections.abc import Sequence
@@ -23,14 +23,32 @@ from typing import Any
 from harness.errors import ConfigError, HarnessError
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def _install_signal_handlers() -> None:
-    # SIGTERM behaves like Ctrl-C so every `with` block tears its processes down.
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    signal.signal(signal.SIGINT, _raise_interrupt)
+    # SIGTERM behaves like Ctrl-C so every `with` block tears its processes down (harness.interrupt).
+    from harness import interrupt
+
+    interrupt.install()
+
+
+def _check_stack_up(args: argparse.Namespace) -> None:
+    from harness.preflight import check_external_urls, check_local_binaries, check_toxiproxy
+
+    if args.provider == "external":
+        check_external_urls(args.broker_url, args.backend_url, args.toxiproxy_url)
+        return
+    given = [f for f, v in (("--broker-url", args.broker_url), ("--backend-url", args.backend_url)) if v]
+    if given:
+        raise ConfigError(f"{', '.join(given)} {'apply' if len(given) > 1 else 'applies'} only to --provider external (the {args.provider} stack starts "
+                          "its own servers): drop them, or add --provider external")
+    if args.provider == "containers" and args.toxiproxy_url:
+        raise ConfigError("--toxiproxy-url does not apply to --provider containers (it runs its own Toxiproxy): "
+                          "drop it, or use --provider local or external")
+    if args.provider == "local":
+        check_local_binaries(args.broker)
+        if args.toxiproxy_url:
+            check_toxiproxy(args.toxiproxy_url, "--toxiproxy-url")
+        elif os.environ.get("TOXIPROXY_URL"):
+            check_toxiproxy(os.environ["TOXIPROXY_URL"], "TOXIPROXY_URL")
 
 
 def cmd_stack_up(args: argparse.Namespace) -> int:
@@ -49,6 +67,7 @@ def cmd_stack_up(args: argparse.Namespace) -> int:
         options = {"broker_url": args.broker_url, "backend_url": args.backend_url,
                    "toxiproxy_url": args.toxiproxy_url}
     _install_signal_handlers()
+    _check_stack_up(args)
     stack = open_stack(args.provider, **options)
     try:
         with stack:
@@ -69,6 +88,17 @@ def cmd_stack_up(args: argparse.Namespace) -> int:
             threading.Event().wait()  # until a signal raises KeyboardInterrupt
     except KeyboardInterrupt:
         print("stack down", file=sys.stderr, flush=True)
+    return 0
+
+
+def cmd_stack_down(args: argparse.Namespace) -> int:
+    from harness.stack.reaper import reap_orphans
+
+    if not args.orphans:
+        raise ConfigError("stack down needs --orphans (a running `stack up` is stopped with Ctrl-C or SIGTERM)")
+    got = reap_orphans()
+    print(f"reaped {len(got.pids)} process(es) and {len(got.dirs)} temp dir(s) left by {len(got.owners)} dead "
+          f"owner(s){': pids ' + ' '.join(map(str, got.pids)) if got.pids else ''}")
     return 0
 
 
@@ -93,7 +123,9 @@ def cmd_certify(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="celery-chaos", description="Chaos-validation harness for Celery systems.")
+    from harness.preflight import OneLineParser
+
+    p = OneLineParser(prog="celery-chaos", description="Chaos-validation harness for Celery systems.")
     sub = p.add_subparsers(dest="command", required=True)
 
     stack = sub.add_parser("stack", help="provision a broker, backend and fault proxy")
@@ -109,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--backend-url")
     up.add_argument("--toxiproxy-url")
     up.set_defaults(func=cmd_stack_up)
+    down = stack_sub.add_parser("down", help="--orphans: kill what harness runs whose owner died left behind")
+    down.add_argument("--orphans", action="store_true",
+                      help="kill every process and remove every temp dir of a dead owner (found by its reaper token "
+                           "and marker files)")
+    down.set_defaults(func=cmd_stack_down)
 
     for name, (_m, _f, text) in DELEGATED.items():
         sub.add_parser(name, help=text, add_help=False)
@@ -123,7 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(func=cmd_replay)
 
     cert = sub.add_parser("certify", help="run the certification selection and write a report")
-    cert.add_argument("--app", default="sample_system:app", help="MODULE:ATTR of the Celery app")
+    cert.add_argument("--app", default=None,
+                      help="MODULE:ATTR of the Celery app (default: the one the workload's prepare() deploys)")
+    cert.add_argument("--claim", default=None,
+                      help="the guarantee to certify: at-least-once (default) | at-most-once delivery, "
+                           "effects=exactly-once (default) | effects=at-least-once, or delivery=X,effects=Y")
+    cert.add_argument("--keep-histories", action="store_true",
+                      help="write every scenario's history (default: those not valid or with allowed anomalies)")
     cert.add_argument("--workload", default="sample_system.workload:SampleWorkload",
                       help="MODULE:ATTR of the workload (an object, or a class/factory that makes one)")
     cert.add_argument("--only", nargs="+", metavar="SCENARIO", help="run only these scenarios of the profile")
@@ -131,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     cert.add_argument("--report", default="chaos-report", help="report directory")
     cert.add_argument("--stack", default="local", choices=("local", "containers", "external"))
     cert.add_argument("--seed", type=int, default=None)
+    cert.add_argument("--broker-url", help="--stack external: the broker URL (or CHAOS_BROKER_URL)")
+    cert.add_argument("--backend-url", help="--stack external: the result backend URL (or CHAOS_BACKEND_URL)")
+    cert.add_argument("--toxiproxy-url", help="--stack external: a Toxiproxy API URL, for network faults")
     cert.set_defaults(func=cmd_certify)
     return p
 
@@ -142,6 +188,7 @@ DELEGATED: dict[str, tuple[str, str, str]] = {
     "check": ("harness.history.cli", "check_main", "check a history file offline: celery-chaos check HISTORY.jsonl"),
     "images": ("harness.images.cli", "main", "build registry-free container images: celery-chaos images build"),
     "soak": ("harness.load.soak_run", "soak_main", "load with periodic faults for a duration: --duration 30m"),
+    "audit": ("harness.audit", "audit_main", "list the risks in an app's configuration: --app MOD:ATTR"),
 }
 
 
@@ -154,11 +201,23 @@ def _delegate(name: str, argv: list[str]) -> int:
     except (ImportError, AttributeError) as exc:
         print(f"celery-chaos {name}: not available in this installation ({exc})", file=sys.stderr)
         return 2
+    if name == "soak":
+        _install_signal_handlers()
     try:
         return int(fn(argv) or 0)
     except ConfigError as exc:
         print(f"celery-chaos {name}: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        return _interrupted(name, exc)
+
+
+def _interrupted(command: str, exc: BaseException) -> int:
+    from harness import interrupt
+
+    print(f"celery-chaos {command}: interrupted by {interrupt.signal_name(exc)}; faults healed, processes "
+          "stopped", file=sys.stderr, flush=True)
+    return interrupt.exit_code(exc)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -176,6 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"celery-chaos: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        return _interrupted(args.command, exc)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.checkers import Validity, Verdict
+from harness.checkers import Claim, Validity, Verdict
 from harness.errors import ConfigError, HarnessError, UnsupportedFault
 from harness.faults.generate import FaultSpace, find_failing_schedule
 from harness.faults.schedule import Schedule
@@ -178,6 +178,8 @@ class Reproducer:
     reproduced: tuple[int, int] = (0, 0)
     explore_command: str = ""
     space: Mapping[str, Any] = field(default_factory=dict)
+    #: The claim the runs were judged under (``Claim.to_dict()``); empty: the default claim.
+    claim: Mapping[str, str] = field(default_factory=dict)
 
     def fails_same_way(self, result: RunResult) -> bool:
         """Whether `result` (a replay) fails the way this reproducer records."""
@@ -204,6 +206,7 @@ class Reproducer:
             "reproduced": {"failed_same_way": self.reproduced[0], "runs": self.reproduced[1]},
             "explore_command": self.explore_command,
             "space": dict(self.space),
+            "claim": dict(self.claim),
         }
 
     @classmethod
@@ -212,6 +215,25 @@ class Reproducer:
         if missing:
             raise ConfigError(f"a reproducer needs {missing}: is this a reproducer.json written by "
                               "`celery-chaos explore`?")
+        try:
+            return cls._from_checked_dict(d)
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"a reproducer field has the wrong type ({type(exc).__name__}: {exc}): seed and "
+                              "n_per_kind are integers, variant and failure JSON objects, schedule a schedule "
+                              "object; re-run `celery-chaos explore` to write a fresh one") from None
+
+    @classmethod
+    def _from_checked_dict(cls, d: Mapping[str, Any]) -> Reproducer:
+        for key, kind in (("variant", dict), ("failure", dict), ("schedule", dict)):
+            if not isinstance(d[key], kind):
+                raise ConfigError(f"reproducer field {key!r} must be a JSON object, not {type(d[key]).__name__}: "
+                                  "re-run `celery-chaos explore` to write a fresh reproducer")
+        for key in ("seed", "n_per_kind"):
+            if isinstance(d[key], bool) or not isinstance(d[key], int):
+                raise ConfigError(f"reproducer field {key!r} must be an integer, not {d[key]!r}: "
+                                  "re-run `celery-chaos explore` to write a fresh reproducer")
         failure = d["failure"]
         target = d.get("target") or {"checker": next(iter(failure), ""), "violations": []}
         rep = d.get("reproduced") or {}
@@ -224,7 +246,8 @@ class Reproducer:
                    evidence=d.get("evidence"),
                    found_schedule=None if found is None else Schedule.from_dict(found),
                    reproduced=(int(rep.get("failed_same_way", 0)), int(rep.get("runs", 0))),
-                   explore_command=str(d.get("explore_command", "")), space=dict(d.get("space") or {}))
+                   explore_command=str(d.get("explore_command", "")), space=dict(d.get("space") or {}),
+                   claim=Claim.from_any(d["claim"]).to_dict() if d.get("claim") else {})
 
     def write(self, path: Path | str) -> Path:
         """Write as JSON (atomically: a reader never sees half a file)."""
@@ -244,6 +267,9 @@ class Reproducer:
             raise ConfigError(f"no reproducer at {path}: pass the reproducer.json an exploration wrote") from None
         except ValueError as exc:
             raise ConfigError(f"{path} is not JSON ({exc}): pass the reproducer.json an exploration wrote") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path} ({exc.strerror or exc}): pass the reproducer.json an exploration "
+                              "wrote") from None
         if not isinstance(doc, dict):
             raise ConfigError(f"{path} holds {type(doc).__name__}, not a reproducer object")
         return cls.from_dict(doc)
@@ -283,7 +309,7 @@ def _load_factory(factory: DeploymentFactory | str) -> DeploymentFactory:
 
 def run_deployment(stack: Any, deployment: Deployment, schedule: Schedule, *, n_per_kind: int = 1,
                    submit_interval_s: float = 0.1, directory: Path | str | None = None,
-                   log: Log | None = None) -> RunResult:
+                   log: Log | None = None, claim: Claim | str | None = None) -> RunResult:
     """One `Run` of a deployed system under `schedule`: one worker with the deployment's queues and env.
 
     Example::
@@ -298,15 +324,15 @@ def run_deployment(stack: Any, deployment: Deployment, schedule: Schedule, *, n_
                         env=dict(deployment.env))
     return Run(stack, app=deployment.app, workload=deployment.workload, workers=[worker], schedule=schedule,
                settings=dict(deployment.settings) or None, n_per_kind=n_per_kind,
-               submit_interval_s=submit_interval_s, directory=directory, log=log).execute()
+               submit_interval_s=submit_interval_s, directory=directory, log=log, claim=claim).execute()
 
 
 class _DeploymentRunner:
     """Deploy (fresh store, fresh partner API) and run one schedule; keep the directory of failing runs."""
 
     def __init__(self, stack: Any, factory: DeploymentFactory, variant: Mapping[str, Any], n_per_kind: int,
-                 submit_interval_s: float, runs_dir: Path, log: Log | None) -> None:
-        self.stack, self.factory, self.variant = stack, factory, dict(variant)
+                 submit_interval_s: float, runs_dir: Path, log: Log | None, claim: Claim | None = None) -> None:
+        self.stack, self.factory, self.variant, self.claim = stack, factory, dict(variant), claim
         self.n_per_kind, self.submit_interval_s = n_per_kind, submit_interval_s
         self.runs_dir, self.log = runs_dir, log
         self.count = 0
@@ -320,7 +346,8 @@ class _DeploymentRunner:
         self.last_directory = directory
         with self.factory(self.stack, **self.variant) as d:
             result = run_deployment(self.stack, d, schedule, n_per_kind=self.n_per_kind,
-                                    submit_interval_s=self.submit_interval_s, directory=directory, log=self.log)
+                                    submit_interval_s=self.submit_interval_s, directory=directory, log=self.log,
+                                    claim=self.claim)
         if result.valid is Validity.TRUE:
             shutil.rmtree(directory, ignore_errors=True)  # only failing runs are evidence
             self.last_directory = None
@@ -530,8 +557,12 @@ def explore(deployment_factory: DeploymentFactory | str, stack: Any, *, max_exam
             out_dir: Path | str, variant: Mapping[str, Any] | None = None, space: FaultSpace | None = None,
             n_per_kind: int = 1, submit_interval_s: float = 0.1, checkers: Collection[str] | None = None,
             time_budget_s: float = 300.0, confirm: int = 1, runner: Runner | None = None,
-            clock: Callable[[], float] = time.monotonic, log: Log | None = None) -> ExploreResult:
+            clock: Callable[[], float] = time.monotonic, log: Log | None = None,
+            claim: Claim | str | None = None) -> ExploreResult:
     """Search for a fault schedule that makes the deployed system fail; shrink it; write a reproducer.
+
+    Each run is judged under `claim` (default: the workload's, else at-least-once delivery and
+    exactly-once effects); the reproducer keeps it, so a replay judges the same guarantee.
 
     Each schedule Hypothesis draws from `space` runs for real: ``deployment_factory(stack,
     **variant)`` deploys the system (a context manager of `Deployment`, e.g.
@@ -566,6 +597,7 @@ def explore(deployment_factory: DeploymentFactory | str, stack: Any, *, max_exam
     space = space or FaultSpace()
     say: Log = log or (lambda _m: None)
     factory_name = _factory_path(deployment_factory)
+    claim = Claim.from_any(claim) if claim is not None else None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     repro_path = out / REPRODUCER
@@ -573,12 +605,13 @@ def explore(deployment_factory: DeploymentFactory | str, stack: Any, *, max_exam
         stale.unlink(missing_ok=True)
     if runner is None:
         runner = _DeploymentRunner(stack, _load_factory(deployment_factory), variant, n_per_kind, submit_interval_s,
-                                   out / "runs", None)
+                                   out / "runs", None, claim)
     broker = "redis" if stack is not None and getattr(stack.urls, "broker_kind", "") == "redis" else "rabbitmq"
     command = f"celery-chaos replay {repro_path}"
     explore_command = "" if factory_name is None else " ".join(filter(None, [
         f"celery-chaos explore --deployment {factory_name}", _variant_args(variant), f"--seed {seed}",
         f"--max-examples {max_examples}", f"--n-per-kind {n_per_kind}", _space_args(space),
+        "" if claim is None or claim.is_default else f"--claim delivery={claim.delivery},effects={claim.effects}",
         f"--time-budget {time_budget_s:g} --confirm {confirm} --out {out}"]))
 
     ex = _Explorer(runner, checkers=checkers, time_budget_s=float(time_budget_s), clock=clock, out_dir=out, log=say)
@@ -591,7 +624,8 @@ def explore(deployment_factory: DeploymentFactory | str, stack: Any, *, max_exam
                           failure={k: dict(v.counts) for k, v in failing.items()}, command=command,
                           target=ex.target, deployment=factory_name, submit_interval_s=submit_interval_s,
                           broker=broker, run_id=result.run_id, evidence=evidence, found_schedule=ex.first,
-                          reproduced=reproduced, explore_command=explore_command, space=space.to_dict())
+                          reproduced=reproduced, explore_command=explore_command, space=space.to_dict(),
+                          claim=(claim or Claim()).to_dict())
 
     def write_best() -> None:
         best = ex.best()
@@ -680,7 +714,8 @@ def replay(path: Path | str, stack: Any, *, deployment_factory: DeploymentFactor
     factory = _load_factory(factory_ref)
     with factory(stack, **dict(repro.variant)) as d:
         return run_deployment(stack, d, repro.schedule, n_per_kind=repro.n_per_kind,
-                              submit_interval_s=repro.submit_interval_s, directory=directory, log=log)
+                              submit_interval_s=repro.submit_interval_s, directory=directory, log=log,
+                              claim=Claim.from_any(dict(repro.claim) or None))
 
 
 # -- command line (wired by harness.cli) --------------------------------------------------------
@@ -737,6 +772,8 @@ def add_explore_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", action="append", default=[], metavar="NAME=VALUE",
                    help="a configuration override for prepare (repeatable; JSON values), e.g. idempotent_effects=false")
     p.add_argument("--seed", type=int, default=0, help="Hypothesis seed (same seed, same first schedules)")
+    p.add_argument("--claim", default=None,
+                   help="the guarantee a run must keep: at-least-once (default) | at-most-once, effects=...")
     p.add_argument("--max-examples", type=int, default=10, help="schedules to generate before giving up")
     p.add_argument("--n-per-kind", type=int, default=1, help="workload units per kind in each run")
     p.add_argument("--submit-interval", type=float, default=0.1, help="seconds between submits")
@@ -772,7 +809,8 @@ def explore_main(args: argparse.Namespace) -> int:
             result = explore(args.deployment, stack, max_examples=args.max_examples, seed=args.seed,
                              out_dir=args.out, variant=variant, space=space, n_per_kind=args.n_per_kind,
                              submit_interval_s=args.submit_interval, checkers=_csv(args.checkers),
-                             time_budget_s=args.time_budget, confirm=args.confirm, log=_stderr("explore"))
+                             time_budget_s=args.time_budget, confirm=args.confirm, log=_stderr("explore"),
+                             claim=args.claim)
     except ConfigError as exc:
         print(f"celery-chaos explore: {exc}", file=sys.stderr)
         return 2

@@ -24,8 +24,12 @@ Options (keyword arguments of `Run`):
 - ``workers``: `WorkerSpec` list (default one prefork worker, concurrency 2, on the app's
   default queue); ``settings``: Celery settings for every worker and the producer;
 - ``schedule``: a `Schedule` (default none: a fault-free baseline, vacuous passes allowed);
-- ``expectations``: an `Expectations` (used as is, run id and outcomes filled in) or a dict
-  of overrides over the derived ones; ``checkers``: names (default: what the expectations ask);
+- ``claim``: the guarantee to judge (`harness.checkers.Claim` or its text, e.g.
+  ``"at-most-once"``); default the workload's ``claim`` attribute, else at-least-once delivery
+  and exactly-once effects;
+- ``expectations``: an `Expectations` (used as is, run id, outcomes and declared effects filled
+  in) or a dict of overrides over the derived ones; ``checkers``: names (default: what the
+  expectations and the history ask for);
 - ``after_heal``: fraction of units submitted after the heal (default 0.25 with faults, else 0);
 - ``submit_interval_s``: pause between submits; ``quiesce_timeout_s``; ``fault_timeout_s``;
 - ``directory``: where history and logs go (kept); default a temp dir removed after the run
@@ -46,9 +50,7 @@ import contextlib
 import dataclasses
 import json
 import secrets
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -57,13 +59,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from harness.checkers import Expectations, Validity, Verdict, check_all, default_checkers, overall
+from harness.checkers import (
+    Claim,
+    Expectations,
+    HistoryIndex,
+    Validity,
+    Verdict,
+    build_index,
+    check_all,
+    default_checkers,
+    overall,
+)
 from harness.errors import ConfigError
 from harness.faults.nemesis import AppliedFault, Nemesis
 from harness.faults.schedule import Schedule
 from harness.history import History, HistoryRecorder, read_history
 from harness.history.ops import F, OpType
+from harness.stack import reaper
 from harness.stack.base import Role
+from harness.stack.result_backend import BackendPlan, plan_result_backend
 from harness.workers.group import WorkerGroup
 from harness.workers.process import WorkerSpec
 from harness.workload import Unit, Workload, validate_units
@@ -198,10 +212,12 @@ def _reset_clients(app: Any) -> None:
 class _Producer:
     """The producer side of a run: the app pointed at the producer-role URLs, recording publishes."""
 
-    def __init__(self, app: Any, broker_url: str, backend_url: str, settings: Mapping[str, Any],
+    def __init__(self, app: Any, broker_url: str, backend_url: str | None, settings: Mapping[str, Any],
                  history_dir: Path, run_id: str) -> None:
         self.app = app
-        self._overrides = {"broker_url": broker_url, "result_backend": backend_url, **settings}
+        # backend_url None: the app keeps its own result backend (see harness.stack.result_backend).
+        backend = {} if backend_url is None else {"result_backend": backend_url}
+        self._overrides = {"broker_url": broker_url, **backend, **settings}
         self._saved: dict[str, Any] = {}
         self._history_dir = history_dir
         self._run_id = run_id
@@ -246,7 +262,7 @@ class Run:
                  submit_interval_s: float = 0.0, quiesce_timeout_s: float = 60.0,
                  fault_timeout_s: float | None = None, run_id: str | None = None,
                  directory: Path | str | None = None, ready_timeout_s: float = 30.0,
-                 log: Any = None) -> None:
+                 log: Any = None, claim: Claim | str | None = None) -> None:
         if not isinstance(n_per_kind, int) or isinstance(n_per_kind, bool) or n_per_kind < 1:
             raise ConfigError(f"n_per_kind must be an int >= 1, got {n_per_kind!r}")
         if schedule is not None and not isinstance(schedule, Schedule):
@@ -266,6 +282,8 @@ class Run:
             raise ConfigError(f"workload {type(workload).__name__} lacks {missing} of the harness.workload.Workload "
                               "protocol (setup, units, submit, effects, dlq_entries)")
         self.stack = stack
+        # The user's claim: given here, else declared by the workload, else the default.
+        self.claim = Claim.from_any(claim if claim is not None else getattr(workload, "claim", None))
         self.app_ref = app
         self.workload = workload
         self.settings = dict(settings or {})
@@ -285,6 +303,7 @@ class Run:
         self._log = log if log is not None else (lambda msg: None)
         self._executed = False
         self.notes: list[str] = []
+        self.backend: BackendPlan | None = None
 
     # ------------------------------------------------------------------ helpers
     def _say(self, msg: str) -> None:
@@ -325,10 +344,14 @@ class Run:
                 changes["run_id"] = self.run_id
             if not exp.expected_outcomes:
                 changes["expected_outcomes"] = outcomes
+            if not exp.declared_effects:
+                changes["declared_effects"] = {u.key: u.effects for u in units}
             if kill_kinds - exp.kill_fault_kinds:
                 changes["kill_fault_kinds"] = exp.kill_fault_kinds | kill_kinds
             return dataclasses.replace(exp, **changes) if changes else exp
         derived: dict[str, Any] = {"run_id": self.run_id, "expected_outcomes": outcomes,
+                                   "declared_effects": {u.key: u.effects for u in units},
+                                   "claim": self.claim, "config": {"broker_kind": self.stack.urls.broker_kind},
                                    "require_fault_bite": bool(self.schedule), "kill_fault_kinds": kill_kinds}
         for attr in ("idempotent_effects", "dead_letter_queue"):
             val = getattr(self.workload, attr, None)
@@ -423,7 +446,7 @@ class Run:
         """Wait (up to ``quiesce_timeout_s``) until `queues` are empty and `group` is idle.
 
         Returns whether it got there and the last state seen. Public with `drain`,
-        `record_dlq_store`, `checkers_for`, `stop_workers` and `close_nemesis`: the phases other
+        `checkers_for`, `stop_workers` and `close_nemesis`: the phases other
         drivers (`harness.load.run_under_load`) reuse around their own load.
         """
         deadline = time.monotonic() + self.quiesce_timeout_s
@@ -455,59 +478,49 @@ class Run:
             time.sleep(0.2)
         return False, last
 
-    def drain(self, recorder: HistoryRecorder, app: Any, counts: dict[str, int]) -> None:
-        """Record the workload's stored effects and dead letters into the history (``stored_effect``, ``dlq``)."""
+    def drain(self, recorder: HistoryRecorder, app: Any, counts: dict[str, int],
+              queues_left: Mapping[str, Any] | None = None) -> None:
+        """Read the final state into the history: one ``stored_effect`` op per record of the effect
+        store, one ``dlq_entry`` op per task the dead-letter queue holds, and a ``final_state``
+        phase saying what could be read (and the queues left after quiesce)."""
+        state: dict[str, Any] = {"effects_read": True, "dlq_read": True, "run_id": self.run_id}
         try:
-            effects = self.workload.effects()
-        except Exception as exc:  # noqa: BLE001
-            self.notes.append(f"reading the effect store failed: {type(exc).__name__}: {exc}")
+            effects = self.workload.effects() or {}
+        except Exception as exc:  # noqa: BLE001 - a store that cannot be read makes the verdict unknown
+            state.update(effects_read=False, effects_error=f"{type(exc).__name__}: {str(exc)[:300]}")
+            self.notes.append(f"reading the effect store failed: {state['effects_error']}")
             effects = {}
-        by_kind: dict[tuple[str, str], dict[str, int]] = {}
         n_records = 0
-        for key, records in (effects or {}).items():
+        for key, records in sorted(effects.items()):
             for r in records:
                 n_records += 1
-                per_idem = by_kind.setdefault((r.key or key, r.kind), {})
-                per_idem[r.idempotency_key] = per_idem.get(r.idempotency_key, 0) + 1
-        for (key, kind), per_idem in sorted(by_kind.items()):
-            # count: how many times the store holds the most-repeated effect of this (key, kind);
-            # several idempotency keys of one kind (one per asset...) are distinct effects.
-            recorder.record(F.STORED_EFFECT, OpType.OK, {
-                "key": key, "kind": kind, "count": max(per_idem.values()), "idempotency_keys": len(per_idem),
-                "run_id": self.run_id})
+                recorder.record(F.STORED_EFFECT, OpType.OK, {
+                    "key": r.key or key, "kind": r.kind, "idempotency_key": r.idempotency_key,
+                    "task_id": r.task_id, "count": 1, "duplicate_writes": r.duplicate_writes, "run_id": self.run_id})
         counts["stored_effects"] = n_records
         try:
-            entries = self.workload.dlq_entries(app)
+            entries = self.workload.dlq_entries(app) or []
         except Exception as exc:  # noqa: BLE001
-            self.notes.append(f"reading the dead-letter queue failed: {type(exc).__name__}: {exc}")
+            state.update(dlq_read=False, dlq_error=f"{type(exc).__name__}: {str(exc)[:300]}")
+            self.notes.append(f"reading the dead-letter queue failed: {state['dlq_error']}")
             entries = []
+        for e in entries:
+            recorder.record(F.DLQ_ENTRY, OpType.OK, {
+                "task_id": e.task_id, "key": e.key, "name": e.name, "args": list(e.args), "kwargs": dict(e.kwargs),
+                "exception": e.exception, "attempts": e.attempts, "queue": e.queue, "reason": e.reason,
+                "copies": e.copies, "run_id": e.run_id or self.run_id})
         counts["dlq_entries"] = len(entries)
-        self._dlq_entries = entries
-
-    def record_dlq_store(self, recorder: HistoryRecorder, history: History) -> None:
-        """Record the dead-letter copies read by `drain` that no worker recorded (after `drain`)."""
-        # The workers record a dlq op when they dead-letter; the store's copies beyond those are
-        # recorded here (a DLQ holding two messages for one task is a duplicate the workers cannot see).
-        recorded: dict[str, int] = {}
-        for op in history:
-            if op.f == F.DLQ and isinstance(op.value, dict):
-                tid = str(op.value.get("task_id"))
-                recorded[tid] = recorded.get(tid, 0) + 1
-        for e in getattr(self, "_dlq_entries", []):
-            extra = max(0, int(e.copies) - recorded.get(str(e.task_id), 0))
-            for _ in range(extra):
-                recorder.record(F.DLQ, OpType.OK, {"task_id": e.task_id, "key": e.key, "name": e.name,
-                                                    "reason": e.reason, "run_id": e.run_id or self.run_id,
-                                                    "source": "dead-letter queue read after drain"})
+        state.update(stored_effects=n_records, dlq_entries=len(entries), queues_left=dict(queues_left or {}))
+        recorder.record(F.PHASE, OpType.OK, {"phase": "final_state", **state})
 
     # ------------------------------------------------------------------ the run
-    def checkers_for(self, expectations: Expectations) -> Any:
-        """The checkers to run: the caller's, or what the expectations ask for, less `redelivery`
-        when the schedule kills no worker (it claims nothing about redelivery then; keeping it
-        would make every outage scenario `unknown`)."""
+    def checkers_for(self, expectations: Expectations, index: HistoryIndex | None = None) -> Any:
+        """The checkers to run: the caller's, or what the expectations and the history's `index`
+        ask for, less `redelivery` when the schedule kills no worker (it claims nothing about
+        redelivery then; keeping it would make every outage scenario `unknown`)."""
         if self.checkers is not None:
             return self.checkers
-        chosen = default_checkers(expectations)
+        chosen = default_checkers(expectations, index)
         kills = any(expectations.is_kill_fault(sf.fault.kind) for sf in self.schedule.faults)
         if not kills:
             chosen.pop("redelivery", None)
@@ -525,8 +538,8 @@ class Run:
         quiesced = False
         with ExitStack() as cleanup:
             if self.directory is None:
-                tmp = Path(tempfile.mkdtemp(prefix=f"chaos-{self.run_id}-"))
-                cleanup.callback(shutil.rmtree, tmp, True)
+                tmp = Path(reaper.make_temp_dir(f"chaos-{self.run_id}-"))
+                cleanup.callback(reaper.remove_dir, tmp)
                 directory = tmp
             else:
                 directory = self.directory
@@ -542,8 +555,13 @@ class Run:
 
             urls = self.stack.urls
             app = _load_app(self.app_ref)
+            self.backend = plan_result_backend(self.settings.get("result_backend", app.conf.result_backend))
+            if self.backend.note:
+                self.notes.append(self.backend.note)
+            keep = self.backend.keep_app_backend
             group = WorkerGroup(self._specs(), broker_url=urls.url_for(Role.WORKER_BROKER),
-                                backend_url=urls.url_for(Role.WORKER_BACKEND), control_url=urls.broker_url,
+                                backend_url="" if keep else urls.url_for(Role.WORKER_BACKEND),
+                                control_url=urls.broker_url,
                                 history_dir=history_dir, run_id=self.run_id, log_dir=directory / "logs",
                                 ready_timeout=self.ready_timeout_s)
             # Registered before start: a failed start still reaps what was spawned.
@@ -553,8 +571,8 @@ class Run:
             nemesis.preflight(self.schedule)  # fail before anything runs
 
             producer = cleanup.enter_context(_Producer(app, urls.url_for(Role.PRODUCER_BROKER),
-                                                       urls.url_for(Role.PRODUCER_BACKEND), self.settings,
-                                                       history_dir, self.run_id))
+                                                       None if keep else urls.url_for(Role.PRODUCER_BACKEND),
+                                                       self.settings, history_dir, self.run_id))
             # Set up (declare, purge) before any worker consumes: a message left over from an
             # earlier run must be purged, not executed and reported as this run's "unexpected" task.
             self.workload.setup(producer.app)
@@ -587,6 +605,9 @@ class Run:
             phase("heal", faults=[a.id for a in applied])
             timings["faults_s"] = round(t - t_faults, 3)
             timings["heal_s"] = round(time.monotonic() - t, 3)
+            for a in applied:
+                if not a.bit:  # said at once: the scenario did not exercise what it claims, and why
+                    self.notes.append(f"fault {a.id} ({a.kind}) did not bite: {a.error or a.outcome}")
             unhealed = [a.id for a in applied if a.outcome == "unhealed"]
             if unhealed:
                 self.notes.append(f"faults {unhealed} could not be healed: verdicts are about a broken system")
@@ -604,16 +625,15 @@ class Run:
             # -- drain
             t = time.monotonic()
             self.stop_workers(group)
-            self.drain(recorder, producer.app, counts)
+            self.drain(recorder, producer.app, counts, state.get("queues"))
             phase("drain")
             timings["drain_s"] = round(time.monotonic() - t, 3)
             # -- check
             t = time.monotonic()
-            history = read_history(history_dir)
-            self.record_dlq_store(recorder, history)
             phase("check")
             history = read_history(history_dir)
-            verdicts = check_all(history, expectations, self.checkers_for(expectations))
+            index = build_index(history, run_id=expectations.run_id, kill_fault_kinds=expectations.kill_fault_kinds)
+            verdicts = check_all(index, expectations, self.checkers_for(expectations, index))
             timings["check_s"] = round(time.monotonic() - t, 3)
             counts.update(ops=len(history), skipped_lines=len(history.skipped),
                           faults_bit=sum(1 for a in applied if a.bit))

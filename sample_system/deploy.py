@@ -16,8 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
@@ -25,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
+from harness.stack import reaper
 from harness.workload import Deployment
 from sample_system.factory import make_app
 from sample_system.partner_api import partner_behind_proxy
@@ -58,7 +57,7 @@ def prepare(stack: Any, *, concurrency: int = 2, **variant: Any) -> Iterator[Dep
     if variant.get("broker", broker) != broker:
         raise ConfigError(f"variant broker={variant['broker']!r} needs a stack with that broker "
                           f"(this stack's broker is {broker}): start it with LocalStackOptions(broker=...)")
-    tmp = Path(tempfile.mkdtemp(prefix="chaos-sample-"))
+    tmp = Path(reaper.make_temp_dir("chaos-sample-"))
     try:
         with partner_behind_proxy(stack) as (_api, partner_url):
             values: dict[str, Any] = {**CHAOS_TIMINGS, "broker": broker, "broker_url": stack.urls.broker_url,
@@ -75,4 +74,4 @@ def prepare(stack: Any, *, concurrency: int = 2, **variant: Any) -> Iterator[Dep
             finally:
                 producer.close()
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        reaper.remove_dir(tmp)

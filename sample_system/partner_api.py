@@ -56,6 +56,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from harness.errors import ConfigError, HarnessError, StackStartTimeout
+from harness.stack import reaper
 
 LOG_CAPACITY = 200_000
 KNOB_NAMES = ("failure_rate", "status_codes", "latency_ms", "seed", "fail_next", "stall_next", "stall_ms")
@@ -332,7 +333,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="listen address (loopback by default)")
     parser.add_argument("--port", type=int, default=8081, help="listen port, 0 picks a free one (default 8081)")
     args = parser.parse_args(argv)
-    serve(args.host, args.port)
+    try:
+        serve(args.host, args.port)
+    except OSError as exc:
+        print(f"partner_api: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; "
+              "pick a free port, or --port 0 for any free one", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 
@@ -413,7 +421,9 @@ class PartnerAPI(PartnerControl):
             [self.python, "-m", "sample_system.partner_api", "--host", self.host, "--port", str(self.port)],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr,
             start_new_session=True,  # own process group: killed as a group, never orphaned
+            env=reaper.child_env(None),  # the reaper kills it even when its owner is SIGKILLed
         )
+        reaper.register_group(self.proc.pid)
         try:
             line = self._read_ready_line()
             self.url = line.rsplit(" ", 1)[-1].strip()
@@ -477,6 +487,7 @@ class PartnerAPI(PartnerControl):
                 proc.stdout.close()
             if proc.poll() is None:  # pragma: no cover - defensive
                 proc.kill()
+            reaper.unregister_group(proc.pid)
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None

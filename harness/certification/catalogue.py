@@ -33,7 +33,6 @@ from harness.faults import (
     Slicer,
     WarmShutdown,
     at,
-    on_effect,
     on_execute,
     when,
 )
@@ -46,7 +45,8 @@ class Scenario:
     """One certification scenario.
 
     needs: capabilities the stack or system must offer: "process_control" (kill or restart a
-    server), "partner_api" (a proxy named partner_api), "rabbitmq" (rabbitmqctl).
+    server), "partner_api" (a proxy named partner_api), "rabbitmq" (rabbitmqctl),
+    "stack_backend" (the app's result backend is the stack's, so backend faults act on it).
     """
 
     name: str
@@ -75,9 +75,10 @@ CATALOGUE: tuple[Scenario, ...] = (
     Scenario("baseline", "no fault: every unit reaches its expected outcome, effects exactly once",
              _s(), Q),
     Scenario("worker_child_sigkill",
-             "SIGKILL the pool child right after a task applied an effect, before it was acked: "
-             "the task must be redelivered and its effect must not be applied twice",
-             _s(when(on_effect(nth=2), KillWorkerChild())), Q),
+             "SIGKILL the pool child running a task right after it started (the next running task when that "
+             "one already finished), then, for coverage, the children running each task name not cut yet (up "
+             "to 12 kills): every cut task must be redelivered and finish, its effects stored exactly once",
+             _s(when(on_execute(nth=2), KillWorkerChild(count=12))), Q),
     Scenario("whole_worker_sigkill",
              "SIGKILL the whole worker (parent and children) mid-load, then start it again: "
              "unacked tasks come back, nothing is lost",
@@ -101,7 +102,7 @@ CATALOGUE: tuple[Scenario, ...] = (
              _s(when(on_execute(nth=2), ResetPeer("worker_broker"), duration_s=0.5)), Q),
     Scenario("backend_outage",
              "the result backend is unreachable for 2 s while tasks complete",
-             _s(at(0.3, BackendOutage("proxy_down"), duration_s=2.0)), Q),
+             _s(at(0.3, BackendOutage("proxy_down"), duration_s=2.0)), Q, needs=frozenset({"stack_backend"})),
     Scenario("partner_api_down",
              "the partner HTTP API refuses connections for 1 s: retryable errors are retried with backoff "
              "and the work completes (the system's retry window must outlast the outage)",
@@ -118,7 +119,8 @@ CATALOGUE: tuple[Scenario, ...] = (
              _s(at(0.3, BrokerOutage("graceful_stop"), duration_s=1.0)), F, needs=frozenset({"process_control"})),
     Scenario("backend_kill_restart",
              "SIGKILL the result backend and restart it",
-             _s(at(0.3, BackendOutage("kill_restart"), duration_s=1.0)), F, needs=frozenset({"process_control"})),
+             _s(at(0.3, BackendOutage("kill_restart"), duration_s=1.0)), F,
+             needs=frozenset({"process_control", "stack_backend"})),
     Scenario("latency_with_jitter",
              "200 ms +- 100 ms latency both ways between workers and broker for 3 s",
              _s(at(0.2, Latency("worker_broker", ms=200, jitter_ms=100), duration_s=3.0)), F),

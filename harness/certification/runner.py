@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import platform
 import sys
@@ -22,8 +23,13 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from harness.certification.catalogue import Scenario
+from harness.checkers.claim import Claim
+from harness.checkers.coverage import task_coverage
+from harness.checkers.index import build_index
 from harness.errors import ConfigError
 from harness.report import CertificationReport, ScenarioReport, build_timeline, fault_windows
+from harness.report.model import allowed_words
+from harness.stack.result_backend import BackendPlan, plan_result_backend
 from harness.workload import Deployment
 
 Log = Callable[[str], None]
@@ -67,13 +73,19 @@ def deploy(stack: Any, system: Any, app: str, concurrency: int = 2) -> Iterator[
     if hasattr(system, "prepare"):
         with system.prepare(stack, concurrency=concurrency) as d:
             yield d
+    elif not app:
+        raise ConfigError("--app is needed: the workload has no prepare() that names the app to run "
+                          "(pass --app MODULE:ATTR of your Celery app)")
     else:
         yield Deployment(app=app, workload=system, concurrency=concurrency)
 
 
-def missing_capabilities(scenario: Scenario, stack: Any) -> list[str]:
-    """Why `scenario` cannot run on `stack` (empty when it can)."""
+def missing_capabilities(scenario: Scenario, stack: Any, backend: BackendPlan | None = None) -> list[str]:
+    """Why `scenario` cannot run on `stack` for an app whose result backend is planned as `backend`."""
     out = []
+    if "stack_backend" in scenario.needs and backend is not None and not backend.faults_apply:
+        out.append(f"its faults act on the stack's result backend, and the app keeps its own "
+                   f"({backend.app_backend}://)")
     if "process_control" in scenario.needs and getattr(stack, "broker", None) is None:
         out.append("it kills or restarts servers, and this stack provider cannot control them")
     if "rabbitmq" in scenario.needs and stack.urls.broker_kind != "amqp":
@@ -83,16 +95,36 @@ def missing_capabilities(scenario: Scenario, stack: Any) -> list[str]:
     return out
 
 
+def check_app_matches(requested: str | None, deployed: str) -> None:
+    """Refuse a run whose workload deploys another app than the one the user named.
+
+    >>> check_app_matches("shop.celery:app", "shop.celery:app")
+    >>> check_app_matches(None, "anything:app")
+    """
+    if requested and requested != deployed:
+        raise ConfigError(f"--app {requested} was given, but the workload's prepare() deploys {deployed}: "
+                          f"drop --app, or pass --app {deployed} (a report must never name an app that did not run)")
+
+
 def run_scenario(stack: Any, system: Any, scenario: Scenario, *, app: str, replay: str = "",
-                 log: Log | None = None) -> ScenarioReport:
-    """Run one scenario on `stack` and return its report entry (errors become `unknown`)."""
-    from harness.run import Run
+                 log: Log | None = None, claim: Claim | None = None, app_given: bool = False,
+                 keep_history: bool = False) -> ScenarioReport:
+    """Run one scenario on `stack` and return its report entry (errors become `unknown`).
+
+    `claim` is the guarantee judged (default: the workload's, else the default claim);
+    `app_given`: the user named `app`, so a workload deploying another one is refused.
+    """
+    from harness.run import Run, _load_app
     from harness.workers import WorkerSpec
 
     t0 = time.monotonic()
     try:
         with deploy(stack, system, app) as d:
-            missing = missing_capabilities(scenario, stack)
+            check_app_matches(app if app_given else None, d.app)
+            deployed = d.app
+            backend = plan_result_backend(dict(d.settings).get("result_backend",
+                                                               _load_app(d.producer).conf.result_backend))
+            missing = missing_capabilities(scenario, stack, backend)
             if missing:
                 return ScenarioReport(scenario.name, "skipped", {}, scenario.schedule.to_dict()["faults"], 0.0,
                                       description=scenario.description, error="not applicable: " + "; ".join(missing))
@@ -101,7 +133,7 @@ def run_scenario(stack: Any, system: Any, scenario: Scenario, *, app: str, repla
                        for i in range(scenario.workers)]
             result = Run(stack, app=d.producer, workload=d.workload, workers=workers, schedule=scenario.schedule,
                          settings=dict(d.settings) or None, n_per_kind=scenario.n_per_kind,
-                         submit_interval_s=scenario.submit_interval_s, log=log).execute()
+                         submit_interval_s=scenario.submit_interval_s, log=log, claim=claim).execute()
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - a broken scenario is unknown, never a pass
@@ -116,36 +148,103 @@ def run_scenario(stack: Any, system: Any, scenario: Scenario, *, app: str, repla
     notes = list(result.notes)
     if not result.quiesced:
         notes.insert(0, "the system did not quiesce before the deadline")
-    return ScenarioReport(
+    rep = ScenarioReport(
         name=scenario.name, valid=result.valid.value, verdicts=result.verdicts,
         schedule=[a.to_dict() for a in result.schedule_as_run] or scenario.schedule.to_dict()["faults"],
         elapsed_s=time.monotonic() - t0, timeline=build_timeline(history, bucket_s=0.5),
         fault_windows=fault_windows(history), metrics=metrics, description=scenario.description,
         replay=replay, error="; ".join(notes) if notes and result.valid.value != "true" else None,
-        # Only a scenario that is not valid writes its history out: do not hold the others'.
-        history=tuple(history) if result.valid.value != "true" else ())
+        # Kept when asked, and always for a scenario that is not valid or whose claim allowed an
+        # anomaly (the evidence to read); the others' are not held in memory.
+        task_coverage=task_coverage(build_index(history, run_id=result.expectations.run_id,
+                                                kill_fault_kinds=result.expectations.kill_fault_kinds)),
+        history=tuple(history), expectations={"expectations": result.expectations.to_dict(),
+                                                     "checkers": sorted(result.verdicts)}, keep_history=keep_history,
+        app=deployed)
+    if not (keep_history or rep.history_file):
+        rep = dataclasses.replace(rep, history=())
+    return rep
+
+
+def inspect_deployment(stack: Any, system: Any, app: str, say: Log) -> tuple[list[Any] | None, dict[str, str]]:
+    """Deploy once before the scenarios: the static audit of the app as deployed (the producer
+    app, configured like the workers) and what the stack provides in place of what the app's
+    configuration names (role -> sentence). The audit is None, with a line saying why, when the
+    deployed app cannot be loaded here."""
+    from harness.audit import audit_app, format_risks
+    from harness.run import _load_app
+
+    try:
+        with deploy(stack, system, app) as d:
+            producer = _load_app(d.producer)
+            risks = audit_app(producer)
+            plan = plan_result_backend(dict(d.settings).get("result_backend", producer.conf.result_backend))
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the audit explains; it never stops a certification
+        say(f"static audit skipped: {type(exc).__name__}: {exc}")
+        return None, {}
+    subs = {"result backend": plan.note} if plan.note else {}
+    for role, text in subs.items():
+        say(f"{role}: {text}")
+    say(f"static audit: {len(risks)} risk(s) in the configuration; each is confirmed or refuted by the runs")
+    for line in format_risks(risks).splitlines():
+        if line.startswith("["):
+            say(f"  {line}")
+    return risks, subs
+
+
+def scenario_label(rep: ScenarioReport) -> str:
+    """The terminal word for a scenario: a pass a weaker claim allowed is never a plain "valid".
+
+    >>> scenario_label(ScenarioReport("s", "false", {}, [], 1.0))
+    'INVALID'
+    """
+    if rep.valid == "true" and rep.allowed:
+        return f"ALLOWED BY YOUR CLAIM: {allowed_words(rep.allowed)}"
+    return {"true": "valid", "false": "INVALID", "unknown": "UNKNOWN", "skipped": "skipped"}[rep.valid]
 
 
 def certify(stack: Any, system: Any, scenarios: Sequence[Scenario], *, app: str, workload: str = "",
-            profile: str = "quick", seed: int | None = None, progress: Log | None = None) -> CertificationReport:
+            profile: str = "quick", seed: int | None = None, progress: Log | None = None,
+            claim: Claim | None = None, app_given: bool = False, keep_histories: bool = False) -> CertificationReport:
     """Run `scenarios` one after another on one stack; `progress` gets a line per step."""
     say = progress or (lambda _m: None)
+    claim = claim if claim is not None else Claim.from_any(getattr(system, "claim", None))
+    say(f"claim: {claim}")
+    risks, subs = inspect_deployment(stack, system, app, say)
     t0 = time.monotonic()
-    reports = []
-    for i, sc in enumerate(scenarios, 1):
-        say(f"[{i}/{len(scenarios)}] {sc.name}: {sc.description} (elapsed {time.monotonic() - t0:.0f} s)")
-        replay = (f"celery-chaos certify --app {app} --workload {workload} --profile {profile} --only {sc.name}"
-                  + (f" --seed {seed}" if seed is not None else ""))
-        rep = run_scenario(stack, system, sc, app=app, replay=replay)
-        label = {"true": "valid", "false": "INVALID", "unknown": "UNKNOWN", "skipped": "skipped"}[rep.valid]
-        say(f"[{i}/{len(scenarios)}] {sc.name}: {label} in {rep.elapsed_s:.1f} s"
-            + (f" ({rep.error})" if rep.error and rep.valid != "true" else ""))
-        reports.append(rep)
-    return CertificationReport(
-        profile=profile, scenarios=reports, app=app, workload=workload, seed=seed,
-        elapsed_s=time.monotonic() - t0,
-        environment={"python": platform.python_version(), "platform": platform.platform(),
-                     "provider": getattr(stack, "provider", "?"), "broker": stack.urls.broker_kind})
+    reports: list[ScenarioReport] = []
+    from harness.report.audit import audit_statuses
+
+    def report() -> CertificationReport:
+        return CertificationReport(
+            audit=audit_statuses(risks, reports) if risks is not None else None,
+            substitutions=subs,
+            profile=profile, scenarios=list(reports), app=app or next((r.app for r in reports if r.app), ""),
+            workload=workload, seed=seed, claim=claim.to_dict(),
+            elapsed_s=time.monotonic() - t0,
+            environment={"python": platform.python_version(), "platform": platform.platform(),
+                         "provider": getattr(stack, "provider", "?"), "broker": stack.urls.broker_kind})
+
+    try:
+        for i, sc in enumerate(scenarios, 1):
+            say(f"[{i}/{len(scenarios)}] {sc.name}: {sc.description} (elapsed {time.monotonic() - t0:.0f} s)")
+            replay = ("celery-chaos certify" + (f" --app {app}" if app_given else "")
+                      + f" --workload {workload} --profile {profile} --only {sc.name}"
+                      + ("" if claim.is_default else f" --claim delivery={claim.delivery},effects={claim.effects}")
+                      + (f" --seed {seed}" if seed is not None else ""))
+            rep = run_scenario(stack, system, sc, app=app, replay=replay, claim=claim, app_given=app_given,
+                               keep_history=keep_histories)
+            label = scenario_label(rep)
+            say(f"[{i}/{len(scenarios)}] {sc.name}: {label} in {rep.elapsed_s:.1f} s"
+                + (f" ({rep.error})" if rep.error and rep.valid != "true" else ""))
+            reports.append(rep)
+    except KeyboardInterrupt as exc:
+        # The caller writes the finished scenarios as a partial report once the stack is down.
+        exc.partial_report = report()  # type: ignore[attr-defined]
+        raise
+    return report()
 
 
 def progress_to_stderr(line: str) -> None:

@@ -6,9 +6,9 @@ composed by name with `check_all`, which indexes the history once, runs each che
 a crash into an ``unknown`` verdict carrying the traceback (a broken checker never kills the
 report). `overall` folds verdicts true < unknown < false.
 
-Built-in checkers (`CHECKERS`): ``lost_tasks``, ``duplicates``, ``redelivery``, ``retries``,
-``dlq``, ``chords``, ``rate_limits``, ``latency``, ``recovery``, ``liveness``.
-`default_checkers(exp)` picks those the expectations ask for.
+Built-in checkers (`CHECKERS`): ``lost_tasks``, ``effects``, ``duplicates``, ``redelivery``,
+``retries``, ``dlq``, ``chords``, ``rate_limits``, ``latency``, ``recovery``, ``liveness``.
+`default_checkers(exp, ix)` picks those the claim, the expectations and the history ask for.
 
 Example:
     >>> from harness.history.ops import F, Op, OpType
@@ -28,8 +28,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Union
 
 from harness.checkers.chords import check_chords
+from harness.checkers.claim import Claim
 from harness.checkers.dlq import check_dlq
 from harness.checkers.duplicates import check_duplicates
+from harness.checkers.effects import check_effects
 from harness.checkers.expectations import Expectations, RetryPolicy
 from harness.checkers.index import HistoryIndex, build_index
 from harness.checkers.latency import check_latency
@@ -46,6 +48,7 @@ from harness.history.ops import Op
 __all__ = [
     "CHECKERS",
     "Checker",
+    "Claim",
     "Expectations",
     "HistoryIndex",
     "RetryPolicy",
@@ -56,6 +59,7 @@ __all__ = [
     "check_chords",
     "check_dlq",
     "check_duplicates",
+    "check_effects",
     "check_latency",
     "check_liveness",
     "check_lost_tasks",
@@ -72,6 +76,7 @@ Checker = Callable[[Union[Sequence[Op], HistoryIndex], Expectations], Verdict]  
 
 CHECKERS: Mapping[str, Checker] = {
     "lost_tasks": check_lost_tasks,
+    "effects": check_effects,
     "duplicates": check_duplicates,
     "redelivery": check_redelivery,
     "retries": check_retries,
@@ -84,22 +89,28 @@ CHECKERS: Mapping[str, Checker] = {
 }
 
 
-def default_checkers(exp: Expectations) -> dict[str, Checker]:
-    """The built-in checkers `exp` asks for: always lost_tasks, duplicates, latency, recovery and
-    liveness; redelivery with late acks; retries with a retry policy; dlq with a DLQ or keys
-    expected there; chords when ``exp.chords``; rate_limits when rates are configured.
+def default_checkers(exp: Expectations, ix: HistoryIndex | None = None) -> dict[str, Checker]:
+    """The built-in checkers `exp` (and the history's index `ix`, when given) ask for.
 
-    >>> sorted(default_checkers(Expectations(acks_late=True)))
+    Always lost_tasks, duplicates, latency, recovery and liveness; effects when the units are
+    known (``exp.declared_effects``); redelivery under an at-least-once claim; retries with a
+    retry policy; dlq with a DLQ or keys expected there; chords when ``exp.chords`` or the
+    history holds chords; rate_limits when rates are configured.
+
+    >>> sorted(default_checkers(Expectations()))
     ['duplicates', 'latency', 'liveness', 'lost_tasks', 'recovery', 'redelivery']
     """
-    names = ["lost_tasks", "duplicates"]
-    if exp.acks_late:
+    names = ["lost_tasks"]
+    if exp.declared_effects:
+        names.append("effects")
+    names.append("duplicates")
+    if not exp.claim.allows_loss:
         names.append("redelivery")
     if exp.retry_policy is not None or exp.retry_policies:
         names.append("retries")
     if exp.dead_letter_queue or "dlq" in exp.expected_outcomes.values():
         names.append("dlq")
-    if exp.chords:
+    if exp.chords or (ix is not None and ix.chords):
         names.append("chords")
     if exp.rate_limits:
         names.append("rate_limits")
@@ -143,7 +154,6 @@ def check_all(history: Sequence[Op] | HistoryIndex, exp: Expectations | None = N
         ('unknown', True)
     """
     exp = exp or Expectations()
-    selected = _resolve(checkers, exp)
     try:
         ix = history if isinstance(history, HistoryIndex) and history.run_id == exp.run_id \
             and history.kill_fault_kinds == exp.kill_fault_kinds else \
@@ -152,7 +162,8 @@ def check_all(history: Sequence[Op] | HistoryIndex, exp: Expectations | None = N
     except Exception:  # the index is every checker's input: each reports the failure
         err = traceback.format_exc()
         return {name: Verdict(name, Validity.UNKNOWN, notes=("indexing the history crashed",), error=err)
-                for name in selected}
+                for name in _resolve(checkers, exp)}
+    selected = default_checkers(exp, ix) if checkers is None else _resolve(checkers, exp)
     out: dict[str, Verdict] = {}
     for name, fn in selected.items():
         try:

@@ -32,17 +32,30 @@ def as_index(history: History, exp: Expectations) -> HistoryIndex:
     return build_index(history, run_id=exp.run_id, kill_fault_kinds=exp.kill_fault_kinds)
 
 
-def loss_allowance(rec: TaskRecord, exp: Expectations) -> Kill | None:
-    """The kill that the configuration allows to have lost `rec` (None: its loss is a violation).
-
-    A task may be lost only if one of its executions was cut by a kill whose scope permits
-    loss under `exp` (early acks; or late acks, child kill, no reject-on-worker-lost).
-    """
+def cut_by_kill(rec: TaskRecord) -> Kill | None:
+    """The kill that cut an unfinished execution of `rec`, if any (the likely cause of its loss)."""
     for ex in rec.executions or ():
         k = ex.killed_by
-        if k is not None and (ex.outcome is None or ex.outcome == INFO) and exp.loss_allowed_on_kill(scope=k.scope):
+        if k is not None and (ex.outcome is None or ex.outcome == INFO):
             return k
     return None
+
+
+def loss_fields(rec: TaskRecord, exp: Expectations) -> tuple[Kill | None, dict[str, Any]]:
+    """The kill that cut `rec` (or None) and the fields explaining its loss: cause, setting, fix.
+
+    The configuration explains; whether the loss is allowed is `exp.claim`'s to say.
+    """
+    from harness.checkers import explain
+
+    kill = cut_by_kill(rec)
+    fields: dict[str, Any] = {}
+    if kill is not None:
+        fields["killed_by"] = kill_summary(kill)
+        fields.update(explain.loss_on_kill(exp, scope=kill.scope))
+    else:
+        fields.update(explain.lost_without_kill(exp))
+    return kill, fields
 
 
 def quantile(sorted_values: Sequence[float], q: float) -> float:
@@ -92,9 +105,18 @@ class Findings:
     def add(self, name: str, n: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + n
 
-    def anomaly(self, kind: str, *, allowed: bool = False, positions: Iterable[int] = (), **fields: Any) -> None:
+    def anomaly(self, kind: str, *, allowed: bool = False, by_claim: bool = False, positions: Iterable[int] = (),
+                **fields: Any) -> None:
+        """Count one `kind` anomaly and keep it as a counterexample (up to the cap).
+
+        ``by_claim``: allowed only because the user's claim is weaker than the default; counted
+        also as ``<kind>_allowed_by_claim`` so reports say "allowed by your claim", never "valid".
+        """
         name = f"{kind}_allowed" if allowed else kind
         self.counts[name] = self.counts.get(name, 0) + 1
+        if allowed and by_claim:
+            self.counts[f"{kind}_allowed_by_claim"] = self.counts.get(f"{kind}_allowed_by_claim", 0) + 1
+            fields["allowed_by"] = "claim"
         if not allowed:
             self._violated = True
         n = self._per_kind.get(name, 0)

@@ -17,8 +17,10 @@ Non-retry duplicates are allowed unless ``exp.allow_duplicate_executions`` is Fa
 (exactly-once executions).
 
 Duplicate effects: an effect ``(value.key, value.kind)`` applied more than once (``effect`` ops
-with ``duplicate`` false), or stored more than once (``stored_effect`` with ``count`` > 1).
-Never allowed with ``exp.idempotent_effects``; counted otherwise.
+with ``duplicate`` false), as the system's own code reported it. A violation unless the claim
+is at-least-once effects. When the history holds the effect store's final contents
+(``stored_effect`` ops), the ``effects`` checker judges duplicates from those instead, and
+this one only counts the reported applications.
 
 Example:
     >>> from harness.history.ops import F, Op, OpType
@@ -34,6 +36,9 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
+from harness.checkers import explain
 from harness.checkers._base import Findings, History, as_index, kill_summary
 from harness.checkers.expectations import Expectations
 from harness.checkers.index import Execution, HistoryIndex, TaskRecord
@@ -102,26 +107,25 @@ def check_duplicates(history: History, exp: Expectations | None = None) -> Verdi
                 continue
             overlapping = prev.running_at(cur.start)
             concurrent += overlapping
-            extra = {}
+            extra: dict[str, Any] = {} if allow else explain.duplicate_execution(exp, cause)
             if prev.killed_by is not None:
                 extra["killed_by"] = kill_summary(prev.killed_by)
             fx.anomaly("duplicate_execution", allowed=allow, cause=cause, task_id=rec.task_id, key=rec.key,
                        attempt=cur.attempt, concurrent=overlapping,
                        hostnames=[prev.hostname, cur.hostname], positions=rec.positions, **extra)
-    flagged: set[tuple[str, str]] = set()
+    # The final state decides: with the store's contents in the history, the effects checker
+    # judges duplicates there; reported applications are evidence and stay counted here.
+    store_read = bool(ix.stored_records)
+    allowed = exp.claim.allows_duplicate_effects
     for (key, kind), positions in ix.effects.items():
         if len(positions) > 1:
-            # effect ops are keyed "kind#idempotency_key" when the system names one; the effect
-            # store reports per (key, kind): the same duplicate must not be counted twice.
-            flagged.add((key, kind.split("#", 1)[0]))
             base_kind, _, idem = kind.partition("#")
-            fx.anomaly("duplicate_effect", allowed=not exp.idempotent_effects, key=key, effect_kind=base_kind,
-                       **({"idempotency_key": idem} if idem else {}),
+            if store_read:
+                fx.add("effects_reapplied")
+                continue
+            fx.anomaly("duplicate_effect", allowed=allowed, by_claim=True, key=key, effect_kind=base_kind,
+                       **({"idempotency_key": idem} if idem else {}), **explain.duplicate_effect(exp),
                        applied=len(positions), source="effect ops", positions=_effect_slice(ix, key, positions))
-    for (key, kind), (count, pos) in ix.stored_effects.items():
-        if count > 1 and (key, kind) not in flagged:
-            fx.anomaly("duplicate_effect", allowed=not exp.idempotent_effects, key=key, effect_kind=kind,
-                       applied=count, source="effect store", positions=[pos, *_effect_slice(ix, key, ())])
     fx.counts.update(executions=executions, tasks_executed=tasks_executed,
                      duplicate_executions=sum(n for c, n in by_cause.items() if c != "retry"),
                      concurrent_duplicates=concurrent, effects_applied=sum(len(p) for p in ix.effects.values()),
@@ -135,8 +139,11 @@ def check_duplicates(history: History, exp: Expectations | None = None) -> Verdi
     else:
         fx.notes.append("duplicate executions by cause: " + ", ".join(
             f"{c} {n}" for c, n in by_cause.items() if n and c != "retry"))
-    if not exp.idempotent_effects and fx.counts.get("duplicate_effect_allowed"):
-        fx.notes.append("effects are not claimed idempotent: duplicate effects are counted, not violations")
+    if fx.counts.get("duplicate_effect_allowed"):
+        fx.notes.append("your claim is at-least-once effects: duplicate effects are counted, not violations")
+    if fx.counts.get("effects_reapplied"):
+        fx.notes.append(f"{fx.counts['effects_reapplied']} effects were reported applied more than once; the "
+                        "effects checker judges what the store holds")
     return fx.verdict()
 
 

@@ -1,18 +1,23 @@
-"""Expectations: what the configuration under test allows, as data the checkers read.
+"""Expectations: the user's claim, the configuration that explains anomalies, and what to hold the run to.
 
-Responsibility: one frozen value that says which anomalies a run may show (early acks may lose
-a task on a worker kill; late acks with reject-on-worker-lost may duplicate an execution but
-never lose one; idempotent effects may never be duplicated), the retry / rate-limit policies
-to hold the workers to, the outcome the workload expects for each unit key, and the knobs of
-the measurements (SLOs, windows, tolerances). Validated when built.
+Responsibility: one frozen value the checkers read: the `Claim` (which anomalies are allowed:
+by default none is: no task lost, every declared effect exactly once), the configuration
+under test (which only *explains* an anomaly: early acks explain a loss on a worker kill, they
+never excuse it), the retry / rate-limit policies to hold the workers to, the outcome and the
+declared effects of each unit key, and the knobs of the measurements (SLOs, windows,
+tolerances). Validated when built.
 
 Options, the way a scenario sets them (times in seconds):
 
 - ``run_id``: ops carrying another ``value.run_id`` are leftovers of another run: "unexpected".
+- ``claim``: a `Claim` (default at-least-once delivery, exactly-once effects).
 - ``acks_late``, ``reject_on_worker_lost``: Celery's ``task_acks_late`` and
-  ``task_reject_on_worker_lost``; they decide whether a killed task may be lost or must be
-  redelivered.
-- ``idempotent_effects``: the system claims effects are applied at most once (default True).
+  ``task_reject_on_worker_lost``, as the workers run them; they name the cause of a loss.
+- ``config``: other settings read from the workers that explain anomalies (``broker_kind``,
+  ``visibility_timeout``, ``confirm_publish``, ``result_backend_always_retry``).
+- ``idempotent_effects``: the system says its effect writes are idempotent (default True); it
+  explains a duplicate effect, the claim decides whether it is allowed.
+- ``declared_effects``: workload key -> the effects that unit must leave (``Unit.effects``).
 - ``allow_duplicate_executions``: at-least-once (True, default) or exactly-once executions.
 - ``dead_letter_queue``: fatally failed / retry-exhausted tasks must land in the DLQ.
 - ``retry_policy`` (default for every task not named ``celery.*``) and ``retry_policies``
@@ -46,9 +51,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from harness.checkers.claim import Claim
 from harness.errors import ConfigError
 
-__all__ = ["OUTCOMES", "Expectations", "Outcome", "RetryPolicy"]
+__all__ = ["OUTCOMES", "Claim", "Expectations", "Outcome", "RetryPolicy"]
 
 Outcome = Literal["complete", "dlq"]
 OUTCOMES: frozenset[str] = frozenset({"complete", "dlq"})
@@ -123,6 +129,7 @@ class Expectations:
     """
 
     run_id: str | None = None
+    claim: Claim = field(default_factory=Claim)
     acks_late: bool = False
     reject_on_worker_lost: bool = False
     idempotent_effects: bool = True
@@ -135,6 +142,8 @@ class Expectations:
     rate_limit_burst: int = 1
     chords: bool = False
     expected_outcomes: Mapping[str, str] = field(default_factory=dict)
+    declared_effects: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    config: Mapping[str, Any] = field(default_factory=dict)
     require_fault_bite: bool = True
     max_deliveries: int | None = None
     latency_slo_s: float | None = None
@@ -153,6 +162,9 @@ class Expectations:
         object.__setattr__(self, "retry_policies", dict(self.retry_policies))
         object.__setattr__(self, "rate_limits", dict(self.rate_limits))
         object.__setattr__(self, "expected_outcomes", dict(self.expected_outcomes))
+        object.__setattr__(self, "declared_effects", {str(k): tuple(v) for k, v in self.declared_effects.items()})
+        object.__setattr__(self, "config", dict(self.config))
+        object.__setattr__(self, "claim", Claim.from_any(self.claim))
         object.__setattr__(self, "kill_fault_kinds", frozenset(self.kill_fault_kinds))
         bad = {k: v for k, v in self.expected_outcomes.items() if v not in OUTCOMES}
         if bad:
@@ -194,19 +206,24 @@ class Expectations:
             raise ConfigError("reject_on_worker_lost=True needs acks_late=True (Celery ignores "
                               "task_reject_on_worker_lost with early acks): set both, or neither")
 
-    # -- what the configuration allows ------------------------------------------------------
+    # -- what the claim allows, what the configuration explains ----------------------------
 
-    def loss_allowed_on_kill(self, *, scope: str) -> bool:
-        """Whether a task executing when its worker (scope "worker") or pool child ("child")
-        was killed may be lost: with early acks, yes; with late acks, only a child kill without
-        reject-on-worker-lost (Celery then acks the message as failed)."""
+    def config_loses_on_kill(self, *, scope: str) -> bool:
+        """Whether the configuration lets a task executing when its worker (scope "worker") or
+        pool child ("child") was killed be lost: with early acks, yes; with late acks, only a
+        child kill without reject-on-worker-lost (Celery then acks the message as failed).
+        This explains a loss; whether the loss is allowed is the claim's to say."""
         if not self.acks_late:
             return True
         return scope == "child" and not self.reject_on_worker_lost
 
+    def loss_allowed_on_kill(self, *, scope: str) -> bool:
+        """Whether the claim allows losing a task cut by a kill (only at-most-once delivery does)."""
+        return self.claim.allows_loss
+
     def redelivery_expected_on_kill(self, *, scope: str) -> bool:
-        """Whether a task executing when killed must be delivered again (the converse)."""
-        return not self.loss_allowed_on_kill(scope=scope)
+        """Whether a task executing when killed must be delivered again: under at-least-once, always."""
+        return not self.claim.allows_loss
 
     def retry_policy_for(self, name: str | None) -> RetryPolicy | None:
         """The policy for task `name`; Celery's own ``celery.*`` tasks (chord_unlock retries
@@ -228,14 +245,16 @@ class Expectations:
         """Expectations matching a Celery configuration (``app.conf`` or a dict of settings).
 
         Reads ``task_acks_late`` and ``task_reject_on_worker_lost`` (ignored by Celery without
-        late acks, so ignored here too); everything else comes from `options`.
+        late acks, so ignored here too) and the settings that explain anomalies into ``config``;
+        everything else comes from `options`.
 
         >>> Expectations.from_celery_config({"task_acks_late": True}, run_id="r1").acks_late
         True
         """
         acks_late = bool(conf.get("task_acks_late", False))
         reject = bool(conf.get("task_reject_on_worker_lost", False)) and acks_late
-        return cls(**{"acks_late": acks_late, "reject_on_worker_lost": reject, **options})
+        config = {**explaining_settings(conf), **dict(options.pop("config", None) or {})}
+        return cls(**{"acks_late": acks_late, "reject_on_worker_lost": reject, "config": config, **options})
 
     # -- JSON ---------------------------------------------------------------------------------
 
@@ -249,6 +268,10 @@ class Expectations:
                 val = {k: p.to_dict() for k, p in val.items()}
             elif f.name == "kill_fault_kinds":
                 val = sorted(val)
+            elif f.name == "claim":
+                val = val.to_dict()
+            elif f.name == "declared_effects":
+                val = {k: list(v) for k, v in val.items()}
             elif isinstance(val, Mapping):
                 val = dict(val)
             d[f.name] = val
@@ -263,7 +286,29 @@ class Expectations:
             kw["retry_policies"] = {k: RetryPolicy.from_dict(p) for k, p in kw["retry_policies"].items()}
         if "kill_fault_kinds" in kw:
             kw["kill_fault_kinds"] = frozenset(kw["kill_fault_kinds"])
+        if "claim" in kw:
+            kw["claim"] = Claim.from_any(kw["claim"])
         return cls(**kw)
+
+
+def explaining_settings(conf: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings of a Celery configuration that explain anomalies, as plain JSON values.
+
+    >>> explaining_settings({"broker_url": "redis://h:1/0", "broker_transport_options": {"visibility_timeout": 30}})
+    {'broker_kind': 'redis', 'visibility_timeout': 30.0, 'confirm_publish': False, 'result_backend_always_retry': False}
+    """
+    url = str(conf.get("broker_url") or "")
+    kind = url.split("://", 1)[0].split("+", 1)[0] if "://" in url else ""
+    opts = conf.get("broker_transport_options") or {}
+    opts = opts if isinstance(opts, Mapping) else {}
+    vt = opts.get("visibility_timeout")
+    out: dict[str, Any] = {"broker_kind": "redis" if kind in ("redis", "rediss") else kind,
+                           "visibility_timeout": float(vt) if isinstance(vt, int | float) else None,
+                           "confirm_publish": bool(opts.get("confirm_publish", False)),
+                           "result_backend_always_retry": bool(conf.get("result_backend_always_retry", False))}
+    if out["visibility_timeout"] is None:
+        del out["visibility_timeout"]
+    return out
 
 
 def _known_fields(cls: type, d: Mapping[str, Any]) -> dict[str, Any]:

@@ -80,16 +80,16 @@ INFO = "info"
 _KILL_SLACK_NS = 1_000_000_000
 _FOREVER = 1 << 62
 
-_STORED_EFFECT = getattr(F, "STORED_EFFECT", "stored_effect")
+_STORED_EFFECT = F.STORED_EFFECT
 _EMPTY: dict[str, Any] = {}
 
 # Op kinds as small ints (one dict lookup per op instead of a chain of string compares).
 _C_EXECUTE, _C_RECEIVE, _C_PUBLISH, _C_EFFECT, _C_RETRY, _C_DLQ, _C_REVOKE, _C_REJECT, _C_WORKER_LOST = range(1, 10)
-_C_FAULT, _C_PHASE, _C_STORED = 20, 21, 22
+_C_FAULT, _C_PHASE, _C_STORED, _C_DLQ_ENTRY = 20, 21, 22, 23
 _CODES = {F.EXECUTE: _C_EXECUTE, F.RECEIVE: _C_RECEIVE, F.PUBLISH: _C_PUBLISH, F.EFFECT: _C_EFFECT,
           F.RETRY: _C_RETRY, F.DLQ: _C_DLQ, F.REVOKE: _C_REVOKE, F.REJECT: _C_REJECT,
           F.WORKER_LOST: _C_WORKER_LOST, F.FAULT_START: _C_FAULT, F.FAULT_STOP: _C_FAULT, F.PHASE: _C_PHASE,
-          _STORED_EFFECT: _C_STORED}
+          _STORED_EFFECT: _C_STORED, F.DLQ_ENTRY: _C_DLQ_ENTRY}
 
 _INVOKE = OpType.INVOKE
 _OKT = OpType.OK
@@ -181,7 +181,8 @@ class TaskRecord:
     receives: list[tuple[int, bool, str, int]] | None = None  # (time, redelivered, hostname, pos)
     executions: list[Execution] | None = None
     retries: list[tuple[int, float | None, int | None, int]] | None = None  # (time, countdown, attempt, pos)
-    dlq: list[int] | None = None  # positions of dlq ops
+    dlq: list[int] | None = None  # positions of dlq ops (what the system's code says it dead-lettered)
+    dlq_stored: list[int] | None = None  # positions of dlq_entry ops (what the DLQ held after the drain)
     revokes: int = 0
     rejects: list[tuple[int, bool, int]] | None = None  # (time, requeue, pos)
     worker_lost: list[int] | None = None  # positions
@@ -211,7 +212,7 @@ class TaskRecord:
     @property
     def is_terminal(self) -> bool:
         """Executed to completion (success or terminal failure), dead-lettered, or revoked."""
-        if self.dlq or self.revokes:
+        if self.dlq or self.dlq_stored or self.revokes:
             return True
         return any(ex.outcome == OK or ex.outcome == FAILURE for ex in self.executions or ())
 
@@ -220,7 +221,7 @@ class TaskRecord:
         """"complete", "dlq", "failed", "revoked" or None (not terminal)."""
         if self.succeeded:
             return "complete"
-        if self.dlq:
+        if self.dlq or self.dlq_stored:
             return "dlq"
         if self.failed:
             return "failed"
@@ -280,7 +281,8 @@ class HistoryIndex:
     tasks: dict[str, TaskRecord] = field(default_factory=dict)
     effects: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # applied (not duplicate)
     effects_deduplicated: int = 0
-    stored_effects: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)  # (count, pos)
+    stored_records: list[int] = field(default_factory=list)  # positions of stored_effect ops
+    dlq_store: list[int] = field(default_factory=list)  # positions of dlq_entry ops
     faults: list[Fault] = field(default_factory=list)
     kills: list[Kill] = field(default_factory=list)
     phases: list[tuple[int, str, int]] = field(default_factory=list)
@@ -296,6 +298,15 @@ class HistoryIndex:
     chords: dict[str, ChordRecord] = field(default_factory=dict)
     _fault_starts: list[int] | None = field(default=None, repr=False)
     _fault_reach: list[int] = field(default_factory=list, repr=False)
+
+    @property
+    def final_state(self) -> dict[str, Any] | None:
+        """What the drain read (the last ``final_state`` phase op's value), or None when it never ran."""
+        for _t, name, pos in reversed(self.phases):
+            if name == "final_state":
+                v = self.history[pos].value
+                return v if isinstance(v, dict) else {}
+        return None
 
     def fault_active_during(self, lo: int, hi: int) -> bool:
         """Whether any applied fault may have been in effect at some time in [lo, hi] (O(log n)).
@@ -431,10 +442,10 @@ def build_index(history: Sequence[Op], *, run_id: str | None = None,
             elif code == _C_PHASE:
                 name = v.get("phase") or v.get("name")
                 ix.phases.append((t, str(name), pos))
+            elif code == _C_STORED:
+                ix.stored_records.append(pos)
             else:
-                key = v.get("key")
-                if key is not None:
-                    ix.stored_effects[(str(key), str(v.get("kind")))] = (_as_int(v.get("count")) or 0, pos)
+                ix.dlq_store.append(pos)
             continue
         tid = v.get("task_id")
         if tid is None:
@@ -557,8 +568,29 @@ def build_index(history: Sequence[Op], *, run_id: str | None = None,
     _index_faults(ix, fault_ops)
     _index_kills(ix, worker_lost_ops)
     _cut_executions(ix)
+    _attach_dlq_store(ix)
     _group_keys_and_chords(ix)
     return ix
+
+
+def _attach_dlq_store(ix: HistoryIndex) -> None:
+    # A DLQ entry is the final state of its task; an entry for a task this run never saw gets
+    # a record of its own, so the lost-task checker reports it as unexpected.
+    for pos in ix.dlq_store:
+        op = ix.history[pos]
+        v = op.value if isinstance(op.value, dict) else _EMPTY
+        tid = v.get("task_id")
+        if tid is None:
+            continue
+        rec = ix.tasks.get(str(tid))
+        if rec is None:
+            rec = ix.tasks[str(tid)] = TaskRecord(str(tid), op.time)
+            _fill_meta(rec, v)
+        rec.positions.append(pos)
+        if rec.dlq_stored is None:
+            rec.dlq_stored = [pos]
+        else:
+            rec.dlq_stored.append(pos)
 
 
 def _add_effect(ix: HistoryIndex, v: dict[str, Any], pos: int) -> None:

@@ -6,7 +6,8 @@ published by workers with the same key).
 
 - ``stuck``: some task of the key that was published with confirmation, or was seen by a
   worker, never reached a terminal state (succeeded, failed terminally, dead-lettered,
-  revoked). Allowed when each stuck task was lost to a kill the configuration may lose on.
+  revoked). Allowed only when the claim is at-most-once delivery; the counterexample names
+  the kill and the setting that let the task be lost.
 - ``wrong_outcome``: the key's outcome differs from ``exp.expected_outcomes[key]``. A key's
   outcome is "complete" when all its tasks succeeded, else "dlq" if one was dead-lettered, else
   "failed" or "revoked".
@@ -26,7 +27,7 @@ Example:
 
 from __future__ import annotations
 
-from harness.checkers._base import Findings, History, as_index, kill_summary, loss_allowance
+from harness.checkers._base import Findings, History, as_index, loss_fields
 from harness.checkers.expectations import Expectations
 from harness.checkers.index import TaskRecord
 from harness.checkers.verdict import Verdict
@@ -75,11 +76,9 @@ def check_liveness(history: History, exp: Expectations | None = None) -> Verdict
             continue
         stuck = [r for r in relevant if r.outcome is None]
         if stuck:
-            kills = [loss_allowance(r, exp) for r in stuck]
-            allowed = all(k is not None for k in kills)
-            extra = {"killed_by": [kill_summary(k) for k in kills if k is not None]} if allowed else {}
-            fx.anomaly("stuck", allowed=allowed, key=key, task_ids=[r.task_id for r in stuck],
-                       positions=[p for r in stuck for p in r.positions], **extra)
+            why = loss_fields(stuck[0], exp)[1]
+            fx.anomaly("stuck", allowed=exp.claim.allows_loss, by_claim=True, key=key,
+                       task_ids=[r.task_id for r in stuck], positions=[p for r in stuck for p in r.positions], **why)
             continue
         terminal += 1
         outcome = key_outcome(relevant)

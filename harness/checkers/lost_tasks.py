@@ -5,9 +5,10 @@ Responsibility: one verdict per run on task ids (Jepsen's set checker, for messa
 - **lost**: a publish was acknowledged (``publish`` ok, from any process) and the task never
   reached a terminal state: no execution ended ok or with a terminal failure, it was never
   dead-lettered nor revoked (a rejected execution, ``Reject``, is not an end: a message
-  rejected without requeue and not dead-lettered is lost). A loss is *allowed* (reported, not a violation) only when an
-  execution of the task was cut by a kill the configuration may lose on (early acks; late acks
-  without reject-on-worker-lost on a pool-child kill).
+  rejected without requeue and not dead-lettered is lost). A loss is *allowed* (reported, not a
+  violation) only when the user's claim is at-most-once delivery. The configuration explains a
+  loss: the counterexample names the kill that cut the task, the setting that let it be lost
+  (early acks; late acks without reject-on-worker-lost on a pool-child kill) and the fix.
 - **recovered**: the publish was indeterminate (``info``, or an invoke never completed) and the
   task was executed anyway. Never a violation; an indeterminate publish that never ran is not
   lost either.
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.checkers._base import Findings, History, as_index, kill_summary, loss_allowance
+from harness.checkers._base import Findings, History, as_index, loss_fields
 from harness.checkers.expectations import Expectations
 from harness.checkers.verdict import Verdict
 
@@ -48,7 +49,7 @@ def check_lost_tasks(history: History, exp: Expectations | None = None) -> Verdi
     succeeded = failed = dead = revoked = 0
     for rec in ix.tasks.values():
         status = rec.publish_status
-        seen = bool(rec.executions or rec.receives or rec.dlq)
+        seen = bool(rec.executions or rec.receives or rec.dlq or rec.dlq_stored)
         if status is None:
             if seen:
                 fx.anomaly("unexpected", reason="never published by this run", task_id=rec.task_id, key=rec.key,
@@ -78,17 +79,12 @@ def check_lost_tasks(history: History, exp: Expectations | None = None) -> Verdi
         acknowledged += 1
         if outcome is not None:
             continue
-        kill = loss_allowance(rec, exp)
+        kill, why = loss_fields(rec, exp)
         last = ix.history[rec.positions[-1]] if rec.positions else None
         fields: dict[str, Any] = {"task_id": rec.task_id, "key": rec.key, "name": rec.name,
-                  "last_op": None if last is None else f"{last.f} {last.type.value} by {last.process}"}
-        if kill is not None:
-            fx.anomaly("lost", allowed=True, killed_by=kill_summary(kill),
-                       reason=("early acks: the message was acked before the kill" if not exp.acks_late else
-                               "late acks without reject_on_worker_lost: Celery acks a task whose child died"),
-                       positions=[*rec.positions, kill.pos], **fields)
-        else:
-            fx.anomaly("lost", positions=rec.positions, **fields)
+                  "last_op": None if last is None else f"{last.f} {last.type.value} by {last.process}", **why}
+        positions = [*rec.positions, kill.pos] if kill is not None else rec.positions
+        fx.anomaly("lost", allowed=exp.claim.allows_loss, by_claim=True, positions=positions, **fields)
     for fk, pos in ix.foreign.items():
         op = ix.history[pos]
         rid = op.value.get("run_id") if isinstance(op.value, dict) else None

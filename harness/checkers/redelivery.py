@@ -2,8 +2,9 @@
 
 Responsibility: one verdict on "a task executing when its worker died was delivered again".
 
-For every execution cut by a kill (a kill fault, or ``worker_lost``) whose scope requires a
-redelivery under ``exp`` (late acks, and for a pool-child kill also reject-on-worker-lost):
+For every execution cut by a kill (a kill fault, or ``worker_lost``), when the claim is
+at-least-once delivery (a cut task must come back, whatever the configuration; early acks or a
+child kill without reject-on-worker-lost explain why it did not, in the counterexample):
 
 - ``not_redelivered``: the task never executed again and never reached the DLQ;
 - ``redelivered_not_completed``: it executed again but no later execution completed;
@@ -14,8 +15,8 @@ redelivery under ``exp`` (late acks, and for a pool-child kill also reject-on-wo
 Also ``redelivery_loop``: more than ``exp.max_deliveries`` executions of one attempt of a task
 (the poison-message loop), when that bound is set.
 
-Unknown when nothing was executing at any kill, no worker was killed, or early acks make
-redelivery not expected at all (a vacuous pass is not a pass).
+Unknown when nothing was executing at any kill, no worker was killed, or the claim is
+at-most-once (redelivery is not expected; a vacuous pass is not a pass).
 
 Example:
     >>> from harness.history.ops import F, Op, OpType
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.checkers import explain
 from harness.checkers._base import Findings, History, as_index, kill_summary
 from harness.checkers.expectations import Expectations
 from harness.checkers.index import FAILURE, OK
@@ -93,7 +95,7 @@ def check_redelivery(history: History, exp: Expectations | None = None) -> Verdi
         if later:
             fx.anomaly("redelivered_not_completed", executions_after_kill=len(later), **fields)
         else:
-            fx.anomaly("not_redelivered", **fields)
+            fx.anomaly("not_redelivered", **fields, **explain.loss_on_kill(exp, scope=kill.scope))
     fx.counts.update(kills=len(ix.kills), kill_faults=sum(1 for k in ix.kills if k.source == "fault"),
                      worker_lost=sum(1 for k in ix.kills if k.source == "worker_lost"),
                      in_flight_at_kill=in_flight, redelivered=redelivered,
@@ -101,8 +103,8 @@ def check_redelivery(history: History, exp: Expectations | None = None) -> Verdi
     if flag_missing:
         fx.notes.append(f"{flag_missing} redelivered tasks had no receive with redelivered=True before "
                         "their re-execution")
-    if not exp.acks_late:
-        fx.vacuous("acks_late is False: a task killed mid-execution is not redelivered (early acks may lose it)")
+    if exp.claim.allows_loss:
+        fx.vacuous("your claim is at-most-once delivery: a task cut by a kill is not expected back")
     elif not ix.kills:
         fx.vacuous("no worker was killed")
     elif in_flight == 0:

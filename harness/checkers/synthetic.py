@@ -400,6 +400,11 @@ class _Builder:
             self.fault(t0 + 5, t0 + 50, "kill_worker", hostname=w.hostname, signal="SIGKILL")
         redeliver = self.acks_late and (plan.kill_scope == "worker" or self.reject)
         if not redeliver:
+            # The configuration lets the kill lose the task: the default claim (at-least-once)
+            # is violated, and each checker that sees it must say so.
+            self.expect("redelivery", "not_redelivered", tid)
+            self.expect("lost_tasks", "lost", tid)
+            self.expect("liveness", "stuck", key)
             return t0 + 52
         if inj == "not_redelivered":
             self.expect("redelivery", "not_redelivered", tid)

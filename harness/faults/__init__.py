@@ -15,7 +15,7 @@ Example:
     ...                 when(on_execute("orders.charge"), KillWorkerChild()))
     >>> print(s.describe())
     f1: broker_outage(mode='blackhole') at 2 s for 5 s
-    f2: kill_worker_child(task_name=None, worker=None, wait_s=10.0) on execute of orders.charge
+    f2: kill_worker_child(task_name=None, worker=None, wait_s=10.0, count=1) on execute of orders.charge
 """
 
 from __future__ import annotations

@@ -443,6 +443,11 @@ class KillWorkerChild(Fault):
     ``task_name`` (any task when None) on ``worker`` (any when None) is awaited for up to
     ``wait_s`` seconds; if none runs, the fault never bit (recorded as such).
 
+    ``count`` > 1 goes on cutting: after the first kill, up to ``count - 1`` more children,
+    each running a task whose *name* no kill of this run has cut yet, within ``wait_s``
+    (coverage: a bug hides in the task that was never cut). It stops early when no such task
+    runs; the fault bit if the first kill landed.
+
     >>> KillWorkerChild(task_name="engine.slow").resources
     ('worker:*',)
     """
@@ -452,12 +457,15 @@ class KillWorkerChild(Fault):
     task_name: str | None = None
     worker: str | None = None
     wait_s: float = 10.0
+    count: int = 1
 
     def __post_init__(self) -> None:
         if self.task_name is not None and (not isinstance(self.task_name, str) or not self.task_name):
             raise _bad(self.kind, f"task_name must be a registered task name or None (any task), not {self.task_name!r}")
         _check_worker(self.kind, self.worker)
         _check_number(self.kind, "wait_s", self.wait_s, positive=True)
+        if not isinstance(self.count, int) or isinstance(self.count, bool) or not 1 <= self.count <= 100:
+            raise _bad(self.kind, f"count must be an int from 1 to 100 (children to cut), not {self.count!r}")
 
     @property
     def resources(self) -> tuple[str, ...]:

@@ -189,6 +189,7 @@ class Nemesis:
         self._thread_error: BaseException | None = None
         self._adhoc = 0
         self._tail: HistoryTail | None = None
+        self._cut_names: set[str] = set()  # task names a child kill of this run has cut
 
     # ------------------------------------------------------------------ recording
     def _record(self, f: str, type_: OpType, value: dict[str, Any], error: str | None = None) -> None:
@@ -408,27 +409,52 @@ class Nemesis:
             target = self._find_running_child(candidates, f)
             if target is None:
                 raise _NeverBit("the triggering task had finished and no other task started within "
-                                f"{f.wait_s:g} s: nothing to cut")
+                                f"{f.wait_s:g} s: nothing to cut; the app's tasks are too short to cut mid-run "
+                                f"({self._tail.describe_durations()})")
         if target is None and event is None:
             target = self._find_running_child(candidates, f)
         if target is None:
-            raise _NeverBit(f"no pool child was running {f.task_name or 'a task'} to kill")
+            observed = f" ({self._tail.describe_durations()})" if self._tail is not None else ""
+            raise _NeverBit(f"no pool child was running {f.task_name or 'a task'} to kill{observed}")
         worker, pid, task_id, name = target
         if f.task_name is not None and name is not None and name != f.task_name:
             raise _NeverBit(f"the triggering op is for task {name!r}, not {f.task_name!r}")
         worker.kill_child(pid)
         if self._tail is not None:
             self._tail.forget_pid(pid)
-        return {"hostname": worker.hostname, "killed_pids": [pid], "task_id": task_id, "task_name": name,
-                "scope": "child", "signal": "SIGKILL"}
+        if name is not None:
+            self._cut_names.add(str(name))
+        if f.count == 1:
+            return {"hostname": worker.hostname, "killed_pids": [pid], "task_id": task_id, "task_name": name,
+                    "scope": "child", "signal": "SIGKILL"}
+        cut = [(worker.hostname, pid, task_id, name)]
+        deadline = time.monotonic() + f.wait_s
+        while len(cut) < f.count and time.monotonic() < deadline and self.history_dir is not None:
+            more = self._find_running_child(candidates, f, avoid=frozenset(self._cut_names),
+                                            within_s=deadline - time.monotonic())
+            if more is None:
+                break  # no task with an uncut name is running: every name seen is covered, or too short
+            w2, pid2, tid2, name2 = more
+            w2.kill_child(pid2)
+            assert self._tail is not None  # _find_running_child created it
+            self._tail.forget_pid(pid2)
+            self._cut_names.add(str(name2))
+            cut.append((w2.hostname, pid2, tid2, name2))
+        # Several task ids: the checkers match the cut executions by pid.
+        return {"hostnames": sorted({c[0] for c in cut}), "killed_pids": [c[1] for c in cut],
+                "task_ids": [c[2] for c in cut], "task_names": [c[3] for c in cut], "scope": "child",
+                "signal": "SIGKILL"}
 
     def _still_running(self, pid: int, task_id: Any) -> bool:
         assert self._tail is not None
         self._tail.poll()
         return any(ex.get("pid") == pid and ex.get("task_id") == task_id for ex in self._tail.open_executions())
 
-    def _find_running_child(self, candidates: list[Any], f: KillWorkerChild) -> tuple[Any, int, Any, Any] | None:
-        deadline = time.monotonic() + f.wait_s
+    def _find_running_child(self, candidates: list[Any], f: KillWorkerChild, *, avoid: frozenset[str] = frozenset(),
+                            within_s: float | None = None) -> tuple[Any, int, Any, Any] | None:
+        """A running child (worker, pid, task id, name) of `candidates`, waiting up to `within_s`
+        (default ``f.wait_s``); none whose task name is in `avoid`."""
+        deadline = time.monotonic() + (f.wait_s if within_s is None else max(0.0, within_s))
         prefork = [w for w in candidates if w.pool == "prefork" and w.is_running()]
         if not prefork:
             return None
@@ -439,6 +465,8 @@ class Nemesis:
                 tail.poll()
                 for ex in tail.open_executions():
                     if f.task_name is not None and ex.get("name") != f.task_name:
+                        continue
+                    if avoid and ex.get("name") in avoid:
                         continue
                     pid = ex.get("pid")
                     for w in prefork:

@@ -28,7 +28,9 @@ EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from harness.preflight import OneLineParser
+
+    p = OneLineParser(
         prog="celery-chaos check",
         description="Check a recorded history offline and print the verdicts as JSON.",
     )
@@ -64,10 +66,23 @@ def check_main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, 
         history = read_history(args.history, strict=args.strict)
     except (FileNotFoundError, ValueError) as exc:
         return _usage_error(str(exc).strip("'\""), err)
+    except OSError as exc:
+        return _usage_error(f"cannot read {str(args.history)!r} ({exc.strerror or exc}): pass a readable history", err)
+    if len(history) == 0:
+        return _usage_error(f"parsed 0 ops from {str(args.history)!r} ({len(history.skipped)} unreadable line(s)): "
+                            "it is empty or not a history; pass a HISTORY.jsonl of JSON op lines or a run's "
+                            "history directory", err)
 
     from harness.checkers import check_all, overall
     from harness.checkers.expectations import Expectations
+    from harness.errors import ConfigError
 
+    checkers: list[str] | None = None
+    if args.expect is None:
+        # A certification writes the expectations beside a kept history: the same verdict again.
+        sidecar = args.history.with_name(args.history.name.removesuffix(".jsonl") + ".expectations.json")
+        if args.history.is_file() and sidecar.is_file():
+            args.expect = sidecar
     try:
         if args.expect is None:
             exp = Expectations()
@@ -75,6 +90,10 @@ def check_main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, 
             raw: Any = json.loads(args.expect.read_text(encoding="utf-8"))
             if not isinstance(raw, dict):
                 return _usage_error(f"{args.expect}: expectations must be a JSON object, got {type(raw).__name__}", err)
+            if isinstance(raw.get("expectations"), dict):  # the certification's form: with the checkers run
+                names = raw.get("checkers")
+                checkers = [str(n) for n in names] if isinstance(names, list) else None
+                raw = raw["expectations"]
             exp = Expectations.from_dict(raw)
     except FileNotFoundError:
         return _usage_error(f"no expectations file {str(args.expect)!r}: pass an existing --expect FILE.json", err)
@@ -83,10 +102,16 @@ def check_main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, 
     except (ValueError, TypeError) as exc:
         return _usage_error(f"{args.expect}: {exc}", err)
 
-    verdicts = check_all(history, exp)
+    print(f"celery-chaos check: parsed {len(history)} ops from {args.history}"
+          + (f" ({len(history.skipped)} damaged line(s) skipped)" if history.skipped else ""), file=err)
+    try:
+        verdicts = check_all(history, exp, checkers)
+    except ConfigError as exc:
+        return _usage_error(f"{args.expect}: {exc}", err)
     valid = overall(verdicts)
     report = {
         "valid": valid.to_json(),
+        "expectations": str(args.expect) if args.expect is not None else "defaults",
         "history": {
             "path": str(args.history),
             "ops": len(history),

@@ -27,11 +27,17 @@ effect          worker child ok: a side effect was applied (value.key, value.kin
                              value.duplicate: the idempotent store already had it)
 dlq             worker/any   ok: the task landed in the dead-letter queue (value.task_id,
                              value.key, value.reason)
-stored_effect   harness      ok: read back from the effect store after drain (value.key,
-                             value.kind, value.count): the final state, not an event
+stored_effect   harness      ok: one record read back from the effect store after drain
+                             (value.key, value.kind, value.idempotency_key, value.task_id,
+                             value.count): the final state, not an event
+dlq_entry       harness      ok: one task read back from the dead-letter queue after drain
+                             (value.task_id, value.key, value.name, value.args,
+                             value.kwargs, value.exception, value.copies): the final state
 fault_start     nemesis      invoke/ok: a fault is applied; ok.value says what it did
 fault_stop      nemesis      invoke/ok: that fault is healed
-phase           harness      ok: run phase markers (load_start, heal, quiesce, drain, check)
+phase           harness      ok: run phase markers (load_start, heal, quiesce, drain, check);
+                             ``final_state`` says what the drain read (effects_read,
+                             dlq_read, queues left)
 ==============  ===========  ===========================================================
 
 Common value keys: ``task_id``, ``name`` (task name), ``key`` (the workload's unique
@@ -77,6 +83,7 @@ class F:
     EFFECT = "effect"
     DLQ = "dlq"
     STORED_EFFECT = "stored_effect"
+    DLQ_ENTRY = "dlq_entry"
     FAULT_START = "fault_start"
     FAULT_STOP = "fault_stop"
     PHASE = "phase"

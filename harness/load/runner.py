@@ -32,10 +32,8 @@ import json
 import math
 import os
 import re
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -46,6 +44,7 @@ from harness.errors import ConfigError, HarnessError
 from harness.load._locust_main import ENV_SUMMARY_DIR
 from harness.load.stats import LoadResult, load_result_from_summaries
 from harness.load.target import LoadTarget
+from harness.stack import reaper
 from harness.stack._process import ManagedProcess, free_port, log_tail
 
 __all__ = ["LoadError", "LoadRun", "LoadSpec", "run_load"]
@@ -235,7 +234,7 @@ class LoadRun:
         if self._procs:
             raise RuntimeError("this LoadRun was already started: create a new LoadRun for another run")
         if self.work_dir is None:
-            self.work_dir = Path(tempfile.mkdtemp(prefix="chaos-load-"))
+            self.work_dir = Path(reaper.make_temp_dir("chaos-load-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
         env = locust_env(self.spec, self.target, self.summary_dir)
         port = free_port() if (self.spec.workers and self.spec.distribution == "master") else None
@@ -251,7 +250,7 @@ class LoadRun:
             # `with` runs no __exit__ when __enter__ raises: clean up here.
             self._reap()
             if self._own_dir:
-                shutil.rmtree(self.work_dir, ignore_errors=True)
+                reaper.remove_dir(self.work_dir)
             raise
         return self
 
@@ -362,7 +361,7 @@ class LoadRun:
                 self._reap()
         finally:
             if self._own_dir and self.work_dir is not None:
-                shutil.rmtree(self.work_dir, ignore_errors=True)
+                reaper.remove_dir(self.work_dir)
 
     def __enter__(self) -> LoadRun:
         return self.start()

@@ -89,7 +89,9 @@ def soak_schedule(duration_s: float, fault_every_s: float,
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="celery-chaos soak", description="Steady load with periodic faults, then a "
+    from harness.preflight import OneLineParser
+
+    p = OneLineParser(prog="celery-chaos soak", description="Steady load with periodic faults, then a "
                                 "report with time series, leak verdicts and the checkers' verdicts.")
     p.add_argument("--duration", required=True, help="how long to run: 90s, 30m, 1h")
     p.add_argument("--rate", type=float, default=20.0, help="unit submits per second (default 20)")
@@ -254,7 +256,9 @@ def _soak(args: argparse.Namespace, workload: Any, kinds: tuple[str, ...] | None
     _write_report(report_dir, run_dir, state, series, leaks, schedule, args, duration_s, sample_s,
                   time.monotonic() - t_start, stack_name, say)
     if state["interrupted"]:
-        return 130
+        from harness import interrupt
+
+        return interrupt.exit_code()  # 130 for SIGINT, 143 for SIGTERM
     if state["error"] is not None or state["result"] is None:
         return 2
     from harness.checkers import Validity, overall

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.checkers import Expectations, Validity, Verdict, check_all, overall
+from harness.checkers import Expectations, Validity, Verdict, build_index, check_all, overall
 from harness.errors import ConfigError
 from harness.faults.nemesis import AppliedFault, Nemesis
 from harness.faults.schedule import Schedule
@@ -394,22 +394,22 @@ def run_under_load(stack: Any, deployment: Any, schedule: Schedule, *, rate_per_
             helper.notes.append(f"not quiescent after {quiesce_timeout_s:.0f} s: {json.dumps(state, default=str)[:400]}")
         t = time.monotonic()
         helper.stop_workers(group)
-        helper.drain(recorder, app, counts)
+        helper.drain(recorder, app, counts, state.get("queues") if isinstance(state, dict) else None)
         phase("drain")
         timings["drain_s"] = round(time.monotonic() - t, 3)
-        history = read_history(history_dir)
-        helper.record_dlq_store(recorder, history)
         phase("check")
         history = read_history(history_dir)
         units = read_units(history_dir / "units")
         kill_kinds = frozenset(k for k in schedule.kinds if k in _KILL_LIKE)
         exp_opts: dict[str, Any] = {
             "run_id": rid, "expected_outcomes": {u.key: u.expected for u in units},
+            "declared_effects": {u.key: u.effects for u in units}, "claim": helper.claim,
             "require_fault_bite": bool(schedule), "kill_fault_kinds": kill_kinds,
             "throughput_recovery_fraction": recovery_fraction, "throughput_window_s": window_s,
             "throughput_recovery_slo_s": recovery_slo_s, **(expectations or {})}
         exp = Expectations.from_celery_config(conf, **exp_opts)
-        verdicts = check_all(history, exp, helper.checkers_for(exp))
+        index = build_index(history, run_id=exp.run_id, kill_fault_kinds=exp.kill_fault_kinds)
+        verdicts = check_all(index, exp, helper.checkers_for(exp, index))
         windows, rates = window_stats(history, load_start_ns=load_start_ns, load_end_ns=load_end_ns,
                                       window_s=window_s, recovery_fraction=recovery_fraction)
         counts.update(units=len(units), ops=len(history), faults_bit=sum(1 for a in applied if a.bit))

@@ -7,12 +7,16 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import tempfile
 from pathlib import Path
 
+from harness.report.audit import audit_statuses, scenario_observation
 from harness.report.html import to_html
 from harness.report.junit import to_junit_xml
-from harness.report.model import CertificationReport, FaultWindow, ScenarioReport, TimelinePoint
+from harness.report.model import AuditEntry, CertificationReport, FaultWindow, ScenarioReport, TimelinePoint
 from harness.report.timeline import build_timeline, fault_windows
 
 
@@ -30,11 +34,35 @@ def write_report(report: CertificationReport, directory: str | Path) -> dict[str
     for sc in report.scenarios:
         if sc.history_file:
             paths[f"history:{sc.name}"] = write_history(sc.history, d / sc.history_file)
-    paths["json"].write_text(json.dumps(report.to_dict(), indent=2, default=str))
-    paths["html"].write_text(to_html(report))
-    paths["junit"].write_text(to_junit_xml(report))
+            if sc.expectations:
+                # Beside the history, so `celery-chaos check` derives the same verdict.
+                exp_path = d / sc.history_file.replace(".jsonl", ".expectations.json")
+                write_text_atomically(exp_path, json.dumps(sc.expectations, indent=1, default=str))
+                paths[f"expectations:{sc.name}"] = exp_path
+    write_text_atomically(paths["json"], json.dumps(report.to_dict(), indent=2, default=str))
+    write_text_atomically(paths["html"], to_html(report))
+    write_text_atomically(paths["junit"], to_junit_xml(report))
     return paths
 
 
-__all__ = ["CertificationReport", "FaultWindow", "ScenarioReport", "TimelinePoint", "build_timeline",
-           "fault_windows", "to_html", "to_junit_xml", "write_report"]
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temp file and os.replace: a reader never sees half a file.
+
+    >>> import pathlib, tempfile
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "r.json"; write_text_atomically(p, "{}"); p.read_text()
+    '{}'
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+__all__ = ["AuditEntry", "CertificationReport", "FaultWindow", "ScenarioReport", "TimelinePoint", "audit_statuses",
+           "build_timeline", "fault_windows", "scenario_observation", "to_html", "to_junit_xml", "write_report",
+           "write_text_atomically"]

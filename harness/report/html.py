@@ -14,10 +14,11 @@ from __future__ import annotations
 import html
 import json
 
-from harness.report.model import CertificationReport, ScenarioReport
+from harness.report.model import CertificationReport, ScenarioReport, allowed_words
 
-_COLORS = {"true": "#1a7f37", "unknown": "#9a6700", "false": "#cf222e", "skipped": "#57606a"}
-_LABEL = {"true": "valid", "unknown": "unknown", "false": "INVALID", "skipped": "skipped"}
+_COLORS = {"true": "#1a7f37", "unknown": "#57606a", "false": "#cf222e", "skipped": "#8c959f", "allowed": "#bf8700"}
+_LABEL = {"true": "valid", "unknown": "unknown", "false": "INVALID", "skipped": "skipped",
+          "allowed": "allowed by your claim"}
 _CSS = """
 body{font:14px/1.45 -apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1100px;color:#1f2328;padding:0 16px}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 6px;border-top:1px solid #d0d7de;padding-top:16px}
@@ -91,10 +92,31 @@ def _chart(s: ScenarioReport, width: int = 1040) -> str:
     return "".join(parts) + legend
 
 
+def _state(valid: str, allowed: dict[str, int]) -> str:
+    # A pass that a weaker claim allowed is amber, never the green of "nothing happened".
+    return "allowed" if valid == "true" and allowed else valid
+
+
+def _human(name: str) -> str:
+    return name.replace("_", " ")
+
+
+def _counts(counts: dict[str, int]) -> str:
+    shown = [f"{_human(k)}: {n}" for k, n in counts.items() if n]
+    return "; ".join(shown) if shown else "all zero"
+
+
+def _metric(name: str, value: float) -> str:
+    label = _human(name.removeprefix("timing_").removesuffix("_s"))
+    if name.endswith("_s"):
+        return f"{label} {value * 1000:.0f} ms" if value < 1 else f"{label} {value:.1f} s"
+    return f"{label} {value:.3g}"
+
+
 def _scenario(s: ScenarioReport) -> str:
     rows = []
     for name, v in s.verdicts.items():
-        counts = ", ".join(f"{k}={n}" for k, n in v.counts.items())
+        counts = _counts(dict(v.counts))
         notes = "<br>".join(html.escape(n) for n in v.notes[:4])
         ce = ""
         if v.counterexamples:
@@ -102,27 +124,79 @@ def _scenario(s: ScenarioReport) -> str:
                   f"{html.escape(json.dumps(list(v.counterexamples)[:10], indent=1, default=str))}</pre></details>")
         rows.append(f"<tr><td>{html.escape(name)}</td><td>{_badge(v.valid.value)}</td><td>{html.escape(counts)}</td>"
                     f"<td>{notes}{ce}</td></tr>")
-    metrics = ", ".join(f"{k}={v:.3g}" for k, v in s.metrics.items())
+    metrics = ", ".join(_metric(k, v) for k, v in s.metrics.items())
     sched = html.escape(json.dumps(s.schedule, indent=1, default=str))
     err = f'<pre style="color:#cf222e">{html.escape(s.error)}</pre>' if s.error else ""
     replay = f"<p>replay: <code>{html.escape(s.replay)}</code></p>" if s.replay else ""
-    return (f'<h2 id="{html.escape(s.name)}">{html.escape(s.name)} {_badge(s.valid)}</h2>'
-            f'<p class="muted">{html.escape(s.description)} — {s.elapsed_s:.1f}s. {html.escape(metrics)}</p>{err}'
+    allowed = (f'<p style="color:#9a6700"><b>allowed by your claim: {html.escape(allowed_words(s.allowed))}</b>'
+               "; the default claim (at-least-once delivery, exactly-once effects) would fail this scenario</p>"
+               if s.allowed else "")
+    return (f'<h2 id="{html.escape(s.name)}">{html.escape(s.name)} {_badge(_state(s.valid, s.allowed))}</h2>'
+            f'<p class="muted">{html.escape(s.description)} — {s.elapsed_s:.1f}s. {html.escape(metrics)}</p>{allowed}{err}'
             f"{_chart(s)}<table><tr><th>checker</th><th>verdict</th><th>counts</th><th>notes</th></tr>{''.join(rows)}"
             f"</table><details><summary>fault schedule as run</summary><pre>{sched}</pre></details>{replay}")
+
+
+_AUDIT_COLORS = {"confirmed": "#cf222e", "refuted": "#1a7f37", "not exercised": "#8c959f"}
+
+
+def _audit(report: CertificationReport) -> str:
+    """The static audit's risks with their statuses (confirmed red, refuted green, not exercised grey)."""
+    if report.audit is None:
+        return ""
+    if not report.audit:
+        return '<h2 id="audit">Static audit</h2><p class="muted">the audit found no risk in the configuration</p>'
+    rows = "".join(
+        f"<tr><td>{e.risk.mode}</td><td>{html.escape(e.risk.title)}<br><code>{html.escape(e.risk.setting)}</code></td>"
+        f"<td>{html.escape(e.risk.severity)}</td>"
+        f'<td><span class="badge" style="background:{_AUDIT_COLORS.get(e.status, "#57606a")}">'
+        f"{html.escape(e.status)}</span>"
+        + (f'<br><span class="muted">{html.escape(", ".join(e.scenarios))}</span>' if e.scenarios else "")
+        + f"</td><td>{html.escape(e.risk.fix)}</td></tr>"
+        for e in report.audit)
+    return ('<h2 id="audit">Static audit</h2><p class="muted">risks read from the configuration '
+            "(<code>celery-chaos audit</code>), each marked by what the scenarios observed</p>"
+            "<table><tr><th>mode</th><th>risk</th><th>severity</th><th>status</th><th>fix</th></tr>"
+            f"{rows}</table>")
+
+
+def _coverage(report: CertificationReport) -> str:
+    cov = report.coverage
+    if not cov:
+        return ""
+    rows = "".join(
+        f"<tr><td><code>{html.escape(name)}</code></td><td>{row['executed']}</td>"
+        + (f"<td>cut {row['cut']}× (in {html.escape(', '.join(row['cut_in']))})</td>" if row["cut"]
+           else f'<td style="color:#9a6700">not cut: {html.escape(row["why_not"])}</td>')
+        + "</tr>" for name, row in cov.items())
+    return ("<h2>Fault coverage per task</h2><p class=\"muted\">A bug hides in the task that was never cut: each task "
+            "name the workload ran, and whether a kill cut it mid-run.</p>"
+            f"<table><tr><th>task</th><th>executions</th><th>cut mid-run</th></tr>{rows}</table>")
 
 
 def to_html(report: CertificationReport) -> str:
     """Render the whole report as one HTML document (a string)."""
     summary_rows = "".join(
-        f'<tr><td><a href="#{html.escape(s.name)}">{html.escape(s.name)}</a></td><td>{_badge(s.valid)}</td>'
+        f'<tr><td><a href="#{html.escape(s.name)}">{html.escape(s.name)}</a></td>'
+        f"<td>{_badge(_state(s.valid, s.allowed))}</td>"
         f"<td>{s.elapsed_s:.1f}s</td><td>{html.escape(', '.join(str(f.get('kind', '')) for f in s.schedule))}</td></tr>"
         for s in report.scenarios)
-    head = (f"<h1>Celery chaos certification {_badge(report.valid)}</h1>"
-            f'<p class="muted">profile <b>{html.escape(report.profile)}</b> · app <code>{html.escape(report.app)}</code>'
+    claim = report.claim
+    state = _state(report.valid, report.allowed)
+    head = (f"<h1>Celery chaos certification {_badge(state)}</h1>"
+            f'<p style="font-size:15px">claim: <b>{html.escape(claim.get("delivery", "?"))}</b> delivery, '
+            f'<b>{html.escape(claim.get("effects", "?"))}</b> effects</p>'
+            + (f'<p style="color:#9a6700"><b>allowed by your claim: {html.escape(allowed_words(report.allowed))}</b></p>'
+               if state == "allowed" else "")
+            + "".join(f'<p class="muted">{html.escape(role)}: {html.escape(text)}</p>'
+                      for role, text in report.substitutions.items())
+            + f'<p class="muted">profile <b>{html.escape(report.profile)}</b> · app <code>{html.escape(report.app)}</code>'
             f" · workload <code>{html.escape(report.workload)}</code> · seed {report.seed} · {report.elapsed_s:.0f}s</p>")
+    if report.interrupted:
+        head += (f"<p><b>Interrupted by {html.escape(report.interrupted)}</b>: a partial report of the "
+                 f"{len(report.scenarios)} scenario(s) that finished; the rest did not run.</p>")
     table = (f"<table><tr><th>scenario</th><th>verdict</th><th>time</th><th>faults</th></tr>{summary_rows}</table>"
              if report.scenarios else '<p class="muted">no scenario ran: the certification is unknown</p>')
-    body = head + table + "".join(_scenario(s) for s in report.scenarios)
+    body = head + table + _coverage(report) + _audit(report) + "".join(_scenario(s) for s in report.scenarios)
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Celery chaos certification: '
-            f"{_LABEL.get(report.valid, report.valid)}</title><style>{_CSS}</style></head><body>{body}</body></html>")
+            f"{_LABEL.get(state, state)}</title><style>{_CSS}</style></head><body>{body}</body></html>")

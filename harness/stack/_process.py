@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from harness.errors import StackStartTimeout
+from harness.stack import reaper
 
 _PR_SET_PDEATHSIG = 1
 
@@ -45,8 +46,9 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def _die_with_parent() -> None:
-    # Last-resort safety net: if the harness process is SIGKILLed, the kernel kills
-    # the server too. Runs in the child after setuid, so it is not cleared by it.
+    # Belt and braces next to the reaper (harness.stack.reaper): if the harness is SIGKILLed, the
+    # kernel kills the server too. It follows the spawning *thread*, hence only from the main
+    # thread. Runs in the child after setuid, so it is not cleared by it.
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -98,13 +100,15 @@ class ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         in_main_thread = threading.current_thread() is threading.main_thread()
+        # The reaper finds the child (and all it forks) by this token, whichever thread spawns it.
+        env = reaper.child_env(self.env)
         try:
             self._popen = subprocess.Popen(
                 self.argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=self.env,
+                env=env,
                 cwd=self.cwd,
                 user=self.user,
                 group=self.group,
@@ -115,6 +119,7 @@ class ManagedProcess:
             raise FileNotFoundError(f"{self.name}: cannot run {self.argv[0]!r}: {exc}") from exc
         finally:
             log.close()
+        reaper.register_group(self._popen.pid)
         return self
 
     def is_running(self) -> bool:
@@ -139,7 +144,8 @@ class ManagedProcess:
         try:
             self._popen.wait(timeout=10)
         except subprocess.TimeoutExpired:  # pragma: no cover - the kernel is in trouble
-            pass
+            return
+        reaper.unregister_group(self._popen.pid)
 
     def stop(self, timeout: float = 15.0, sig: int = signal.SIGTERM) -> None:
         """Graceful stop with `sig`, then SIGKILL of the group after `timeout` seconds."""

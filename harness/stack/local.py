@@ -17,7 +17,6 @@ import os
 import secrets
 import shutil
 import sys
-import tempfile
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from harness.errors import ConfigError
+from harness.stack import reaper
 from harness.stack._process import ManagedProcess, free_port
 from harness.stack.base import ProxiedEndpoint, Role, StackLifecycle, StackURLs
 from harness.stack.rabbitmq import LocalRabbitMQ
@@ -136,8 +136,8 @@ class LocalStack(StackLifecycle):
             raise ConfigError("toxiproxy='real' but toxiproxy-server is not on PATH: install it, or use 'builtin'")
         argv_head = [real] if (real and choice in ("auto", "real")) else [sys.executable, "-m", "harness.toxiproxy"]
         port = free_port()
-        self._toxiproxy_dir = Path(tempfile.mkdtemp(prefix="chaos-toxiproxy-"))
-        self._exit.callback(shutil.rmtree, self._toxiproxy_dir, True)
+        self._toxiproxy_dir = Path(reaper.make_temp_dir("chaos-toxiproxy-"))
+        self._exit.callback(reaper.remove_dir, self._toxiproxy_dir)
         self._toxiproxy_proc = ManagedProcess(
             "toxiproxy", [*argv_head, "-host", "127.0.0.1", "-port", str(port)],
             log_path=self._toxiproxy_dir / "toxiproxy.log",

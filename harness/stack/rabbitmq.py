@@ -22,11 +22,11 @@ import secrets
 import shutil
 import signal
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import ConfigError, HarnessError
+from harness.stack import reaper
 from harness.stack._process import ManagedProcess, free_port
 
 _INSTALL_HINT = (
@@ -97,7 +97,7 @@ class LocalRabbitMQ:
             except KeyError as exc:
                 raise ConfigError("running as root needs the `rabbitmq` user: reinstall rabbitmq-server") from exc
         self._own_base = base_dir is None
-        base = base_dir or Path(tempfile.mkdtemp(prefix="chaos-rabbitmq-"))
+        base = base_dir or Path(reaper.make_temp_dir("chaos-rabbitmq-"))
         tag = secrets.token_hex(4)
         self.config = RabbitMQConfig(
             node_name=f"chaos-{tag}@localhost",
@@ -239,7 +239,7 @@ class LocalRabbitMQ:
         self._node.stop(timeout=15)
         self._epmd.stop(timeout=5)
         if self._own_base:
-            shutil.rmtree(self.config.base_dir, ignore_errors=True)
+            reaper.remove_dir(self.config.base_dir)
 
     def ctl(self, *args: str, timeout: float = 30.0) -> str:
         """Run `rabbitmqctl -n NODE ARGS…` against this node; raise HarnessError with its output on failure.

@@ -15,10 +15,10 @@ import secrets
 import shutil
 import signal
 import socket
-import tempfile
 from pathlib import Path
 
 from harness.errors import ConfigError
+from harness.stack import reaper
 from harness.stack._process import ManagedProcess, free_port
 
 _INSTALL_HINT = "install it with `sudo apt-get install -y redis-server` (Debian/Ubuntu) or point CHAOS_REDIS_SERVER at it"
@@ -46,8 +46,9 @@ class LocalRedis:
         self.startup_timeout = startup_timeout
         self.port = free_port()
         self.password = secrets.token_urlsafe(18)
-        self.base_dir = Path(tempfile.mkdtemp(prefix=f"chaos-{name}-"))
+        # Find the binary first: a missing redis-server must leave no empty temp dir behind.
         binary = find_redis_server(server_bin or os.environ.get("CHAOS_REDIS_SERVER"))
+        self.base_dir = Path(reaper.make_temp_dir(f"chaos-{name}-"))
         conf = self.base_dir / "redis.conf"
         conf.write_text(
             f"port {self.port}\nbind 127.0.0.1\nprotected-mode yes\nrequirepass {self.password}\n"
@@ -111,7 +112,7 @@ class LocalRedis:
 
     def close(self) -> None:
         self._proc.stop(timeout=5)
-        shutil.rmtree(self.base_dir, ignore_errors=True)
+        reaper.remove_dir(self.base_dir)
 
     def __enter__(self) -> LocalRedis:
         try:

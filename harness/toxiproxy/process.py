@@ -80,7 +80,9 @@ class ToxiproxyProcess:
         fd, name = tempfile.mkstemp(prefix="toxiproxy-", suffix=".log")
         self._log_path = Path(name)
         root = str(Path(__file__).resolve().parents[2])
-        env = dict(os.environ if self.env is None else self.env)
+        from harness.stack import reaper
+
+        env = reaper.child_env(self.env)  # found and killed by the reaper if this owner is SIGKILLed
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         cmd = [sys.executable, "-m", "harness.toxiproxy", "-host", self.host, "-port", str(port),
                *self.extra_args]

@@ -26,10 +26,8 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -38,6 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness.errors import ConfigError, HarnessError, UnsupportedFault
+from harness.stack import reaper
 from harness.stack._process import ManagedProcess, log_tail
 
 Pool = Literal["prefork", "threads", "solo"]
@@ -269,7 +268,7 @@ class WorkerProcess:
         if paths:
             env["PYTHONPATH"] = os.pathsep.join(paths)
         if self._tmp_dir is None:
-            self._tmp_dir = Path(tempfile.mkdtemp(prefix="chaos-worker-tmp-"))
+            self._tmp_dir = Path(reaper.make_temp_dir("chaos-worker-tmp-"))
         env["TMPDIR"] = str(self._tmp_dir)
         env.update(self.spec.env)
         return env
@@ -286,7 +285,7 @@ class WorkerProcess:
     def log_dir(self) -> Path:
         """Where the worker's logs go (a temp dir made at the first spawn when none was given)."""
         if self._log_dir is None:
-            self._log_dir = Path(tempfile.mkdtemp(prefix="chaos-worker-"))
+            self._log_dir = Path(reaper.make_temp_dir("chaos-worker-"))
         return self._log_dir
 
     @property
@@ -335,7 +334,7 @@ class WorkerProcess:
 
     def _remove_tmp_dir(self) -> None:
         if self._tmp_dir is not None:
-            shutil.rmtree(self._tmp_dir, ignore_errors=True)
+            reaper.remove_dir(self._tmp_dir)
             self._tmp_dir = None
 
     def _control(self) -> Any:
@@ -440,7 +439,7 @@ class WorkerProcess:
                     self._control_app.close()
                 self._control_app = None
             if self._own_dir and self._log_dir is not None:
-                shutil.rmtree(self._log_dir, ignore_errors=True)
+                reaper.remove_dir(self._log_dir)
                 self._log_dir = None
             self._remove_tmp_dir()
 

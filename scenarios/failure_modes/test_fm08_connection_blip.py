@@ -37,7 +37,7 @@ pytestmark = pytest.mark.chaos
 
 BLIP = Schedule.of(when(on_execute("probes.work", delay_s=0.5), RolePartition("worker_broker", mode="proxy_down"),
                         duration_s=1.5))
-CHECKERS = ("lost_tasks", "duplicates", "liveness", "recovery")
+CHECKERS = ("lost_tasks", "effects", "duplicates", "liveness", "recovery")
 
 
 def _run(stack: Any, *, cancel: bool) -> tuple[Any, str]:
@@ -54,9 +54,10 @@ def test_fm08_vulnerable_running_task_and_its_redelivery_both_apply_the_effect(c
     assert result.valid is Validity.FALSE, result.summary()
     dup = result.verdict("duplicates")
     assert dup.counts["concurrent_duplicates"] == 1 and dup.counts["cause_redelivery"] == 1, result.summary()
-    examples = violations(result, "duplicates", "duplicate_effect")
+    # Judged on the store: the effect of the unit running at the blip is there twice.
+    examples = violations(result, "effects", "duplicate_effect")
     assert examples and {e["key"] for e in examples} == {result.run_id + ":probe:0"}
-    assert all(e["applied"] == 2 for e in examples)
+    assert all(e["stored"] == 2 for e in examples)
     runs = executions(result, task_id)
     assert [e["outcome"] for e in runs] == ["ok", "ok"]
     assert runs[1]["start_s"] < runs[0]["end_s"]  # the copy started while the original still ran
@@ -68,6 +69,6 @@ def test_fm08_safe_cancel_on_connection_loss_leaves_one_effect(chaos_stack: Any)
     dup = result.verdict("duplicates")
     # The fault bit: the task did run twice, but never at the same time, and wrote once.
     assert dup.counts["duplicate_executions"] == 1 and dup.counts["concurrent_duplicates"] == 0, result.summary()
-    assert dup.counts["duplicate_effect"] == 0
+    assert result.verdict("effects").counts["duplicate_effect"] == 0
     runs = executions(result, task_id)
     assert len(runs) == 2 and runs[1]["outcome"] == "ok" and runs[0]["outcome"] != "ok"

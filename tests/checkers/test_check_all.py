@@ -17,14 +17,19 @@ from harness.checkers import (
     default_checkers,
     overall,
 )
+from harness.checkers.claim import Claim
 from harness.checkers.index import HistoryIndex
 from harness.errors import ConfigError
 
 
 def test_default_checkers_follow_the_expectations() -> None:
-    assert sorted(default_checkers(Expectations())) == ["duplicates", "latency", "liveness", "lost_tasks", "recovery"]
+    assert sorted(default_checkers(Expectations())) == ["duplicates", "latency", "liveness", "lost_tasks", "recovery",
+                                                        "redelivery"]
+    weak = Expectations(claim=Claim(delivery="at-most-once"))
+    assert "redelivery" not in default_checkers(weak)
+    assert "effects" in default_checkers(Expectations(declared_effects={"k": ("a:k",)}))
     full = Expectations(acks_late=True, retry_policy=RetryPolicy(), dead_letter_queue=True, chords=True,
-                        rate_limits={"t": 1.0})
+                        rate_limits={"t": 1.0}, declared_effects={"k": ()})
     assert sorted(default_checkers(full)) == sorted(CHECKERS)
 
 

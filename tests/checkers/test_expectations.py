@@ -7,6 +7,7 @@ import json
 import pytest
 
 from harness.checkers import Expectations, RetryPolicy
+from harness.checkers.claim import Claim
 from harness.errors import ConfigError
 
 
@@ -15,12 +16,26 @@ from harness.errors import ConfigError
     (True, False, False, True),     # late acks: a child kill is acked as failed (WorkerLostError)
     (True, True, False, False),     # late acks + reject on worker lost: always redelivered
 ])
-def test_loss_allowance_follows_the_ack_configuration(acks_late: bool, reject: bool, worker_loss: bool,
-                                                       child_loss: bool) -> None:
+def test_the_configuration_explains_losses_and_the_claim_decides(acks_late: bool, reject: bool, worker_loss: bool,
+                                                                  child_loss: bool) -> None:
     exp = Expectations(acks_late=acks_late, reject_on_worker_lost=reject)
-    assert exp.loss_allowed_on_kill(scope="worker") is worker_loss
-    assert exp.loss_allowed_on_kill(scope="child") is child_loss
-    assert exp.redelivery_expected_on_kill(scope="child") is (not child_loss)
+    assert exp.config_loses_on_kill(scope="worker") is worker_loss
+    assert exp.config_loses_on_kill(scope="child") is child_loss
+    # Under the default claim (at-least-once) no loss is allowed, whatever the configuration.
+    assert not exp.loss_allowed_on_kill(scope="worker") and not exp.loss_allowed_on_kill(scope="child")
+    assert exp.redelivery_expected_on_kill(scope="child")
+    weak = Expectations(acks_late=acks_late, reject_on_worker_lost=reject, claim=Claim(delivery="at-most-once"))
+    assert weak.loss_allowed_on_kill(scope="child") and not weak.redelivery_expected_on_kill(scope="child")
+
+
+def test_claims_parse_and_round_trip_with_the_expectations() -> None:
+    assert Claim.parse("at-most-once") == Claim(delivery="at-most-once")
+    assert Claim.parse("delivery=at-least-once, effects=at-least-once") == Claim(effects="at-least-once")
+    for bad in ("", "sometimes", "effects=twice", "at-most-once,delivery=at-least-once"):
+        with pytest.raises(ConfigError, match="--claim"):
+            Claim.parse(bad)
+    exp = Expectations(claim=Claim(effects="at-least-once"), declared_effects={"k": ("a:k", "b:k")})
+    assert Expectations.from_dict(exp.to_dict()) == exp
 
 
 def test_reject_without_late_acks_is_refused_with_the_fix() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from checker_ops import H, kinds
 
 from harness.checkers import Expectations, Validity, check_liveness
+from harness.checkers.claim import Claim
 
 
 def test_chain_key_complete_when_every_step_is() -> None:
@@ -27,10 +28,13 @@ def test_wrong_outcome() -> None:
     assert [(c["key"], c["actual"]) for c in v.violations()] == [("ka", "complete"), ("kc", "failed")]
 
 
-def test_allowed_loss_is_not_a_liveness_violation() -> None:
+def test_a_loss_is_stuck_work_unless_the_claim_allows_it() -> None:
     h = H().publish("t", "k").start("t", "w1.child-1", host="w1").fault("kill_worker", "f", hostname="w1")
-    assert check_liveness(h.ops, Expectations()).valid is Validity.TRUE
+    early = check_liveness(h.ops, Expectations())
+    assert early.valid is Validity.FALSE and early.violations()[0]["setting"] == "task_acks_late"
     assert check_liveness(h.ops, Expectations(acks_late=True)).valid is Validity.FALSE
+    weak = check_liveness(h.ops, Expectations(claim=Claim(delivery="at-most-once")))
+    assert weak.valid is Validity.TRUE and weak.counts["stuck_allowed_by_claim"] == 1
 
 
 def test_indeterminate_and_failed_publishes_are_not_stuck() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from checker_ops import H, kinds
 
 from harness.checkers import Expectations, Validity, check_lost_tasks
+from harness.checkers.claim import Claim
 
 
 def test_every_acknowledged_publish_finished() -> None:
@@ -29,14 +30,19 @@ def test_acknowledged_but_never_finished_is_lost_with_its_history() -> None:
     assert ce["last_op"] == "receive ok by worker-w1"
 
 
-def test_early_acks_may_lose_the_task_executing_when_the_worker_died() -> None:
+def test_early_acks_explain_a_loss_the_default_claim_does_not_allow() -> None:
     h = H().publish("t1", "k1").receive("t1").start("t1", "w1.child-1", host="w1")
     h.fault("kill_worker", "f1", hostname="w1")
     early = check_lost_tasks(h.ops, Expectations(acks_late=False))
-    assert early.valid is Validity.TRUE and early.counts["lost_allowed"] == 1
-    assert early.counterexamples[0]["killed_by"]["fault_id"] == "f1"
+    assert early.valid is Validity.FALSE and kinds(early) == [("lost", "t1")]
+    ce = early.violations()[0]
+    assert ce["killed_by"]["fault_id"] == "f1" and ce["setting"] == "task_acks_late"
+    assert "task_acks_late=True" in ce["fix"] and "task_reject_on_worker_lost=True" in ce["fix"]
+    weak = check_lost_tasks(h.ops, Expectations(acks_late=False, claim=Claim(delivery="at-most-once")))
+    assert weak.valid is Validity.TRUE and weak.counts["lost_allowed_by_claim"] == 1
+    assert weak.counterexamples[0]["allowed_by"] == "claim"
     late = check_lost_tasks(h.ops, Expectations(acks_late=True))
-    assert late.valid is Validity.FALSE and kinds(late) == [("lost", "t1")]
+    assert late.valid is Validity.FALSE and kinds(late) == [("lost", "t1")] and "setting" not in late.violations()[0]
 
 
 def test_a_prefetched_task_lost_on_a_kill_is_a_violation_even_with_early_acks() -> None:
@@ -45,10 +51,11 @@ def test_a_prefetched_task_lost_on_a_kill_is_a_violation_even_with_early_acks() 
     assert check_lost_tasks(h.ops, Expectations()).valid is Validity.FALSE
 
 
-def test_late_acks_child_kill_without_reject_may_lose() -> None:
+def test_late_acks_child_kill_without_reject_is_named_as_the_cause() -> None:
     h = (H().publish("t1", "k1").start("t1", "worker-w1.child-1").worker_lost("t1")
          .end("t1", "worker-w1.child-1", result="info", state="WORKER_LOST"))
-    assert check_lost_tasks(h.ops, Expectations(acks_late=True)).valid is Validity.TRUE
+    late = check_lost_tasks(h.ops, Expectations(acks_late=True))
+    assert late.valid is Validity.FALSE and late.violations()[0]["setting"] == "task_reject_on_worker_lost"
     strict = Expectations(acks_late=True, reject_on_worker_lost=True)
     assert kinds(check_lost_tasks(h.ops, strict)) == [("lost", "t1")]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from checker_ops import H, kinds
 
 from harness.checkers import Expectations, Validity, check_redelivery
+from harness.checkers.claim import Claim
 
 LATE = Expectations(acks_late=True)
 LATE_REJECT = Expectations(acks_late=True, reject_on_worker_lost=True)
@@ -50,8 +51,9 @@ def test_child_kill_needs_reject_on_worker_lost() -> None:
     h = (H().publish("t1", "k1").start("t1", "worker-w1.child-1", at=1).worker_lost("t1", at=2)
          .end("t1", "worker-w1.child-1", result="info", at=2.1))
     assert kinds(check_redelivery(h.ops, LATE_REJECT)) == [("not_redelivered", "t1")]
-    late_only = check_redelivery(h.ops, LATE)   # Celery acks it as failed: nothing expected
-    assert late_only.valid is Validity.UNKNOWN and late_only.counts["cut_loss_allowed"] == 1
+    late_only = check_redelivery(h.ops, LATE)   # Celery acks it as failed: the claim is still violated
+    assert kinds(late_only) == [("not_redelivered", "t1")]
+    assert late_only.violations()[0]["setting"] == "task_reject_on_worker_lost"
 
 
 def test_vacuous_cases_are_unknown() -> None:
@@ -59,8 +61,8 @@ def test_vacuous_cases_are_unknown() -> None:
     v = check_redelivery(nothing_in_flight.ops, LATE)
     assert v.valid is Validity.UNKNOWN and "no task was executing" in v.notes[0]
     assert "no worker was killed" in check_redelivery(H().done("t", "k").ops, LATE).notes[0]
-    early = check_redelivery(killed_worker().ops, Expectations())
-    assert early.valid is Validity.UNKNOWN and "acks_late is False" in early.notes[0]
+    weak = check_redelivery(killed_worker().ops, Expectations(claim=Claim(delivery="at-most-once")))
+    assert weak.valid is Validity.UNKNOWN and "at-most-once" in weak.notes[0]
     vacuous_ok = check_redelivery(nothing_in_flight.ops, Expectations(acks_late=True, require_fault_bite=False))
     assert vacuous_ok.valid is Validity.TRUE and "vacuous" in vacuous_ok.notes[0]
 

@@ -51,9 +51,10 @@ def _spec(tmp: Path, queue: str, *, acks_late: bool, reject: bool, idempotent: b
                            "ENGINE_REJECT_ON_WORKER_LOST": str(int(reject)), "ENGINE_IDEMPOTENT": str(int(idempotent))})
 
 
-def _kill_on_charge(stack: Any, tmp: Path, *, acks_late: bool, reject: bool, idempotent: bool = True) -> RunResult:
+def _kill_on_charge(stack: Any, tmp: Path, *, acks_late: bool, reject: bool, idempotent: bool = True,
+                    claim: str | None = None) -> RunResult:
     queue = f"engine-{uuid.uuid4().hex[:6]}"
-    return Run(stack, app=APP, workload=EngineWorkload(tmp / "effects", seconds=1.5, queue=queue),
+    return Run(stack, app=APP, workload=EngineWorkload(tmp / "effects", seconds=1.5, queue=queue), claim=claim,
                workers=[_spec(tmp, queue, acks_late=acks_late, reject=reject, idempotent=idempotent)],
                schedule=Schedule.of(when(on_effect("charge"), KillWorkerChild())),
                n_per_kind=3, directory=tmp / "run", quiesce_timeout_s=45).execute()
@@ -66,20 +67,29 @@ def _killed(result: RunResult) -> dict[str, Any]:
     return applied.effect
 
 
-def test_early_acks_lose_the_killed_task(chaos_stack: Any, tmp_path: Path) -> None:
+def test_early_acks_lose_the_killed_task_and_the_default_claim_says_so(chaos_stack: Any, tmp_path: Path) -> None:
     result = _kill_on_charge(chaos_stack, tmp_path, acks_late=False, reject=False)
     killed = _killed(result)
     assert result.expectations.acks_late is False  # read from the worker's own configuration
+    assert result.valid is Validity.FALSE, result.summary()
     lost = result.verdict("lost_tasks")
-    assert lost.counts["lost_allowed"] == 1 and lost.counts["lost"] == 0, result.summary()
-    (example,) = [c for c in lost.counterexamples if c["kind"] == "lost"]
-    assert example["task_id"] == killed["task_id"]
-    assert example["killed_by"]["scope"] == "child"
-    assert "early acks" in example["reason"]
+    assert lost.counts["lost"] == 1 and lost.counts["lost_allowed"] == 0, result.summary()
+    (example,) = lost.violations()
+    assert example["task_id"] == killed["task_id"] and example["killed_by"]["scope"] == "child"
+    # The configuration explains the loss and names the fix; it does not excuse it.
+    assert example["setting"] == "task_acks_late" and "task_reject_on_worker_lost=True" in example["fix"]
     assert lost.counts["succeeded"] == 2
-    assert result.verdict("liveness").counts.get("stuck_allowed") == 1
-    assert "redelivery" not in result.verdicts  # early acks: no redelivery is expected at all
+    assert result.verdict("liveness").counts.get("stuck") == 1
+    assert [c["task_id"] for c in result.verdict("redelivery").violations()] == [killed["task_id"]]
     assert result.quiesced
+
+
+def test_an_at_most_once_claim_allows_the_loss_and_says_so(chaos_stack: Any, tmp_path: Path) -> None:
+    result = _kill_on_charge(chaos_stack, tmp_path, acks_late=False, reject=False, claim="at-most-once")
+    assert result.expectations.claim.allows_loss
+    assert result.valid is Validity.TRUE, result.summary()
+    assert result.verdict("lost_tasks").counts["lost_allowed_by_claim"] == 1
+    assert "redelivery" not in result.verdicts  # at-most-once: nothing is expected back
 
 
 def test_late_acks_with_reject_on_worker_lost_redeliver_the_killed_task(chaos_stack: Any, tmp_path: Path) -> None:
@@ -109,10 +119,12 @@ def test_non_idempotent_effect_is_duplicated_by_the_redelivery(chaos_stack: Any,
     result = _kill_on_charge(chaos_stack, tmp_path, acks_late=True, reject=True, idempotent=False)
     killed = _killed(result)
     assert result.valid is Validity.FALSE
-    dup = result.verdict("duplicates")
-    assert dup.valid is Validity.FALSE and dup.counts["duplicate_effect"] == 1, result.summary()
-    (example,) = dup.violations()
-    assert example["kind"] == "duplicate_effect" and example["effect_kind"] == "charge" and example["applied"] == 2
+    # Judged on the store's final contents: the effects checker; the reported re-application is evidence.
+    assert result.verdict("duplicates").counts["effects_reapplied"] == 1
+    fx = result.verdict("effects")
+    assert fx.valid is Validity.FALSE and fx.counts["duplicate_effect"] == 1, result.summary()
+    (example,) = fx.violations()
+    assert example["kind"] == "duplicate_effect" and example["effect_kind"] == "charge" and example["stored"] == 2
     key = next(op.value["key"] for op in result.history or () if op.value and op.value.get("task_id") == killed["task_id"]
                and op.f == F.EXECUTE)
     assert example["key"] == key

@@ -1,0 +1,76 @@
+"""Which result backend a run uses: the app's own where the stack can, the stack's where it must.
+
+Responsibility: one decision, as data. The chords, the results and the backend faults must be
+the production ones: an app configured with ``db+sqlite://`` or ``rpc://`` keeps it (chords then
+take Celery's ``chord_unlock`` path, as in production); a Redis backend is served by the stack's
+Redis through the per-role fault proxies; a backend the stack cannot provide (PostgreSQL,
+MongoDB ...) is replaced by the stack's Redis, and the plan says so in a sentence the report and
+the terminal show. ``faults_apply`` tells whether backend faults act on what the app uses.
+
+Example:
+    >>> plan = plan_result_backend("db+sqlite:////tmp/results.db")
+    >>> plan.keep_app_backend, plan.faults_apply
+    (True, False)
+    >>> plan_result_backend("redis://cache:6379/1").keep_app_backend
+    False
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["BackendPlan", "plan_result_backend"]
+
+_STACK_SERVES = ("redis", "rediss")
+_KEPT = {"db": "a SQLAlchemy database", "rpc": "the broker (rpc://)", "django-db": "Django's database",
+         "file": "a file system path", "cache": "a cache"}
+
+
+@dataclass(frozen=True, slots=True)
+class BackendPlan:
+    """What the run does with the app's result backend, and the sentence that says so."""
+
+    app_backend: str  # the scheme the app names ("" when it has none)
+    keep_app_backend: bool  # the workers and the producer keep the app's own setting
+    faults_apply: bool  # backend faults act on the backend the app really uses
+    note: str  # "" when the app gets what it names
+
+    def to_dict(self) -> dict[str, object]:
+        return {"app_backend": self.app_backend, "keep_app_backend": self.keep_app_backend,
+                "faults_apply": self.faults_apply, "note": self.note}
+
+
+def _scheme(url: str) -> str:
+    head = url.split("://", 1)[0] if "://" in url else url
+    return head.split("+", 1)[0].lower()
+
+
+def plan_result_backend(app_backend: object) -> BackendPlan:
+    """The plan for an app whose ``result_backend`` setting is `app_backend` (a URL, or None).
+
+    >>> plan_result_backend(None).keep_app_backend
+    False
+    >>> plan_result_backend("db+postgresql://db/results").note
+    "the app's result backend db+postgresql:// is replaced by the stack's Redis (through the fault proxy): chords and results behave as on Redis, not as in production"
+    """
+    url = str(app_backend or "").strip()
+    if not url or url.lower() in ("disabled", "none"):
+        # Apps commonly read the backend URL from the environment the harness sets for workers:
+        # the producer process cannot tell "none by design", so the workers get the stack's Redis.
+        return BackendPlan("", False, True, "")
+    scheme = _scheme(url)
+    if scheme in _STACK_SERVES:
+        return BackendPlan(scheme, False, True, "")
+    if scheme == "db" and "+postgresql" not in url and "+mysql" not in url and "sqlite" in url:
+        return BackendPlan(url.split("://", 1)[0], True, False,
+                           f"kept the app's result backend {url.split('://', 1)[0]}:// (a local SQLAlchemy "
+                           "database): it cannot be put behind the fault proxy, so backend faults do not act on it")
+    if scheme in ("rpc", "django-db"):
+        return BackendPlan(scheme, True, False,
+                           f"kept the app's result backend {scheme}:// ({_KEPT[scheme]}); backend faults do not act "
+                           "on it" + (" (results travel on the broker connection, through its proxy)"
+                                      if scheme == "rpc" else ""))
+    head = url.split("://", 1)[0] if "://" in url else url
+    return BackendPlan(head, False, True,
+                       f"the app's result backend {head}:// is replaced by the stack's Redis (through the fault "
+                       "proxy): chords and results behave as on Redis, not as in production")
