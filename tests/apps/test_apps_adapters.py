@@ -49,7 +49,7 @@ def test_bad_input_is_a_config_error_naming_the_fix(app_dir: str, monkeypatch: p
     monkeypatch.delenv(ENV_SWITCH[app_dir])
     with pytest.raises(ConfigError, match="choose from"):
         workload(app_dir, kinds=("refund",))
-    with pytest.raises(ConfigError, match="knows only hardened and own_result_backend"), \
+    with pytest.raises(ConfigError, match="knows only hardened=True/False"), \
             workload(app_dir).prepare(None, acks_late=False):  # type: ignore[attr-defined]
         pass
     with pytest.raises(ConfigError, match="contain no ':'"):
