@@ -89,7 +89,7 @@ class LedgerWorkload:
                 "LEDGER_BROKER_URL": stack.urls.url_for(Role.WORKER_BROKER),
                 "LEDGER_RESULT_BACKEND": f"db+sqlite:///{tmp / 'ledger-results.sqlite3'}",
             }
-            workload = LedgerWorkload(hardened=hardened, kinds=self.kinds)
+            workload = type(self)(hardened=hardened, kinds=self.kinds)
             # The producer is this process's app, configured once at import: give it this
             # deployment's result backend (the harness keeps an app's own db+sqlite backend, and
             # producer and workers must share the file: a chord's group is saved by the producer

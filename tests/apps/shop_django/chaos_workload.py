@@ -106,6 +106,11 @@ class ShopWorkload:
             _use_database(db_path)
             from shop.celery import app as producer_app
 
+            # Import the task modules now, as the shop's web process does through its views (and a
+            # worker through autodiscover_tasks): a @shared_task module imported only later would
+            # not be registered on an app the harness has already finalized and closed.
+            producer_app.loader.import_default_modules()
+
             env = {
                 "DJANGO_SETTINGS_MODULE": SETTINGS_MODULE,
                 # The worker imports `shop` from the project directory, like `celery -A shop worker` run there.
@@ -115,7 +120,7 @@ class ShopWorkload:
                 "SHOP_BROKER_URL": stack.urls.url_for(Role.WORKER_BROKER),
                 "SHOP_RESULT_BACKEND": f"db+sqlite:///{tmp / 'celery-results.sqlite3'}",
             }
-            workload = ShopWorkload(hardened=hardened, kinds=self.kinds)
+            workload = type(self)(hardened=hardened, kinds=self.kinds)
             # The producer is this process's app, configured once at import: give it this
             # deployment's result backend (the harness keeps an app's own db+sqlite backend, and
             # producer and workers must share the file: a chord's group is saved by the producer
