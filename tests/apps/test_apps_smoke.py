@@ -1,5 +1,6 @@
 """The example apps work on a real stack with no fault: one worker, one unit per kind, every
-declared effect read back from the app's own tables exactly once.
+declared effect read back from the app's own tables exactly once, every task's result in the
+app's own db+sqlite result backend.
 
 Each app's adapter is loaded from its file under a unique module name (both are called
 ``chaos_workload``, as a user's would be).
@@ -54,15 +55,12 @@ def load_adapter(app_dir: str) -> ModuleType:
 
 
 FULL = pytest.mark.full
-#: (app directory, hardened, own_result_backend); `make test` runs two cases (one per app, one of
-#: them on the app's own db+sqlite result backend), the others carry the `full` marker.
+#: (app directory, hardened); `make test` runs one case per app, the hardened ones carry `full`.
 CASES = [
-    pytest.param("shop_django", False, False, id="shop_django-defaults"),
-    pytest.param("ledger_sqla", False, True, id="ledger_sqla-defaults-own_backend"),
-    pytest.param("shop_django", True, False, id="shop_django-hardened", marks=FULL),
-    pytest.param("shop_django", False, True, id="shop_django-defaults-own_backend", marks=FULL),
-    pytest.param("ledger_sqla", False, False, id="ledger_sqla-defaults", marks=FULL),
-    pytest.param("ledger_sqla", True, False, id="ledger_sqla-hardened", marks=FULL),
+    pytest.param("shop_django", False, id="shop_django-defaults"),
+    pytest.param("ledger_sqla", False, id="ledger_sqla-defaults"),
+    pytest.param("shop_django", True, id="shop_django-hardened", marks=FULL),
+    pytest.param("ledger_sqla", True, id="ledger_sqla-hardened", marks=FULL),
 ]
 
 
@@ -75,11 +73,10 @@ def stored_results(backend_url: str) -> dict[str, int]:
         con.close()
 
 
-@pytest.mark.parametrize(("app_dir", "hardened", "own_backend"), CASES)
-def test_app_completes_every_unit_without_faults(chaos_stack: Any, app_dir: str, hardened: bool,
-                                                 own_backend: bool) -> None:
+@pytest.mark.parametrize(("app_dir", "hardened"), CASES)
+def test_app_completes_every_unit_without_faults(chaos_stack: Any, app_dir: str, hardened: bool) -> None:
     workload_cls = getattr(load_adapter(app_dir), APPS[app_dir])
-    with workload_cls(hardened=hardened, own_result_backend=own_backend).prepare(chaos_stack) as d:
+    with workload_cls(hardened=hardened).prepare(chaos_stack) as d:
         worker = WorkerSpec(app=d.app, queues=tuple(d.queues), env=dict(d.env), concurrency=2,
                             hostname=f"smoke-{app_dir.replace('_', '-')}@127.0.0.1")
         result = Run(chaos_stack, app=d.producer, workload=d.workload, workers=[worker], n_per_kind=1,
@@ -87,16 +84,16 @@ def test_app_completes_every_unit_without_faults(chaos_stack: Any, app_dir: str,
         effects = d.workload.effects()
         units = d.workload.units(1, result.run_id)
         backend = next(v for k, v in d.env.items() if k.endswith("_RESULT_BACKEND"))
-        results = stored_results(backend) if own_backend else {}
+        results = stored_results(backend)
     assert result.quiesced, result.summary()
     assert result.counts.get("submitted") == len(d.workload.kinds), result.summary()
     for unit in units:
         stored = sorted(r.idempotency_key for r in effects.get(unit.key, []))
         assert stored == sorted(unit.effects), f"{unit.key}: stored {stored}, declared {sorted(unit.effects)}"
     assert result.valid.value == "true", result.summary()
-    if own_backend:
-        # Every task of the app stored its result in the app's own backend (the chord's
-        # celery.chord_unlock polling task, which runs only on this backend, stores none).
-        app_tasks = sum(1 for op in result.history or () if op.f == F.EXECUTE and op.type == OpType.OK
-                        and isinstance(op.value, dict) and op.value.get("name") != "celery.chord_unlock")
-        assert app_tasks and results == {"SUCCESS": app_tasks}, f"{backend}: {results}, {app_tasks} tasks succeeded"
+    # The harness keeps the app's own db+sqlite result backend: every task of the app stored its
+    # result there (the chord's celery.chord_unlock polling task, which runs only on such a
+    # backend, stores none).
+    app_tasks = sum(1 for op in result.history or () if op.f == F.EXECUTE and op.type == OpType.OK
+                    and isinstance(op.value, dict) and op.value.get("name") != "celery.chord_unlock")
+    assert app_tasks and results == {"SUCCESS": app_tasks}, f"{backend}: {results}, {app_tasks} tasks succeeded"

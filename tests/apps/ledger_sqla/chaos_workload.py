@@ -58,25 +58,21 @@ class LedgerWorkload:
 
     dead_letter_queue = False  # no DLQ: a failed posting stays failed
 
-    def __init__(self, *, hardened: bool | None = None, own_result_backend: bool | None = None,
-                 kinds: tuple[str, ...] = KINDS) -> None:
+    def __init__(self, *, hardened: bool | None = None, kinds: tuple[str, ...] = KINDS) -> None:
         unknown = [k for k in kinds if k not in KINDS]
         if unknown or not kinds:
             raise ConfigError(f"unknown ledger workload kind(s) {unknown or list(kinds)}: choose from {list(KINDS)}")
         self.hardened = _env_flag("LEDGER_HARDENED") if hardened is None else bool(hardened)
-        self.own_result_backend = (_env_flag("LEDGER_CHAOS_OWN_RESULT_BACKEND") if own_result_backend is None
-                                   else bool(own_result_backend))
         self.kinds = tuple(kinds)
         self.queues: tuple[str, ...] = ("celery",)
 
     @contextlib.contextmanager
     def prepare(self, stack: Any, *, concurrency: int = 2, hardened: bool | None = None,
-                own_result_backend: bool | None = None, **variant: Any) -> Iterator[Deployment]:
+                **variant: Any) -> Iterator[Deployment]:
         """Deploy the ledger on `stack`: a fresh sqlite file in a temp dir, the workers' environment."""
         if variant:
-            raise ConfigError(f"unknown ledger variant(s) {sorted(variant)}: the ledger knows only hardened and own_result_backend (True/False)")
+            raise ConfigError(f"unknown ledger variant(s) {sorted(variant)}: the ledger knows only hardened=True/False")
         hardened = self.hardened if hardened is None else bool(hardened)
-        own_backend = self.own_result_backend if own_result_backend is None else bool(own_result_backend)
         producer_apps: list[tuple[Any, dict[str, Any]]] = []
         tmp = Path(tempfile.mkdtemp(prefix="chaos-ledger-"))
         saved = os.environ.get("LEDGER_DB_URL")
@@ -93,17 +89,18 @@ class LedgerWorkload:
                 "LEDGER_BROKER_URL": stack.urls.url_for(Role.WORKER_BROKER),
                 "LEDGER_RESULT_BACKEND": f"db+sqlite:///{tmp / 'ledger-results.sqlite3'}",
             }
-            # Keep the app's db+sqlite result backend instead of the stack's Redis (settings win).
-            settings = {"result_backend": env["LEDGER_RESULT_BACKEND"]} if own_backend else {}
-            workload = LedgerWorkload(hardened=hardened, own_result_backend=own_backend, kinds=self.kinds)
-            publishing = PRODUCER_HARDENING if hardened else {k: {} for k in PRODUCER_HARDENING}
-            saved_conf = {k: producer_app.conf.get(k) for k in publishing}
-            producer_app.conf.update(publishing)
-            producer_apps.append((producer_app, saved_conf))
-            yield Deployment(app=APP, workload=workload, env=env, settings=settings, queues=self.queues,
+            workload = type(self)(hardened=hardened, kinds=self.kinds)
+            # The producer is this process's app, configured once at import: give it this
+            # deployment's result backend (the harness keeps an app's own db+sqlite backend, and
+            # producer and workers must share the file: a chord's group is saved by the producer
+            # and read by the workers' chord_unlock) and publishing settings; restored on exit.
+            producer_conf = {"result_backend": env["LEDGER_RESULT_BACKEND"],
+                             **(PRODUCER_HARDENING if hardened else {k: {} for k in PRODUCER_HARDENING})}
+            producer_apps.append((producer_app, {k: producer_app.conf.get(k) for k in producer_conf}))
+            producer_app.conf.update(producer_conf)
+            yield Deployment(app=APP, workload=workload, env=env, queues=self.queues,
                              concurrency=concurrency, producer_app=producer_app,
-                             description=f"SQLAlchemy ledger ({'hardened' if hardened else 'Celery defaults'}"
-                                         f"{', own db+sqlite result backend' if own_backend else ''})")
+                             description=f"SQLAlchemy ledger ({'hardened' if hardened else 'Celery defaults'})")
         finally:
             for app, conf in producer_apps:
                 app.conf.update(conf)

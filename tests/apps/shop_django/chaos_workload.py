@@ -38,6 +38,9 @@ PROJECT_DIR = Path(__file__).resolve().parent
 APP = "shop.celery:app"
 SETTINGS_MODULE = "shop.settings"
 KINDS: tuple[str, ...] = ("order", "checkout")
+
+if str(PROJECT_DIR) not in sys.path:
+    sys.path.insert(0, str(PROJECT_DIR))
 #: What SHOP_HARDENED=1 changes on the publishing side (the rest is worker-side). The producer
 #: publishes from the harness's process, whose app read SHOP_HARDENED once, at import: prepare()
 #: applies the deployment's value to it and restores the app afterwards.
@@ -57,8 +60,6 @@ def _use_database(db_path: str) -> None:
     Django reads its settings once per process; a later deployment (another temp dir) only
     changes the file name, so the open connection of this thread is closed and reopened there.
     """
-    if str(PROJECT_DIR) not in sys.path:
-        sys.path.insert(0, str(PROJECT_DIR))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", SETTINGS_MODULE)
     os.environ["SHOP_DB_PATH"] = db_path
     import django
@@ -81,26 +82,22 @@ class ShopWorkload:
 
     dead_letter_queue = False  # the shop has no DLQ: a task that fails stays failed
 
-    def __init__(self, *, hardened: bool | None = None, own_result_backend: bool | None = None,
-                 kinds: tuple[str, ...] = KINDS) -> None:
+    def __init__(self, *, hardened: bool | None = None, kinds: tuple[str, ...] = KINDS) -> None:
         unknown = [k for k in kinds if k not in KINDS]
         if unknown or not kinds:
             raise ConfigError(f"unknown shop workload kind(s) {unknown or list(kinds)}: choose from {list(KINDS)}")
         self.hardened = _env_flag("SHOP_HARDENED") if hardened is None else bool(hardened)
-        self.own_result_backend = (_env_flag("SHOP_CHAOS_OWN_RESULT_BACKEND") if own_result_backend is None
-                                   else bool(own_result_backend))
         self.kinds = tuple(kinds)
         self.queues: tuple[str, ...] = ("celery",)
 
     # ------------------------------------------------------------------ deployment
     @contextlib.contextmanager
     def prepare(self, stack: Any, *, concurrency: int = 2, hardened: bool | None = None,
-                own_result_backend: bool | None = None, **variant: Any) -> Iterator[Deployment]:
+                **variant: Any) -> Iterator[Deployment]:
         """Deploy the shop on `stack`: a fresh sqlite DB in a temp dir, the workers' environment."""
         if variant:
-            raise ConfigError(f"unknown shop variant(s) {sorted(variant)}: the shop knows only hardened and own_result_backend (True/False)")
+            raise ConfigError(f"unknown shop variant(s) {sorted(variant)}: the shop knows only hardened=True/False")
         hardened = self.hardened if hardened is None else bool(hardened)
-        own_backend = self.own_result_backend if own_result_backend is None else bool(own_result_backend)
         producer_apps: list[tuple[Any, dict[str, Any]]] = []
         tmp = Path(tempfile.mkdtemp(prefix="chaos-shop-"))
         saved = {k: os.environ.get(k) for k in ("DJANGO_SETTINGS_MODULE", "SHOP_DB_PATH")}
@@ -108,6 +105,11 @@ class ShopWorkload:
             db_path = str(tmp / "shop.sqlite3")
             _use_database(db_path)
             from shop.celery import app as producer_app
+
+            # Import the task modules now, as the shop's web process does through its views (and a
+            # worker through autodiscover_tasks): a @shared_task module imported only later would
+            # not be registered on an app the harness has already finalized and closed.
+            producer_app.loader.import_default_modules()
 
             env = {
                 "DJANGO_SETTINGS_MODULE": SETTINGS_MODULE,
@@ -118,19 +120,18 @@ class ShopWorkload:
                 "SHOP_BROKER_URL": stack.urls.url_for(Role.WORKER_BROKER),
                 "SHOP_RESULT_BACKEND": f"db+sqlite:///{tmp / 'celery-results.sqlite3'}",
             }
-            # The harness gives workers and producer the stack's Redis as result backend, over
-            # the app's own; own_result_backend keeps the app's db+sqlite backend instead
-            # (explicit settings win over the stack's URLs).
-            settings = {"result_backend": env["SHOP_RESULT_BACKEND"]} if own_backend else {}
-            workload = ShopWorkload(hardened=hardened, own_result_backend=own_backend, kinds=self.kinds)
-            publishing = PRODUCER_HARDENING if hardened else {k: {} for k in PRODUCER_HARDENING}
-            saved_conf = {k: producer_app.conf.get(k) for k in publishing}
-            producer_app.conf.update(publishing)
-            producer_apps.append((producer_app, saved_conf))
+            workload = type(self)(hardened=hardened, kinds=self.kinds)
+            # The producer is this process's app, configured once at import: give it this
+            # deployment's result backend (the harness keeps an app's own db+sqlite backend, and
+            # producer and workers must share the file: a chord's group is saved by the producer
+            # and read by the workers' chord_unlock) and publishing settings; restored on exit.
+            producer_conf = {"result_backend": env["SHOP_RESULT_BACKEND"],
+                             **(PRODUCER_HARDENING if hardened else {k: {} for k in PRODUCER_HARDENING})}
+            producer_apps.append((producer_app, {k: producer_app.conf.get(k) for k in producer_conf}))
+            producer_app.conf.update(producer_conf)
             yield Deployment(app=APP, workload=workload, env=env, queues=self.queues, concurrency=concurrency,
-                             settings=settings, producer_app=producer_app,
-                             description=f"Django shop ({'hardened' if hardened else 'Celery defaults'}"
-                                         f"{', own db+sqlite result backend' if own_backend else ''})")
+                             producer_app=producer_app,
+                             description=f"Django shop ({'hardened' if hardened else 'Celery defaults'})")
         finally:
             for app, conf in producer_apps:
                 app.conf.update(conf)
@@ -169,7 +170,7 @@ class ShopWorkload:
                 for kind in self.kinds for i in range(n_per_kind)]
 
     def expected_effects(self, kind: str, key: str) -> tuple[str, ...]:
-        from orders.services import CHECKOUT_ITEMS
+        from orders.catalog import CHECKOUT_ITEMS
 
         if kind == "order":
             return (f"payment:{key}", f"email.receipt:{key}")

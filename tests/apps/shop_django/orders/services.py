@@ -2,10 +2,9 @@
 
 from celery import chain, chord, group
 
+from .catalog import CHECKOUT_ITEMS
 from .models import Order
 from .tasks import charge_order, finalize_order, reserve_item, send_receipt
-
-CHECKOUT_ITEMS = (("SKU-RED-1", 2), ("SKU-BLU-7", 1), ("SKU-GRN-3", 1))
 
 
 def payment_flow(order: Order):
