@@ -201,6 +201,12 @@ def _reset_clients(app: Any) -> None:
     with contextlib.suppress(Exception):
         app.close()
     with contextlib.suppress(Exception):
+        # close() drops the app from Celery's active apps; a @shared_task module imported later
+        # would then never register on it (NotRegistered on the next submit). Keep it active.
+        from celery import _state
+
+        _state._register_app(app)
+    with contextlib.suppress(Exception):
         app._backend_cache = None
         app._local = threading.local()
     with contextlib.suppress(Exception):

@@ -54,7 +54,7 @@ def loss_fields(rec: TaskRecord, exp: Expectations) -> tuple[Kill | None, dict[s
         fields["killed_by"] = kill_summary(kill)
         fields.update(explain.loss_on_kill(exp, scope=kill.scope))
     else:
-        fields.update(explain.lost_without_kill(exp))
+        fields.update(explain.lost_without_kill(exp, reached_a_worker=bool(rec.receives or rec.executions)))
     return kill, fields
 
 

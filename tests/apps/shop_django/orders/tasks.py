@@ -14,11 +14,16 @@ import time
 
 from celery import shared_task
 from django.conf import settings
-from django.db import transaction
+from django.db import OperationalError, transaction
 
 from .models import Email, Order, Payment, Reservation, Shipment
 
 log = logging.getLogger(__name__)
+
+# Two pool processes share one sqlite file: a write can meet "database is locked" (a reader
+# upgrading to a writer does not wait). The hardened shop retries it; the defaults shop does not.
+RETRY = ({"autoretry_for": (OperationalError,), "retry_backoff": 0.2, "max_retries": 8}
+         if settings.SHOP_HARDENED else {})
 
 
 def _provider_latency(reference: str) -> float:
@@ -33,7 +38,7 @@ def _call_payment_provider(order: Order) -> str:
     return "ch_" + hashlib.sha256(f"{order.reference}:{order.amount_cents}".encode()).hexdigest()[:20]
 
 
-@shared_task(bind=True)
+@shared_task(bind=True, **RETRY)
 def charge_order(self, order_id: int) -> int:
     order = Order.objects.get(pk=order_id)
     provider_ref = _call_payment_provider(order)
@@ -51,7 +56,7 @@ def charge_order(self, order_id: int) -> int:
     return payment.pk
 
 
-@shared_task(bind=True)
+@shared_task(bind=True, **RETRY)
 def send_receipt(self, payment_id: int) -> None:
     payment = Payment.objects.select_related("order").get(pk=payment_id)
     order = payment.order
@@ -64,7 +69,7 @@ def send_receipt(self, payment_id: int) -> None:
                              task_id=self.request.id or "")
 
 
-@shared_task(bind=True)
+@shared_task(bind=True, **RETRY)
 def reserve_item(self, order_id: int, sku: str, quantity: int) -> str:
     time.sleep(0.2)  # the warehouse API
     if settings.SHOP_HARDENED:
@@ -75,7 +80,7 @@ def reserve_item(self, order_id: int, sku: str, quantity: int) -> str:
     return sku
 
 
-@shared_task(bind=True)
+@shared_task(bind=True, **RETRY)
 def finalize_order(self, reserved_skus: list[str], order_id: int) -> int:
     with transaction.atomic():
         if settings.SHOP_HARDENED:
