@@ -16,6 +16,7 @@ import argparse
 import os
 import shutil
 import socket
+import time
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
@@ -100,6 +101,8 @@ def check_toxiproxy(url: str, what: str) -> None:
 
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"{what} {url!r} is not an http:// URL: use e.g. http://127.0.0.1:8474")
+    if urlsplit(url).port:
+        check_connects(url, what)  # listening at all (waits CHAOS_CONNECT_WAIT_S for one still starting)
     try:
         ToxiproxyClient(url, timeout=2.0).version()
     except ConfigError as exc:
@@ -118,11 +121,24 @@ def check_connects(url: str, what: str, timeout: float = 2.0) -> None:
         host, port = None, None
     if not parts.scheme or not host or not port:
         raise ConfigError(f"{what} {url!r} needs a scheme, host and port, e.g. amqp://user:pass@127.0.0.1:5672//")
+    # One connect by default: a typo fails at once. CHAOS_CONNECT_WAIT_S gives a server that is
+    # still starting (a Compose service whose health check passes before its listener opens)
+    # that many seconds, polled twice a second.
     try:
-        socket.create_connection((host, port), timeout=timeout).close()
-    except OSError as exc:
-        raise ConfigError(f"{what} {url!r}: cannot connect to {host}:{port} ({one_line(exc.strerror or exc)}); "
-                          "start that server or fix the URL") from None
+        wait_s = max(0.0, min(300.0, float(os.environ.get("CHAOS_CONNECT_WAIT_S") or 0)))
+    except ValueError:
+        raise ConfigError(f"CHAOS_CONNECT_WAIT_S={os.environ.get('CHAOS_CONNECT_WAIT_S')!r} is not a number of "
+                          "seconds: set it to e.g. 30, or unset it") from None
+    deadline = time.monotonic() + wait_s
+    for _ in range(1000):
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            return
+        except OSError as exc:
+            if time.monotonic() >= deadline:
+                raise ConfigError(f"{what} {url!r}: cannot connect to {host}:{port} "
+                                  f"({one_line(exc.strerror or exc)}); start that server or fix the URL") from None
+            time.sleep(0.5)
 
 
 def check_external_urls(broker_url: str | None, backend_url: str | None, toxiproxy_url: str | None,

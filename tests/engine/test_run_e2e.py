@@ -149,6 +149,26 @@ def test_workers_cut_from_the_broker_recover_after_the_heal(chaos_stack: Any, tm
     assert result.quiesced and result.history_path is None  # no directory given: nothing kept on disk
 
 
+class _StoreThatDropsEffects(EngineWorkload):  # type: ignore[misc]
+    """The engine workload whose effect store lost every write: every task still reports SUCCESS."""
+
+    def effects(self) -> dict[str, list[Any]]:
+        return {}
+
+
+def test_a_store_that_drops_effects_is_invalid_even_though_every_task_succeeded(chaos_stack: Any,
+                                                                                  tmp_path: Path) -> None:
+    queue = f"engine-{uuid.uuid4().hex[:6]}"
+    result = Run(chaos_stack, app=APP, workload=_StoreThatDropsEffects(tmp_path / "effects", kinds=("quick",),
+                                                                      queue=queue),
+                 workers=[_spec(tmp_path, queue, acks_late=True, reject=True)], n_per_kind=2).execute()
+    assert result.verdict("lost_tasks").counts["succeeded"] == 2  # the system says it did the work
+    fx = result.verdict("effects")
+    assert result.valid is Validity.FALSE and fx.counts["missing_effect"] == 2, result.summary()
+    assert all(ce["reported_success"] and ce["reported_success"][0]["name"] == "engine.quick"
+               for ce in fx.violations())
+
+
 def test_a_run_refuses_bad_input_before_starting_anything(chaos_stack: Any, tmp_path: Path) -> None:
     w = EngineWorkload(tmp_path / "effects")
     spec = _spec(tmp_path, "engine-unused", acks_late=False, reject=False)
