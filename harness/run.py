@@ -77,7 +77,7 @@ from harness.history import History, HistoryRecorder, read_history
 from harness.history.ops import F, OpType
 from harness.stack import reaper
 from harness.stack.base import Role
-from harness.stack.result_backend import BackendPlan, plan_result_backend
+from harness.stack.result_backend import BackendPlan, plan_for_app
 from harness.workers.group import WorkerGroup
 from harness.workers.process import WorkerSpec
 from harness.workload import Unit, Workload, validate_units
@@ -561,7 +561,7 @@ class Run:
 
             urls = self.stack.urls
             app = _load_app(self.app_ref)
-            self.backend = plan_result_backend(self.settings.get("result_backend", app.conf.result_backend))
+            self.backend = plan_for_app(app, self.settings)
             if self.backend.note:
                 self.notes.append(self.backend.note)
             keep = self.backend.keep_app_backend

@@ -28,8 +28,9 @@ from harness.checkers.coverage import task_coverage
 from harness.checkers.index import build_index
 from harness.errors import ConfigError
 from harness.report import CertificationReport, ScenarioReport, build_timeline, fault_windows
+from harness.report.audit import audit_statuses
 from harness.report.model import allowed_words
-from harness.stack.result_backend import BackendPlan, plan_result_backend
+from harness.stack.result_backend import BackendPlan, plan_for_app
 from harness.workload import Deployment
 
 Log = Callable[[str], None]
@@ -122,8 +123,7 @@ def run_scenario(stack: Any, system: Any, scenario: Scenario, *, app: str, repla
         with deploy(stack, system, app) as d:
             check_app_matches(app if app_given else None, d.app)
             deployed = d.app
-            backend = plan_result_backend(dict(d.settings).get("result_backend",
-                                                               _load_app(d.producer).conf.result_backend))
+            backend = plan_for_app(_load_app(d.producer), d.settings)
             missing = missing_capabilities(scenario, stack, backend)
             if missing:
                 return ScenarioReport(scenario.name, "skipped", {}, scenario.schedule.to_dict()["faults"], 0.0,
@@ -178,7 +178,7 @@ def inspect_deployment(stack: Any, system: Any, app: str, say: Log) -> tuple[lis
         with deploy(stack, system, app) as d:
             producer = _load_app(d.producer)
             risks = audit_app(producer)
-            plan = plan_result_backend(dict(d.settings).get("result_backend", producer.conf.result_backend))
+            plan = plan_for_app(producer, d.settings)
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - the audit explains; it never stops a certification
@@ -218,7 +218,6 @@ def certify(stack: Any, system: Any, scenarios: Sequence[Scenario], *, app: str,
     subs: dict[str, str] = {}
     t0 = time.monotonic()
     reports: list[ScenarioReport] = []
-    from harness.report.audit import audit_statuses
 
     def report() -> CertificationReport:
         return CertificationReport(

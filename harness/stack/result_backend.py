@@ -17,9 +17,11 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["BackendPlan", "plan_result_backend"]
+__all__ = ["BackendPlan", "plan_for_app", "plan_result_backend"]
 
 _STACK_SERVES = ("redis", "rediss")
 _KEPT = {"db": "a SQLAlchemy database", "rpc": "the broker (rpc://)", "django-db": "Django's database",
@@ -74,3 +76,13 @@ def plan_result_backend(app_backend: object) -> BackendPlan:
     return BackendPlan(head, False, True,
                        f"the app's result backend {head}:// is replaced by the stack's Redis (through the fault "
                        "proxy): chords and results behave as on Redis, not as in production")
+
+
+def plan_for_app(app: Any, settings: Mapping[str, Any] | None = None) -> BackendPlan:
+    """The plan for a Celery `app` run with `settings` overrides (their ``result_backend`` wins).
+
+    >>> from celery import Celery
+    >>> plan_for_app(Celery("x", set_as_current=False), {"result_backend": "rpc://"}).keep_app_backend
+    True
+    """
+    return plan_result_backend(dict(settings or {}).get("result_backend", app.conf.result_backend))
