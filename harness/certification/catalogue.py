@@ -46,7 +46,8 @@ class Scenario:
 
     needs: capabilities the stack or system must offer: "process_control" (kill or restart a
     server), "partner_api" (a proxy named partner_api), "rabbitmq" (rabbitmqctl),
-    "stack_backend" (the app's result backend is the stack's, so backend faults act on it).
+    "stack_backend" (the app's result backend is the stack's, so backend faults act on it),
+    "rate_limits" (judges the tasks' own ``rate_limit``; skipped when no task declares one).
     """
 
     name: str
@@ -102,6 +103,10 @@ CATALOGUE: tuple[Scenario, ...] = (
     Scenario("backend_outage",
              "the result backend is unreachable for 2 s while tasks complete",
              _s(at(0.3, BackendOutage("proxy_down"), duration_s=2.0)), Q, needs=frozenset({"stack_backend"})),
+    Scenario("rate_limit_burst",
+             "publish a burst of units all at once, above the tasks' declared rate_limit: no worker may start a "
+             "rate-limited task faster than its limit (unknown when the burst never exceeded it)",
+             _s(), Q, n_per_kind=10, submit_interval_s=0.0, needs=frozenset({"rate_limits"})),
     Scenario("partner_api_down",
              "the partner HTTP API refuses connections for 1 s: retryable errors are retried with backoff "
              "and the work completes (the system's retry window must outlast the outage)",

@@ -133,13 +133,19 @@ def run_scenario(stack: Any, system: Any, scenario: Scenario, *, app: str, repla
                        for i in range(scenario.workers)]
             result = Run(stack, app=d.producer, workload=d.workload, workers=workers, schedule=scenario.schedule,
                          settings=dict(d.settings) or None, n_per_kind=scenario.n_per_kind,
-                         submit_interval_s=scenario.submit_interval_s, log=log, claim=claim).execute()
+                         submit_interval_s=scenario.submit_interval_s, log=log, claim=claim,
+                         rate_limits="app" if "rate_limits" in scenario.needs else None).execute()
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - a broken scenario is unknown, never a pass
         return ScenarioReport(scenario.name, "unknown", {}, scenario.schedule.to_dict()["faults"],
                               time.monotonic() - t0, description=scenario.description, replay=replay,
                               error=f"{type(exc).__name__}: {exc}")
+    if "rate_limits" in scenario.needs and not result.expectations.rate_limits:
+        return ScenarioReport(scenario.name, "skipped", {}, scenario.schedule.to_dict()["faults"],
+                              time.monotonic() - t0, description=scenario.description, app=deployed,
+                              error="not applicable: no task of the app declares a rate_limit "
+                                    "(read from the workers: inspect registered rate_limit)")
     history = list(result.history or ())
     metrics: dict[str, float] = {}
     for v in result.verdicts.values():

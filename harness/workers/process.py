@@ -485,6 +485,23 @@ class WorkerProcess:
             raise HarnessError(f"worker {self.hostname} did not answer `inspect conf` within {timeout:.1f} s")
         return dict(reply[self.hostname])
 
+    def rate_limits(self, timeout: float = 2.0) -> dict[str, str]:
+        """Task name -> ``rate_limit`` as this worker enforces it (``inspect registered rate_limit``:
+        the task's own, after ``task_annotations`` and ``task_default_rate_limit``); unlimited
+        tasks are left out."""
+        with self._control_lock:
+            insp = self._control().control.inspect(destination=[self.hostname], timeout=timeout)
+            reply = insp.registered("rate_limit")
+        if not reply or self.hostname not in reply:
+            raise HarnessError(f"worker {self.hostname} did not answer `inspect registered` within {timeout:.1f} s")
+        out: dict[str, str] = {}
+        for line in reply[self.hostname] or ():
+            # "name [rate_limit=10/s]"; a task without a limit is its bare name.
+            name, sep, rest = str(line).partition(" [rate_limit=")
+            if sep and rest.endswith("]") and rest[:-1] not in ("", "None"):
+                out[name] = rest[:-1]
+        return out
+
     def busy(self, timeout: float = 1.0) -> dict[str, int]:
         """How many tasks the worker holds: ``{"active": n, "reserved": n, "scheduled": n}``."""
         return {m: len(self.inspect(m, timeout)) for m in ("active", "reserved", "scheduled")}
