@@ -326,11 +326,27 @@ class WorkerProcess:
         self.spawn()
         try:
             self.wait_ready()
-        except BaseException:
+        except BaseException as exc:
             self.kill()
+            cause = self._import_failure()
             self._remove_tmp_dir()
+            if cause:
+                raise ConfigError(f"{cause}: put the app's project on the workers' PYTHONPATH (the Deployment's "
+                                  "env, or run from the project directory with PYTHONPATH=.)") from exc
             raise
         return self
+
+    def _import_failure(self) -> str | None:
+        """The line a worker that could not import its app printed (see `launch.main`), if any."""
+        from harness.workers.launch import IMPORT_FAILED
+
+        if self._proc is None or self._proc.log_path is None:
+            return None
+        with contextlib.suppress(OSError):
+            for line in Path(self._proc.log_path).read_text(errors="replace").splitlines():
+                if line.startswith(IMPORT_FAILED):
+                    return line.removeprefix("chaos-worker: ").split(" (sys.path:")[0]
+        return None
 
     def _remove_tmp_dir(self) -> None:
         if self._tmp_dir is not None:

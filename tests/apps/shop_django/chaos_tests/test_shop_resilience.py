@@ -10,8 +10,8 @@ Redis and the fault proxy on loopback); each test deploys the shop on it through
 """
 
 import pytest
-
 from chaos_workload import ShopWorkload
+
 from harness.certification import get, run_scenario
 
 
