@@ -197,6 +197,10 @@ def stack_options(args: argparse.Namespace) -> dict[str, Any]:
             "toxiproxy_url": getattr(args, "toxiproxy_url", None)}
 
 
+#: A bound on --load: this runs on loopback against the harness's own stack, never a real system.
+MAX_LOAD_RATE = 1000.0
+
+
 def validate_certify(args: argparse.Namespace) -> None:
     """Every check `celery-chaos certify` needs before it starts a server; raises ConfigError."""
     check_report_dir(args.report)
@@ -206,7 +210,15 @@ def validate_certify(args: argparse.Namespace) -> None:
         Claim.parse(args.claim)
     if args.app:  # else the workload's prepare() names the app
         check_app(args.app)
-    check_workload(args.workload)
+    workload = check_workload(args.workload)
+    rate = getattr(args, "load", None)
+    if rate is not None and not (0 < rate <= MAX_LOAD_RATE):
+        raise ConfigError(f"--load {rate:g}: give the units per second Locust holds, a number in (0, {MAX_LOAD_RATE}] "
+                          "(e.g. --load 10)")
+    if rate is not None or getattr(args, "profile", None) == "load":
+        from harness.certification.under_load import locustfile_of
+
+        locustfile_of(workload)
     if getattr(args, "only", None):
         from harness.certification.catalogue import select
 

@@ -37,7 +37,8 @@ from harness.faults import (
     when,
 )
 
-PROFILES = ("quick", "full", "soak")
+#: ``load`` is the quick selection, each scenario under a steady Locust load (``--load``).
+PROFILES = ("quick", "full", "soak", "load")
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +167,8 @@ def select(profile: str, names: list[str] | None = None) -> list[Scenario]:
         if unknown:
             raise ConfigError(f"unknown scenario(s) {unknown}: choose from {sorted(_BY_NAME)}")
         return [s for s in CATALOGUE if s.name in names]
+    if profile == "load":
+        profile = "quick"
     return [s for s in CATALOGUE if profile in s.profiles]
 
 

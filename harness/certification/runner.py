@@ -213,11 +213,20 @@ def scenario_label(rep: ScenarioReport) -> str:
 
 def certify(stack: Any, system: Any, scenarios: Sequence[Scenario], *, app: str, workload: str = "",
             profile: str = "quick", seed: int | None = None, progress: Log | None = None,
-            claim: Claim | None = None, app_given: bool = False, keep_histories: bool = False) -> CertificationReport:
-    """Run `scenarios` one after another on one stack; `progress` gets a line per step."""
+            claim: Claim | None = None, app_given: bool = False, keep_histories: bool = False,
+            load_rate: float | None = None) -> CertificationReport:
+    """Run `scenarios` one after another on one stack; `progress` gets a line per step.
+
+    `load_rate`: run each scenario under a steady Locust load of that many units per second
+    (`harness.certification.under_load`); the rate-limit burst runs as it is (it is its own load).
+    """
+    from harness.certification.under_load import run_scenario_under_load
+
     say = progress or (lambda _m: None)
     claim = claim if claim is not None else Claim.from_any(getattr(system, "claim", None))
     say(f"claim: {claim}")
+    if load_rate:
+        say(f"load: Locust holds {load_rate:g} units/s of the workload through each scenario")
     # The audit loads the app's task registry: done after the runs, so it never finalizes an app
     # before its own set-up (Django's autodiscovery) has registered the tasks.
     risks: list[Any] | None = None
@@ -241,9 +250,14 @@ def certify(stack: Any, system: Any, scenarios: Sequence[Scenario], *, app: str,
             replay = ("celery-chaos certify" + (f" --app {app}" if app_given else "")
                       + f" --workload {workload} --profile {profile} --only {sc.name}"
                       + ("" if claim.is_default else f" --claim delivery={claim.delivery},effects={claim.effects}")
-                      + (f" --seed {seed}" if seed is not None else ""))
-            rep = run_scenario(stack, system, sc, app=app, replay=replay, claim=claim, app_given=app_given,
-                               keep_history=keep_histories)
+                      + (f" --seed {seed}" if seed is not None else "")
+                      + (f" --load {load_rate:g}" if load_rate else ""))
+            if load_rate and "rate_limits" not in sc.needs:
+                rep = run_scenario_under_load(stack, system, sc, app=app, rate_per_s=load_rate, replay=replay,
+                                              claim=claim, app_given=app_given, keep_history=keep_histories)
+            else:
+                rep = run_scenario(stack, system, sc, app=app, replay=replay, claim=claim, app_given=app_given,
+                                   keep_history=keep_histories)
             label = scenario_label(rep)
             say(f"[{i}/{len(scenarios)}] {sc.name}: {label} in {rep.elapsed_s:.1f} s"
                 + (f" ({rep.error})" if rep.error and rep.valid != "true" else ""))
