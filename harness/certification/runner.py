@@ -200,6 +200,29 @@ def inspect_deployment(stack: Any, system: Any, app: str, say: Log) -> tuple[lis
     return risks, subs
 
 
+def load_words(metrics: dict[str, float]) -> str:
+    """One terminal line on a scenario run under load.
+
+    >>> load_words({"load_units": 130, "load_throughput_before_per_s": 38.5, "load_backlog_drain_s": 2.0,
+    ...             "load_p99_during_ms[f1:kill_worker_child]": 900.0, "load_time_to_recover_s[f1:kill_worker_child]": 1.5})
+    '130 units; 38.5 executions/s before; f1:kill_worker_child: p99 during 900 ms, recovered in 1.5 s; backlog drained in 2.0 s'
+    """
+    parts = [f"{metrics.get('load_units', 0):.0f} units"]
+    before = metrics.get("load_throughput_before_per_s")
+    if before is not None:
+        parts.append(f"{before:.3g} executions/s before")
+    faults: dict[str, list[str]] = {}
+    for key, value in metrics.items():
+        for field, text in (("p99_during_ms", "p99 during {:.0f} ms"), ("p99_after_ms", "p99 after {:.0f} ms"),
+                            ("time_to_recover_s", "recovered in {:.3g} s")):
+            prefix = f"load_{field}["
+            if key.startswith(prefix):
+                faults.setdefault(key[len(prefix):-1], []).append(text.format(value))
+    parts += [f"{fault}: {', '.join(words)}" for fault, words in faults.items()]
+    parts.append(f"backlog drained in {metrics.get('load_backlog_drain_s', 0):.1f} s")
+    return "; ".join(parts)
+
+
 def scenario_label(rep: ScenarioReport) -> str:
     """The terminal word for a scenario: a pass a weaker claim allowed is never a plain "valid".
 
@@ -261,6 +284,8 @@ def certify(stack: Any, system: Any, scenarios: Sequence[Scenario], *, app: str,
             label = scenario_label(rep)
             say(f"[{i}/{len(scenarios)}] {sc.name}: {label} in {rep.elapsed_s:.1f} s"
                 + (f" ({rep.error})" if rep.error and rep.valid != "true" else ""))
+            if "load_rate_per_s" in rep.metrics:
+                say(f"[{i}/{len(scenarios)}] {sc.name} under load: " + load_words(rep.metrics))
             reports.append(rep)
         risks, subs = inspect_deployment(stack, system, app, say)
     except KeyboardInterrupt as exc:

@@ -9,8 +9,8 @@ fault, the p50/p99 completion latency during and after it, the throughput before
 after, the time until it recovered, and how long the backlog took to drain.
 
 How a catalogue schedule is moved under load (`shift_schedule`): a fault at ``t`` seconds runs
-at ``warm-up + t``; a fault on the n-th execution waits for ``n + rate x warm-up`` executions
-(about the warm-up's worth of work, as each unit runs at least one task).
+at ``warm-up + t``; a fault on the n-th execution waits for ``n + 3 x rate x warm-up``
+executions (about the warm-up's worth of work at three tasks a unit, the sample system's mean).
 
 The workload names its locustfile (``locustfile`` attribute: a path whose users submit its
 units, reading `harness.load.target.LoadTarget` from the environment); the sample system's is
@@ -50,6 +50,8 @@ WARMUP_S = 4.0
 #: Load after the last heal, so recovery is measured under load.
 AFTER_S = 6.0
 MIN_DURATION_S = 12.0
+#: Executions per unit assumed when a triggered fault is moved past the warm-up.
+TASKS_PER_UNIT = 3
 
 
 def shift_schedule(schedule: Schedule, *, rate_per_s: float, warmup_s: float = WARMUP_S) -> Schedule:
@@ -59,7 +61,7 @@ def shift_schedule(schedule: Schedule, *, rate_per_s: float, warmup_s: float = W
         if sf.at_s is not None:
             moved.append(dataclasses.replace(sf, at_s=round(sf.at_s + warmup_s, 3)))
         elif sf.trigger is not None:
-            extra = int(rate_per_s * warmup_s)
+            extra = int(TASKS_PER_UNIT * rate_per_s * warmup_s)
             moved.append(dataclasses.replace(sf, trigger=dataclasses.replace(sf.trigger, nth=sf.trigger.nth + extra)))
         else:
             moved.append(sf)

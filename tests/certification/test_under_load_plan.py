@@ -20,7 +20,7 @@ def test_triggered_faults_wait_for_the_warm_ups_worth_of_executions() -> None:
     before = get("worker_child_sigkill").schedule.faults[0].trigger
     after = shift_schedule(get("worker_child_sigkill").schedule, rate_per_s=10).faults[0].trigger
     assert before is not None and after is not None
-    assert after.nth == before.nth + int(10 * WARMUP_S) and after.event == before.event
+    assert after.nth == before.nth + int(3 * 10 * WARMUP_S) and after.event == before.event
 
 
 def test_every_quick_schedule_survives_the_shift_and_a_fault_free_one_still_loads() -> None:
