@@ -374,8 +374,21 @@ class Worker(BenchWorker):
                          env=env, cwd=work, log=work / f"worker-{uuid.uuid4().hex[:6]}.log")
 
 
-def celery_round(work: Path, urls: dict[str, str], tasks: int, concurrency: int, timeout: float) -> float:
-    """Tasks per second for `tasks` add() calls published and collected through `urls`."""
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds `pid` has used so far (0.0 when unknown)."""
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def celery_round(work: Path, urls: dict[str, str], tasks: int, concurrency: int, timeout: float,
+                 proxy_pid: int | None = None) -> tuple[float, float]:
+    """Tasks per second for `tasks` add() calls through `urls`, and the proxy's CPU ms per task."""
     sys.path.insert(0, str(work))
     os.environ["BENCH_BROKER"] = urls["producer_broker"]
     os.environ["BENCH_BACKEND"] = urls["producer_backend"]
@@ -393,19 +406,21 @@ def celery_round(work: Path, urls: dict[str, str], tasks: int, concurrency: int,
         add = bench_proxy_app.add
         add.apply_async((0, 0), queue=queue).get(timeout=60)  # warm the pool and connections
         t0 = time.perf_counter()
+        cpu0 = cpu_seconds(proxy_pid)
         results = [add.apply_async((i, i), queue=queue) for i in range(tasks)]
         deadline = time.monotonic() + timeout
         for i, r in enumerate(results):
             if r.get(timeout=max(1.0, deadline - time.monotonic())) != 2 * i:
                 raise RuntimeError(f"task {i} returned a wrong result")
         elapsed = time.perf_counter() - t0
+        proxy_cpu_ms = (cpu_seconds(proxy_pid) - cpu0) * 1000 / tasks
     finally:
         worker.stop()
         with contextlib.suppress(Exception):
             with app.connection_for_write() as conn:
                 conn.default_channel.queue_delete(queue)
         app.close()
-    return tasks / elapsed
+    return tasks / elapsed, proxy_cpu_ms
 
 
 def _with_hostport(url: str, hostport: str) -> str:
@@ -416,7 +431,7 @@ def _with_hostport(url: str, hostport: str) -> str:
 
 
 def measure_celery(tasks: int, rounds: int, concurrency: int, timeout: float,
-                   servers: dict[str, str]) -> dict[str, Any]:
+                   servers: dict[str, str], pids: dict[str, int | None]) -> dict[str, Any]:
     """Median tasks/s per mode: direct, the stack's built-in proxy, and each of `servers` (mode -> API URL)."""
     from harness.stack.base import Role
     from harness.stack.local import LocalStack, LocalStackOptions
@@ -424,10 +439,13 @@ def measure_celery(tasks: int, rounds: int, concurrency: int, timeout: float,
     work = Path(tempfile.mkdtemp(prefix="chaos-bench-proxy-"))
     (work / "bench_proxy_app.py").write_text(APP_SOURCE)
     results: dict[str, list[float]] = {"direct": [], "builtin": [], **{m: [] for m in servers}}
+    cpu: dict[str, list[float]] = {m: [] for m in results}
     created: list[tuple[ToxiproxyClient, str]] = []
     try:
         with LocalStack(LocalStackOptions(toxiproxy="builtin")) as stack:
             u = stack.urls
+            servers_pids = set(stack.broker.pids if stack.broker else []) | set(stack.backend.pids if stack.backend else [])
+            pids = {**pids, "builtin": next((p for p in stack.pids() if p not in servers_pids), None)}
             modes: dict[str, dict[str, str]] = {
                 "direct": {"producer_broker": u.broker_url, "worker_broker": u.broker_url,
                            "producer_backend": u.backend_url, "worker_backend": u.backend_url},
@@ -449,9 +467,10 @@ def measure_celery(tasks: int, rounds: int, concurrency: int, timeout: float,
                     names = list(modes)
                     order += names if i % 2 == 0 else names[::-1]
                 for mode in order:
-                    rate = celery_round(work, modes[mode], tasks, concurrency, timeout)
+                    rate, cpu_ms = celery_round(work, modes[mode], tasks, concurrency, timeout, pids.get(mode))
                     results[mode].append(rate)
-                    log(f"  celery {mode:16s}: {rate:8.1f} tasks/s")
+                    cpu[mode].append(cpu_ms)
+                    log(f"  celery {mode:16s}: {rate:8.1f} tasks/s, proxy CPU {cpu_ms:.3f} ms/task")
             finally:
                 for client, name in created:
                     with contextlib.suppress(Exception):
@@ -464,6 +483,8 @@ def measure_celery(tasks: int, rounds: int, concurrency: int, timeout: float,
         if rates:
             out[f"{mode}_tasks_per_s"] = round(statistics.median(rates), 1)
             out[f"{mode}_rounds"] = [round(r, 1) for r in rates]
+            if mode != "direct" and pids.get(mode) is not None:
+                out[f"{mode}_proxy_cpu_ms_per_task"] = round(statistics.median(cpu[mode]), 4)
     for mode in results:
         if mode != "direct" and f"{mode}_tasks_per_s" in out:
             out[f"{mode}_ratio"] = round(out[f"{mode}_tasks_per_s"] / out["direct_tasks_per_s"], 3)
@@ -493,6 +514,8 @@ def side_by_side(result: dict[str, Any]) -> list[str]:
             f"{celery[f'{k}_tasks_per_s'] / celery['direct_tasks_per_s']:17.3f}" for k in cols))
         lines.append("celery paired ratio     " + "".join(
             f"{celery.get(f'{k}_paired_ratio', 1.0):17.3f}" for k in cols))
+        lines.append("proxy CPU ms per task   " + "".join(
+            f"{celery.get(f'{k}_proxy_cpu_ms_per_task', float('nan')):17.4f}" for k in cols))
     return lines
 
 
@@ -565,7 +588,10 @@ def main(argv: list[str] | None = None) -> int:
             extra = {name: tpv.url for name, tpv in variants.items()}
             if real is not None:
                 extra["real"] = real[0]
-            celery = measure_celery(args.tasks, args.rounds, args.concurrency, args.timeout, extra)
+            pids: dict[str, int | None] = {name: tpv.proc.pid if tpv.proc else None for name, tpv in variants.items()}
+            if real is not None:
+                pids["real"] = real[1]
+            celery = measure_celery(args.tasks, args.rounds, args.concurrency, args.timeout, extra, pids)
             result["celery"] = celery
             targets["celery builtin/direct >= 0.85"] = celery["builtin_ratio"] >= 0.85
             if "real_ratio" in celery:
