@@ -6,22 +6,26 @@ visibility-timeout duplicates, indeterminate publishes, rate-limited tasks; part
 with a few injected anomalies, writes it as JSON lines to a temporary directory *in a child
 process* (so generation does not count towards this process's peak RSS), then in this process:
 
-1. parses the file into `Op` values (a small reader: json.loads per line, interned strings,
-   ops built through their slot descriptors);
+1. parses the file with the harness's own `read_history` (msgspec decodes each line straight
+   into an `Op`, the collector paused);
 2. runs `check_all` with every built-in checker;
 
 and prints the time of each step, ops/s, the peak RSS (getrusage) and the ratios to the targets,
-plus whether the verdicts report exactly the injected anomalies.
+plus whether the verdicts report exactly the injected anomalies. Then, unless --no-baseline, it
+times the path this replaced on the same file, side by side: the stdlib reader (json.loads and
+`Op.from_dict` per line) and the index plus checkers with automatic collection on.
 
 Usage:
     .venv/bin/python benchmarks/checker_scale.py                 # 1M ops
     .venv/bin/python benchmarks/checker_scale.py --ops 200000 --seed 3
     .venv/bin/python benchmarks/checker_scale.py --history run/HISTORY.jsonl   # a real history
+    .venv/bin/python benchmarks/checker_scale.py --no-baseline   # skip the before/after comparison
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import random
@@ -36,9 +40,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from harness.checkers import CHECKERS, Expectations, check_all, overall  # noqa: E402
+from harness.checkers import CHECKERS, Expectations, build_index, check_all, overall  # noqa: E402
 from harness.checkers.synthetic import Injection, random_plans, reported_violations, synthesize  # noqa: E402
-from harness.history.ops import Op, OpType  # noqa: E402
+from harness.history import read_history  # noqa: E402
+from harness.history.ops import Op  # noqa: E402
 
 TARGET_SECONDS = 10.0
 TARGET_RSS_BYTES = 2 * 1024**3
@@ -70,35 +75,32 @@ def generate(path: Path, n_ops: int, seed: int) -> None:
     path.with_suffix(".meta.json").write_text(json.dumps(meta))
 
 
-def read_ops(path: Path) -> list[Op]:
-    """Parse a JSONL history into `Op` values: one json.loads per line, process and f interned.
-
-    Ops are built through the slots' descriptors rather than the frozen dataclass's __init__
-    (which pays an object.__setattr__ per field): same type, same fields, ~1/3 cheaper.
-    """
-    types = {t.value: t for t in OpType}
-    intern = sys.intern
-    loads = json.loads
-    new = object.__new__
-    s_index, s_time, s_process, s_type, s_f, s_value, s_error = (
-        Op.__dict__[name].__set__ for name in ("index", "time", "process", "type", "f", "value", "error"))
+def read_ops_stdlib(path: Path) -> list[Op]:
+    """The baseline reader: stdlib json.loads and `Op.from_dict` per line, collector on."""
     ops: list[Op] = []
-    append = ops.append
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            d = loads(line)
-            op = new(Op)
-            s_index(op, d.get("index", -1))
-            s_time(op, d["time"])
-            s_process(op, intern(d["process"]))
-            s_type(op, types[d["type"]])
-            s_f(op, intern(d["f"]))
-            s_value(op, d.get("value"))
-            s_error(op, d.get("error"))
-            append(op)
+    with open(path, "rb") as fh:
+        for raw in fh:
+            if raw.strip():
+                ops.append(Op.from_dict(json.loads(raw)))
     return ops
+
+
+def check_uncollected(ops: list[Op], exp: Expectations) -> None:
+    """The baseline check: `check_all`'s work (index once, every checker) with collection on."""
+    ix = build_index(ops, run_id=exp.run_id, kill_fault_kinds=exp.kill_fault_kinds)
+    for fn in CHECKERS.values():
+        fn(ix, exp)
+
+
+def baseline(path: Path, exp: Expectations) -> tuple[float, float]:
+    """CPU seconds of the stdlib parse and of the collected check, on the same file."""
+    gc.collect()
+    c0 = time.process_time()
+    ops = read_ops_stdlib(path)
+    c_parse = time.process_time() - c0
+    c1 = time.process_time()
+    check_uncollected(ops, exp)
+    return c_parse, time.process_time() - c1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ops", type=int, default=1_000_000, help="history size (default 1,000,000)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--history", type=Path, help="check this JSONL history instead of a synthetic one")
+    ap.add_argument("--no-baseline", action="store_true",
+                    help="skip timing the stdlib reader and the collected check for comparison")
     ap.add_argument("--generate", type=Path, help=argparse.SUPPRESS)  # child-process mode
     args = ap.parse_args(argv)
     if args.generate is not None:
@@ -130,15 +134,17 @@ def main(argv: list[str] | None = None) -> int:
         rss_before = _peak_rss_bytes()
         load_before = os.getloadavg()[0]
         t0, c0 = time.perf_counter(), time.process_time()
-        ops = read_ops(path)
+        ops = list(read_history(path))
         t_parse, c_parse = time.perf_counter() - t0, time.process_time() - c0
         rss_parse = _peak_rss_bytes()
         t1, c1 = time.perf_counter(), time.process_time()
         verdicts = check_all(ops, exp, list(CHECKERS))
         t_check, c_check = time.perf_counter() - t1, time.process_time() - c1
         rss = _peak_rss_bytes()
+        n = len(ops)
+        del ops
+        base = None if args.no_baseline else baseline(path, exp)
 
-    n = len(ops)
     total, c_total = t_parse + t_check, c_parse + c_check
     cores = os.cpu_count() or 1
     print(f"ops                {n:,}   (load average {load_before:.1f} on {cores} cores: wall time includes "
@@ -157,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
         flag = f" error: {v.error.splitlines()[-1]}" if v.error else ""
         print(f"  {name:12s} {v.valid.value:8s} violations={len(v.violations())}{flag}")
     print(f"overall            {overall(verdicts).value}")
+    if base is not None:
+        b_parse, b_check = base
+        print("before/after (CPU s, same file; before = stdlib json + Op.from_dict, checks with the collector on)")
+        for label, before, after in (("parse", b_parse, c_parse), ("check", b_check, c_check),
+                                     ("parse + check", b_parse + b_check, c_total)):
+            print(f"  {label:16s} before {before:6.2f}  after {after:6.2f}  after/before {after / max(before, 1e-9):.2f}")
     if meta:
         expected = {tuple(e) for e in meta["expected"]}
         got = set(reported_violations(verdicts))

@@ -14,10 +14,18 @@ private local RabbitMQ + Redis (``harness.stack.local.LocalStack`` with its buil
 a real ``celery worker`` subprocess. A real ``toxiproxy-server`` is measured too when it is on
 PATH or given with ``--real-url``. Celery rounds alternate direct/proxied so drift hits both.
 
+Before/after in one run: the built-in server runs on uvloop by default; the same server on the
+stdlib asyncio loop (``CHAOS_TOXIPROXY_LOOP=asyncio``, how it ran before) is measured beside it
+as ``builtin_asyncio`` (skip it with ``--no-asyncio-baseline``). ``--variant NAME:LOOP:NICE``
+adds more built-in servers to compare, e.g. ``--variant nice10:uvloop:-10``. Besides the ratio
+of medians, each proxied mode gets the median of its per-round ratios to the direct round of the
+same pass over the modes (``*_paired_ratio``), which drifting machine load disturbs less.
+
 Usage::
 
     .venv/bin/python benchmarks/proxy_overhead.py [--tasks 2000] [--rounds 5] [--skip-celery]
                                                   [--bulk-mib 1024] [--real-url http://127.0.0.1:8474]
+                                                  [--no-asyncio-baseline] [--variant NAME:LOOP:NICE ...]
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ sys.path.insert(0, str(REPO))
 
 from _worker import BenchWorker  # noqa: E402
 
+from harness.toxiproxy.__main__ import LOOP_ENV, NICE_ENV  # noqa: E402
 from harness.toxiproxy.client import ToxiproxyClient  # noqa: E402
 from harness.toxiproxy.process import ToxiproxyProcess, free_port  # noqa: E402
 
@@ -365,8 +374,21 @@ class Worker(BenchWorker):
                          env=env, cwd=work, log=work / f"worker-{uuid.uuid4().hex[:6]}.log")
 
 
-def celery_round(work: Path, urls: dict[str, str], tasks: int, concurrency: int, timeout: float) -> float:
-    """Tasks per second for `tasks` add() calls published and collected through `urls`."""
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds `pid` has used so far (0.0 when unknown)."""
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def celery_round(work: Path, urls: dict[str, str], tasks: int, concurrency: int, timeout: float,
+                 proxy_pid: int | None = None) -> tuple[float, float]:
+    """Tasks per second for `tasks` add() calls through `urls`, and the proxy's CPU ms per task."""
     sys.path.insert(0, str(work))
     os.environ["BENCH_BROKER"] = urls["producer_broker"]
     os.environ["BENCH_BACKEND"] = urls["producer_backend"]
@@ -384,19 +406,21 @@ def celery_round(work: Path, urls: dict[str, str], tasks: int, concurrency: int,
         add = bench_proxy_app.add
         add.apply_async((0, 0), queue=queue).get(timeout=60)  # warm the pool and connections
         t0 = time.perf_counter()
+        cpu0 = cpu_seconds(proxy_pid)
         results = [add.apply_async((i, i), queue=queue) for i in range(tasks)]
         deadline = time.monotonic() + timeout
         for i, r in enumerate(results):
             if r.get(timeout=max(1.0, deadline - time.monotonic())) != 2 * i:
                 raise RuntimeError(f"task {i} returned a wrong result")
         elapsed = time.perf_counter() - t0
+        proxy_cpu_ms = (cpu_seconds(proxy_pid) - cpu0) * 1000 / tasks
     finally:
         worker.stop()
         with contextlib.suppress(Exception):
             with app.connection_for_write() as conn:
                 conn.default_channel.queue_delete(queue)
         app.close()
-    return tasks / elapsed
+    return tasks / elapsed, proxy_cpu_ms
 
 
 def _with_hostport(url: str, hostport: str) -> str:
@@ -406,44 +430,51 @@ def _with_hostport(url: str, hostport: str) -> str:
     return f"{scheme}://{creds + '@' if creds else ''}{hostport}/{path}"
 
 
-def measure_celery(tasks: int, rounds: int, concurrency: int, timeout: float, real_url: str | None) -> dict[str, Any]:
+def measure_celery(tasks: int, rounds: int, concurrency: int, timeout: float,
+                   servers: dict[str, str], pids: dict[str, int | None]) -> dict[str, Any]:
+    """Median tasks/s per mode: direct, the stack's built-in proxy, and each of `servers` (mode -> API URL)."""
     from harness.stack.base import Role
     from harness.stack.local import LocalStack, LocalStackOptions
 
     work = Path(tempfile.mkdtemp(prefix="chaos-bench-proxy-"))
     (work / "bench_proxy_app.py").write_text(APP_SOURCE)
-    results: dict[str, list[float]] = {"direct": [], "builtin": [], "real": []}
-    real_proxies: list[str] = []
+    results: dict[str, list[float]] = {"direct": [], "builtin": [], **{m: [] for m in servers}}
+    cpu: dict[str, list[float]] = {m: [] for m in results}
+    created: list[tuple[ToxiproxyClient, str]] = []
     try:
         with LocalStack(LocalStackOptions(toxiproxy="builtin")) as stack:
             u = stack.urls
+            servers_pids = set(stack.broker.pids if stack.broker else []) | set(stack.backend.pids if stack.backend else [])
+            pids = {**pids, "builtin": next((p for p in stack.pids() if p not in servers_pids), None)}
             modes: dict[str, dict[str, str]] = {
                 "direct": {"producer_broker": u.broker_url, "worker_broker": u.broker_url,
                            "producer_backend": u.backend_url, "worker_backend": u.backend_url},
                 "builtin": {r.value: u.url_for(r) for r in Role},
             }
-            real_client = ToxiproxyClient(real_url) if real_url else None
-            if real_client is not None:
-                modes["real"] = {}
-                for role in Role:
-                    direct = u.broker_url if role.is_broker else u.backend_url
-                    upstream = urlsplit(direct).netloc.rpartition("@")[2]
-                    name = f"bench-{uuid.uuid4().hex[:6]}-{role.value}"
-                    p = real_client.create_proxy(name, upstream)
-                    real_proxies.append(name)
-                    modes["real"][role.value] = _with_hostport(direct, f"127.0.0.1:{p.listen_port}")
-            order: list[str] = []
-            for i in range(rounds):
-                names = list(modes)
-                order += names if i % 2 == 0 else names[::-1]
-            for mode in order:
-                rate = celery_round(work, modes[mode], tasks, concurrency, timeout)
-                results[mode].append(rate)
-                log(f"  celery {mode:8s}: {rate:8.1f} tasks/s")
-            if real_client is not None:
-                for name in real_proxies:
+            try:
+                for mode, api_url in servers.items():
+                    client = ToxiproxyClient(api_url)
+                    modes[mode] = {}
+                    for role in Role:
+                        direct = u.broker_url if role.is_broker else u.backend_url
+                        upstream = urlsplit(direct).netloc.rpartition("@")[2]
+                        name = f"bench-{uuid.uuid4().hex[:6]}-{role.value}"
+                        p = client.create_proxy(name, upstream)
+                        created.append((client, name))
+                        modes[mode][role.value] = _with_hostport(direct, f"127.0.0.1:{p.listen_port}")
+                order: list[str] = []
+                for i in range(rounds):
+                    names = list(modes)
+                    order += names if i % 2 == 0 else names[::-1]
+                for mode in order:
+                    rate, cpu_ms = celery_round(work, modes[mode], tasks, concurrency, timeout, pids.get(mode))
+                    results[mode].append(rate)
+                    cpu[mode].append(cpu_ms)
+                    log(f"  celery {mode:16s}: {rate:8.1f} tasks/s, proxy CPU {cpu_ms:.3f} ms/task")
+            finally:
+                for client, name in created:
                     with contextlib.suppress(Exception):
-                        real_client.delete_proxy(name)
+                        client.delete_proxy(name)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     out: dict[str, Any] = {"tasks": tasks, "rounds": rounds, "pool": f"prefork -c {concurrency}",
@@ -451,13 +482,41 @@ def measure_celery(tasks: int, rounds: int, concurrency: int, timeout: float, re
     for mode, rates in results.items():
         if rates:
             out[f"{mode}_tasks_per_s"] = round(statistics.median(rates), 1)
-    out["builtin_ratio"] = round(out["builtin_tasks_per_s"] / out["direct_tasks_per_s"], 3)
-    if "real_tasks_per_s" in out:
-        out["real_ratio"] = round(out["real_tasks_per_s"] / out["direct_tasks_per_s"], 3)
+            out[f"{mode}_rounds"] = [round(r, 1) for r in rates]
+            if mode != "direct" and pids.get(mode) is not None:
+                out[f"{mode}_proxy_cpu_ms_per_task"] = round(statistics.median(cpu[mode]), 4)
+    for mode in results:
+        if mode != "direct" and f"{mode}_tasks_per_s" in out:
+            out[f"{mode}_ratio"] = round(out[f"{mode}_tasks_per_s"] / out["direct_tasks_per_s"], 3)
+            # Round i of every mode ran within one pass over the modes: pair it with that pass's
+            # direct round, so a load swing between passes hits both sides of a ratio.
+            pairs = [m / d for m, d in zip(results[mode], results["direct"], strict=False)]
+            out[f"{mode}_paired_ratio"] = round(statistics.median(pairs), 3)
     return out
 
 
 # --- main ---------------------------------------------------------------------------------------
+
+
+def side_by_side(result: dict[str, Any]) -> list[str]:
+    """One line per measure, every server's figure next to each other (ratios to direct)."""
+    raw = result["raw_tcp"]
+    servers = ["direct", "builtin"] + [k for k in raw if k not in ("direct", "builtin", "real")
+                                       and isinstance(raw[k], dict)] + (["real"] if "real" in raw else [])
+    lines = ["                        " + "".join(f"{k:>17s}" for k in servers)]
+    lines.append("bulk MB/s               " + "".join(f"{raw[k]['bulk_mb_s']:17.1f}" for k in servers))
+    lines.append("echo rtt p50 ms         " + "".join(f"{raw[k]['echo_rtt_p50_ms']:17.4f}" for k in servers))
+    celery = result.get("celery")
+    if celery:
+        cols = [k for k in servers if f"{k}_tasks_per_s" in celery]
+        lines.append("celery tasks/s (median) " + "".join(f"{celery[f'{k}_tasks_per_s']:17.1f}" for k in cols))
+        lines.append("celery ratio of medians " + "".join(
+            f"{celery[f'{k}_tasks_per_s'] / celery['direct_tasks_per_s']:17.3f}" for k in cols))
+        lines.append("celery paired ratio     " + "".join(
+            f"{celery.get(f'{k}_paired_ratio', 1.0):17.3f}" for k in cols))
+        lines.append("proxy CPU ms per task   " + "".join(
+            f"{celery.get(f'{k}_proxy_cpu_ms_per_task', float('nan')):17.4f}" for k in cols))
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -469,6 +528,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bulk-mib", type=int, default=1024, help="MiB per bulk transfer")
     p.add_argument("--skip-celery", action="store_true", help="only the raw TCP parts (no broker needed)")
     p.add_argument("--real-url", default=None, help="URL of a running real Toxiproxy to compare with")
+    p.add_argument("--no-asyncio-baseline", action="store_true",
+                   help="do not also measure the built-in server on the stdlib asyncio loop")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME:LOOP:NICE",
+                   help="another built-in server to measure, e.g. nice10:uvloop:-10 (repeatable)")
     p.add_argument("--serve-upstreams", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve_upstreams:
@@ -481,7 +544,17 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"benchmark": "proxy_overhead", "cpus": os.cpu_count(),
                               "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
 
-    with real_toxiproxy(args.real_url) as real, upstreams() as ports:
+    with contextlib.ExitStack() as servers:
+        real = servers.enter_context(real_toxiproxy(args.real_url))
+        ports = servers.enter_context(upstreams())
+        variants: dict[str, ToxiproxyProcess] = {}
+        wanted = ([] if args.no_asyncio_baseline else ["builtin_asyncio:asyncio:0"]) + list(args.variant)
+        for spec in wanted:
+            name, loop_name, nice = (spec.split(":") + ["", ""])[:3]
+            if not name or name in ("direct", "builtin", "real") or loop_name not in ("uvloop", "asyncio"):
+                p.error(f"--variant {spec!r}: use NAME:LOOP:NICE with LOOP uvloop or asyncio")
+            variants[name] = servers.enter_context(
+                ToxiproxyProcess(env={**os.environ, LOOP_ENV: loop_name, NICE_ENV: nice}))
         log("raw TCP: direct")
         direct = measure_direct(ports, bulk_total)
         log(f"  {direct}")
@@ -490,13 +563,15 @@ def main(argv: list[str] | None = None) -> int:
             builtin = measure_raw(ports, tp.url, tp.proc.pid if tp.proc else None, bulk_total, "builtin")
             log(f"  {builtin}")
         raw: dict[str, Any] = {"direct": direct, "builtin": builtin}
+        for name, tpv in variants.items():
+            log(f"raw TCP: built-in proxy variant {name}")
+            raw[name] = measure_raw(ports, tpv.url, tpv.proc.pid if tpv.proc else None, bulk_total, name)
+            log(f"  {raw[name]}")
         if real is not None:
             log("raw TCP: real Toxiproxy")
             raw["real"] = measure_raw(ports, real[0], real[1], bulk_total, "real")
             log(f"  {raw['real']}")
         added = builtin["echo_rtt_p50_ms"] - direct["echo_rtt_p50_ms"]
-        raw["builtin_added_rtt_p50_ms"] = round(added, 4)
-        result["raw_tcp"] = raw
         targets: dict[str, Any] = {
             "bulk >= 400 MB/s": builtin["bulk_mb_s"] >= 400,
             "added p50 rtt <= 0.15 ms": added <= 0.15,
@@ -504,17 +579,29 @@ def main(argv: list[str] | None = None) -> int:
             and builtin["concurrent"]["held_open_at_once"] == 1000,
             "slow reader growth <= 8 MiB": builtin["slow_reader"]["growth_mib"] <= 8,
         }
+        if "real" in raw:
+            targets["bulk builtin >= real"] = builtin["bulk_mb_s"] >= raw["real"]["bulk_mb_s"]
+        result["raw_tcp"] = raw
+        result["builtin_added_rtt_p50_ms"] = round(added, 4)
         if not args.skip_celery:
             log(f"celery: {args.tasks} tasks x {args.rounds} rounds per mode")
-            celery = measure_celery(args.tasks, args.rounds, args.concurrency, args.timeout,
-                                    real[0] if real is not None else None)
+            extra = {name: tpv.url for name, tpv in variants.items()}
+            if real is not None:
+                extra["real"] = real[0]
+            pids: dict[str, int | None] = {name: tpv.proc.pid if tpv.proc else None for name, tpv in variants.items()}
+            if real is not None:
+                pids["real"] = real[1]
+            celery = measure_celery(args.tasks, args.rounds, args.concurrency, args.timeout, extra, pids)
             result["celery"] = celery
             targets["celery builtin/direct >= 0.85"] = celery["builtin_ratio"] >= 0.85
             if "real_ratio" in celery:
                 targets["celery builtin >= real"] = celery["builtin_ratio"] >= celery["real_ratio"]
         result["real_toxiproxy"] = "measured" if real is not None else "not available (no toxiproxy-server on PATH)"
+        result["side_by_side"] = side_by_side(result)
         result["targets_met"] = targets
         result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    for line in result["side_by_side"]:
+        log(line)
     print(json.dumps(result, indent=2))
     return 0
 

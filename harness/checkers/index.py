@@ -202,31 +202,52 @@ class TaskRecord:
             return "fail"
         return None
 
+    # The properties below run once or more per task in several checkers (millions of calls on
+    # a large history): plain loops, no generator per call, one pass for `outcome`.
+
     @property
     def succeeded(self) -> bool:
-        return any(ex.outcome == OK for ex in self.executions or ())
+        for ex in self.executions or ():
+            if ex.outcome == OK:
+                return True
+        return False
 
     @property
     def failed(self) -> bool:
         """Ended in a terminal failure (FAILURE, e.g. retries exhausted) and never succeeded."""
-        ex = self.executions
-        return bool(ex) and not self.succeeded and any(e.outcome == FAILURE for e in ex)  # type: ignore[union-attr]
+        failure = False
+        for ex in self.executions or ():
+            o = ex.outcome
+            if o == OK:
+                return False
+            if o == FAILURE:
+                failure = True
+        return failure
 
     @property
     def is_terminal(self) -> bool:
         """Executed to completion (success or terminal failure), dead-lettered, or revoked."""
         if self.dlq or self.dlq_stored or self.revokes:
             return True
-        return any(ex.outcome == OK or ex.outcome == FAILURE for ex in self.executions or ())
+        for ex in self.executions or ():
+            o = ex.outcome
+            if o == OK or o == FAILURE:
+                return True
+        return False
 
     @property
     def outcome(self) -> str | None:
         """"complete", "dlq", "failed", "revoked" or None (not terminal)."""
-        if self.succeeded:
-            return "complete"
+        failure = False
+        for ex in self.executions or ():
+            o = ex.outcome
+            if o == OK:
+                return "complete"
+            if o == FAILURE:
+                failure = True
         if self.dlq or self.dlq_stored:
             return "dlq"
-        if self.failed:
+        if failure:
             return "failed"
         if self.revokes:
             return "revoked"

@@ -160,11 +160,16 @@ class ManagedProcess:
         # Whatever is left in the group (grandchildren) goes too.
         self.kill()
 
-    def wait_ready(self, probe: Callable[[], object], *, timeout: float, what: str, hint: str = "") -> None:
-        """Poll `probe` until it returns without raising; raise StackStartTimeout with context."""
+    def wait_ready(self, probe: Callable[[], object], *, timeout: float, what: str, hint: str = "",
+                   max_interval: float = 0.25) -> None:
+        """Poll `probe` until it returns without raising; raise StackStartTimeout with context.
+
+        The pause between probes grows from 20 ms to `max_interval` (a cheap probe passes a
+        small one, so readiness is seen within milliseconds).
+        """
         deadline = time.monotonic() + timeout
         last: BaseException | None = None
-        delay = 0.02
+        delay = min(0.02, max_interval)
         while time.monotonic() < deadline:
             if not self.is_running():
                 raise StackStartTimeout(
@@ -176,8 +181,8 @@ class ManagedProcess:
                 return
             except Exception as exc:  # noqa: BLE001 - any probe failure means "not yet"
                 last = exc
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.25)
+            time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
+            delay = min(delay * 1.5, max_interval)
         raise StackStartTimeout(
             f"{self.name} was not ready after {timeout:.0f} s: waited for {what}; last probe error: {last!r}.\n"
             f"{hint}\n--- last lines of {self.log_path} ---\n{log_tail(self.log_path)}"

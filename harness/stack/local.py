@@ -88,20 +88,53 @@ class LocalStack(StackLifecycle):
         self._urls: StackURLs | None = None
         self._extra: dict[str, ProxiedEndpoint] = {}
         self.timings: dict[str, float] = {}
+        self._t0 = time.monotonic()
 
     # -- lifecycle ----------------------------------------------------------------
     def start(self) -> LocalStack:
         """Start every server in parallel, wait for each, create the per-role proxies."""
-        t0 = time.monotonic()
+        self.boot()
+        return self.await_ready()
+
+    def boot(self) -> StackURLs:
+        """Spawn every server, wait for the proxy only and create the per-role proxies.
+
+        Returns the URLs at once, while the broker and the backend still boot (a proxy needs only
+        its upstream's address, fixed before the server starts): workers can be spawned now and
+        import their app during the broker's boot. Call `await_ready` before using the stack.
+
+        Example::
+
+            stack = LocalStack()
+            urls = stack.boot()
+            group.spawn(broker_wait=30)   # workers start while RabbitMQ boots
+            stack.await_ready()
+        """
+        self._t0 = time.monotonic()
         try:
-            self._start()
+            self._boot()
         except BaseException:
             self.stop()
             raise
-        self.timings["stack"] = time.monotonic() - t0
+        assert self._urls is not None
+        return self._urls
+
+    def await_ready(self) -> LocalStack:
+        """Wait until the backend and the broker answer (after `boot`); stop everything on failure."""
+        if self._broker is None or self._backend is None:
+            raise RuntimeError("the stack is not booted: call boot() or start() first")
+        try:
+            self._backend.await_ready()
+            self.timings["backend"] = time.monotonic() - self._t0
+            self._broker.await_ready()
+            self.timings["broker"] = time.monotonic() - self._t0
+        except BaseException:
+            self.stop()
+            raise
+        self.timings["stack"] = time.monotonic() - self._t0
         return self
 
-    def _start(self) -> None:
+    def _boot(self) -> None:
         o = self.options
         # Spawn everything first (they boot in parallel), then wait for each in turn.
         if o.broker == "rabbitmq":
@@ -112,16 +145,13 @@ class LocalStack(StackLifecycle):
             self._exit.callback(self._broker.close)
         self._backend = LocalRedis(name="redis-backend", aof=o.redis_aof, startup_timeout=o.startup_timeout)
         self._exit.callback(self._backend.close)
-        t0 = time.monotonic()
         self._broker.spawn()
         self._backend.spawn()
         self._start_toxiproxy()
-        self.timings["toxiproxy"] = time.monotonic() - t0
-        self._backend.await_ready()
-        self.timings["backend"] = time.monotonic() - t0
-        self._broker.await_ready()
-        self.timings["broker"] = time.monotonic() - t0
+        self.timings["toxiproxy"] = time.monotonic() - self._t0
+        # Proxies are created while the servers boot: creating one does not dial its upstream.
         self._urls = self._make_urls()
+        self.timings["proxies"] = time.monotonic() - self._t0
 
     def _start_toxiproxy(self) -> None:
         choice = self.options.toxiproxy

@@ -9,6 +9,11 @@ real script as the `rabbitmq` user ourselves, with RABBITMQ_ALLOW_INPUT so the s
 `exec`s the VM: the pid we spawn *is* `beam.smp`, and a private `epmd` on its own port is
 our child too. Nothing the node starts outlives `stop()`.
 
+Start-up: the node gets a plugins dir of its own, symlinks to only the applications it runs (the
+broker's own and, with `management`, the management plugin's; see `plugin_dirs_needed`). With
+the whole package's 71 on its code path, RabbitMQ 3.10 spent about 2 s more per boot on this
+2-core box looking modules up. ``CHAOS_RABBITMQ_ALL_PLUGINS=1`` gives the node the whole dir.
+
 Example:
     >>> with LocalRabbitMQ() as rabbit:            # doctest: +SKIP
     ...     rabbit.url                              # amqp://chaos-…:…@127.0.0.1:PORT//
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import secrets
 import shutil
 import signal
@@ -60,6 +66,49 @@ def find_rabbitmq_server(explicit: str | None = None, path: str | None = None) -
     if debian.name == "rabbitmq-server" and debian.is_file():
         return debian
     raise ConfigError(f"{found} is a wrapper and the real rabbitmq-server script was not found next to it: {_INSTALL_HINT}")
+
+
+_APP_DEPS = re.compile(r"\{(?:included_)?applications,\s*\[([^\]]*)\]")
+# What the broker itself runs on (and getopt, which cuttlefish calls without declaring it).
+_CORE_APPS = ("rabbit", "rabbitmq_prelaunch", "getopt")
+
+
+def plugin_dirs_needed(plugins_dir: Path, roots: tuple[str, ...]) -> dict[str, Path] | None:
+    """The application directories of `plugins_dir` that `roots` need, from their ``.app`` files.
+
+    None when the layout is not the one expected (no ``rabbit-*`` directory with its ``.app``),
+    so the caller keeps the whole directory.
+
+    Why: RabbitMQ 3.10 puts every directory of its plugins dir on the code path (71 in Debian's
+    package, most of them optional plugins), and at boot it loads each module of its
+    applications by searching that path: a node given only what it runs boots faster.
+
+    Example:
+        >>> plugin_dirs_needed(Path("/nonexistent"), ("rabbit",)) is None
+        True
+    """
+    try:
+        by_app = {d.name.rsplit("-", 1)[0]: d for d in plugins_dir.iterdir() if d.is_dir() and "-" in d.name}
+    except OSError:
+        return None
+    if "rabbit" not in by_app or not (by_app["rabbit"] / "ebin" / "rabbit.app").is_file():
+        return None
+    seen: dict[str, Path] = {}
+    todo = list(roots)
+    for _ in range(10 * len(by_app) + len(roots)):  # each app is expanded once; bounded anyway
+        if not todo:
+            break
+        app = todo.pop()
+        if app in seen or app not in by_app:
+            continue  # an OTP application (kernel, ssl, ...) lives outside the plugins dir
+        seen[app] = by_app[app]
+        try:
+            text = (by_app[app] / "ebin" / f"{app}.app").read_text(errors="replace")
+        except OSError:
+            return None
+        for m in _APP_DEPS.finditer(text):
+            todo += [a.strip() for a in m.group(1).split(",") if a.strip()]
+    return seen
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +158,7 @@ class LocalRabbitMQ:
             base_dir=base,
         )
         self.management = management
+        self._plugins_dir: Path | None = None
         self._write_files()
         log = base / "logs"
         self._epmd = ManagedProcess("epmd", ["epmd", "-port", str(self.config.epmd_port)],
@@ -145,6 +195,21 @@ class LocalRabbitMQ:
                 for n in [*dirs, *files]:
                     shutil.chown(os.path.join(root, n), "rabbitmq", "rabbitmq")
             shutil.chown(c.base_dir, "rabbitmq", "rabbitmq")
+        # Made after the chown above: chown follows symlinks, and these point into the package.
+        self._plugins_dir = self._link_plugins(c.base_dir / "plugins")
+
+    def _link_plugins(self, where: Path) -> Path | None:
+        """A plugins dir of symlinks to what this node runs (see `plugin_dirs_needed`), or None."""
+        if os.environ.get("CHAOS_RABBITMQ_ALL_PLUGINS") == "1":
+            return None
+        roots = _CORE_APPS + (("rabbitmq_management",) if self.management else ())
+        needed = plugin_dirs_needed(self._server.resolve().parent.parent / "plugins", roots)
+        if not needed:
+            return None
+        where.mkdir(mode=0o755)
+        for d in needed.values():
+            (where / d.name).symlink_to(d, target_is_directory=True)
+        return where
 
     def _env(self) -> dict[str, str]:
         c = self.config
@@ -166,6 +231,7 @@ class LocalRabbitMQ:
             RABBITMQ_LOG_BASE=str(c.base_dir / "logs"),
             RABBITMQ_PID_FILE=str(c.base_dir / "rabbitmq.pid"),
             RABBITMQ_FEATURE_FLAGS_FILE=str(c.base_dir / "feature_flags"),
+            **({"RABBITMQ_PLUGINS_DIR": str(self._plugins_dir)} if self._plugins_dir is not None else {}),
             # exec the VM (pid == beam.smp) and keep it off stdin.
             RABBITMQ_ALLOW_INPUT="1",
             # -noinput: no shell on stdin; +sbwt none: no scheduler busy-waiting, which on a

@@ -55,9 +55,26 @@ class WorkerGroup:
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> WorkerGroup:
         """Spawn every worker, then wait for each ping; on any failure stop them all and re-raise."""
+        self.spawn()
+        return self.wait_ready()
+
+    def spawn(self, *, broker_wait: float = 0.0) -> WorkerGroup:
+        """Launch every worker without waiting (see `WorkerProcess.spawn` for `broker_wait`).
+
+        With `broker_wait`, the workers may be spawned right after `LocalStack.boot`, so their
+        start-up overlaps the broker's boot; then `wait_ready`.
+        """
         try:
             for w in self.workers:
-                w.spawn()
+                w.spawn(broker_wait=broker_wait)
+        except BaseException:
+            self.stop(timeout=2.0)
+            raise
+        return self
+
+    def wait_ready(self) -> WorkerGroup:
+        """Wait for each spawned worker's ping; on any failure stop them all and re-raise."""
+        try:
             for w in self.workers:
                 w.wait_ready()
         except BaseException:

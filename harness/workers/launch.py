@@ -10,6 +10,17 @@ harness decided for this worker applied before the worker reads its configuratio
 - history recording (``CHAOS_HISTORY_DIR`` / ``CHAOS_RUN_ID``), through
   `harness.history.record_worker`, so task code needs no change either.
 
+Two start-up aids, both opt-in through the environment `harness.workers.WorkerProcess` sets:
+
+- ``CHAOS_READY_FILE``: created when Celery sends ``worker_ready`` (consumers, the remote
+  control mailbox included, are running), so the harness sees readiness by a file check every
+  few milliseconds instead of a broadcast ping every half second;
+- ``CHAOS_BROKER_WAIT_S``: after the app is imported, wait up to that many seconds for the
+  broker to accept a connection (polled every 50 ms) before Celery's own start-up. A worker
+  spawned while the broker still boots then starts the moment the broker is up, rather than at
+  Celery's next connection retry (2 s, then 4 s, ...). Never set for restarts under faults:
+  there Celery's own retry behaviour is what is tested.
+
 Everything is read when the worker starts (this module's `main`), never at import.
 
 Why settings are also pushed into already-bound tasks: Celery copies ``task_acks_late`` and
@@ -29,14 +40,19 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["ENV_BACKEND_URL", "ENV_BROKER_URL", "ENV_SETTINGS", "apply_settings", "main"]
+__all__ = ["ENV_BACKEND_URL", "ENV_BROKER_URL", "ENV_BROKER_WAIT", "ENV_READY_FILE", "ENV_SETTINGS",
+           "apply_settings", "main", "wait_for_broker"]
 
 ENV_BROKER_URL = "CHAOS_BROKER_URL"
 ENV_BACKEND_URL = "CHAOS_BACKEND_URL"
 ENV_SETTINGS = "CHAOS_WORKER_SETTINGS"
+ENV_READY_FILE = "CHAOS_READY_FILE"
+ENV_BROKER_WAIT = "CHAOS_BROKER_WAIT_S"
+_BROKER_POLL_S = 0.05
 
 
 def apply_settings(app: Any, settings: Mapping[str, Any]) -> None:
@@ -98,6 +114,57 @@ IMPORT_FAILED = "chaos-worker: cannot import the app"
 IMPORT_FAILED_EXIT = 3
 
 
+def wait_for_broker(app: Any, seconds: float) -> bool:
+    """Poll until `app`'s broker accepts a connection, at most `seconds`; whether it did.
+
+    Each attempt is one connect without kombu's retries (which would sleep 2 s first).
+
+    Example:
+        >>> from celery import Celery
+        >>> wait_for_broker(Celery("demo", broker="amqp://u:p@127.0.0.1:1//"), 0.1)
+        False
+    """
+    deadline = time.monotonic() + seconds
+    attempts = max(1, int(seconds / _BROKER_POLL_S) + 1)
+    for _ in range(attempts):  # bounded in count as well as in time
+        conn = app.connection_for_write()
+        try:
+            conn.ensure_connection(max_retries=0)
+            return True
+        except Exception:  # noqa: BLE001 - refused, reset by the proxy, handshake cut: not up yet
+            pass
+        finally:
+            conn.release()
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        time.sleep(min(_BROKER_POLL_S, left))
+    return False
+
+
+def _ready_file_on_worker_ready(path: str) -> None:
+    from celery import signals
+
+    def touch(**_: Any) -> None:
+        # Written then renamed, so the harness never sees a half-made file.
+        tmp = f"{path}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(str(os.getpid()))
+        os.replace(tmp, path)
+
+    signals.worker_ready.connect(touch, weak=False, dispatch_uid="harness.workers.launch.ready_file")
+
+
+def _broker_wait_seconds() -> float:
+    raw = os.environ.get(ENV_BROKER_WAIT)
+    if not raw:
+        return 0.0
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        raise SystemExit(f"{ENV_BROKER_WAIT} must be a number of seconds, e.g. 30, not {raw!r}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Prepare the app named by ``-A`` and run Celery's command line with history recording."""
     from celery.app.utils import find_app
@@ -120,6 +187,13 @@ def main(argv: list[str] | None = None) -> int:
         urls["result_backend"] = os.environ[ENV_BACKEND_URL]
     # Explicit settings win over the stack URLs (a scenario may point a worker elsewhere).
     apply_settings(app, {**urls, **settings})
+    ready_file = os.environ.get(ENV_READY_FILE)
+    if ready_file:
+        _ready_file_on_worker_ready(ready_file)
+    wait_s = _broker_wait_seconds()
+    if wait_s > 0:
+        # Not up in time: go on anyway, Celery's own retries and errors take over from here.
+        wait_for_broker(app, wait_s)
     return record_worker.main(args)
 
 

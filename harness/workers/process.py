@@ -38,11 +38,15 @@ from typing import Any, Literal
 from harness.errors import ConfigError, HarnessError, UnsupportedFault
 from harness.stack import reaper
 from harness.stack._process import ManagedProcess, log_tail
+from harness.workers.launch import ENV_BROKER_WAIT, ENV_READY_FILE
 
 Pool = Literal["prefork", "threads", "solo"]
 POOLS: tuple[str, ...] = ("prefork", "threads", "solo")
 
 __all__ = ["POOLS", "KilledChild", "Pool", "WorkerProcess", "WorkerSpec", "wait_until"]
+
+_READY_POLL_S = 0.02  # how often the ready file is looked for
+_FALLBACK_PING_S = 1.0  # a ping this often while the file is missing
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,8 +274,14 @@ class WorkerProcess:
         if self._tmp_dir is None:
             self._tmp_dir = Path(reaper.make_temp_dir("chaos-worker-tmp-"))
         env["TMPDIR"] = str(self._tmp_dir)
+        env[ENV_READY_FILE] = str(self._tmp_dir / f"ready.{self._generation}")
+        env.pop(ENV_BROKER_WAIT, None)
         env.update(self.spec.env)
         return env
+
+    def _ready_file(self) -> Path | None:
+        # One name per generation: a restarted worker must not look ready from its last life.
+        return None if self._tmp_dir is None else self._tmp_dir / f"ready.{self._generation}"
 
     # -- state ---------------------------------------------------------------------------------
     @property
@@ -310,13 +320,21 @@ class WorkerProcess:
         return [self.pid, *self.children()] if self.is_running() else []
 
     # -- lifecycle -----------------------------------------------------------------------------
-    def spawn(self) -> WorkerProcess:
-        """Launch without waiting (a group spawns all its workers, then waits for each)."""
+    def spawn(self, *, broker_wait: float = 0.0) -> WorkerProcess:
+        """Launch without waiting (a group spawns all its workers, then waits for each).
+
+        `broker_wait` > 0: the broker may still be booting (a stack that is starting); the
+        worker imports its app meanwhile, then polls the broker for up to that many seconds
+        before Celery starts, instead of sleeping through Celery's first connection retry.
+        """
         if self.is_running():
             return self
         self._generation += 1
+        env = self._env()
+        if broker_wait > 0:
+            env[ENV_BROKER_WAIT] = f"{broker_wait:.3f}"
         self._proc = ManagedProcess(f"celery worker {self.hostname}", self._argv(),
-                                    log_path=self.log_path, env=self._env())
+                                    log_path=self.log_path, env=env)
         self._proc.start()
         self.started_at = time.monotonic()
         return self
@@ -372,8 +390,21 @@ class WorkerProcess:
         return bool(replies)
 
     def wait_ready(self, timeout: float | None = None) -> None:
-        """Wait until the worker answers a ping; StackStartTimeout with its log tail after `timeout`."""
+        """Wait until the worker answers a ping; StackStartTimeout with its log tail after `timeout`.
+
+        The launcher creates a ready file when Celery sends ``worker_ready``; checking for it
+        every 20 ms costs nothing, and the ping that confirms it answers at once. Without the
+        file (an app that never reaches ``worker_ready``), a ping every second still decides.
+        """
+        ready_file = self._ready_file()
+        last_ping = [time.monotonic()]
+
         def probe() -> None:
+            if ready_file is not None and not ready_file.exists():
+                now = time.monotonic()
+                if now - last_ping[0] < _FALLBACK_PING_S:
+                    raise TimeoutError(f"{self.hostname} has not sent worker_ready yet")
+                last_ping[0] = now
             if not self.ping():
                 raise TimeoutError(f"no ping reply from {self.hostname}")
 
@@ -381,7 +412,8 @@ class WorkerProcess:
             raise RuntimeError(f"worker {self.hostname} is not started: call spawn() or start() first")
         self._proc.wait_ready(probe, timeout=self.ready_timeout if timeout is None else timeout,
                               what=f"a ping reply from {self.hostname}",
-                              hint="Check the app import path (and pythonpath), the broker URL and the queue names.")
+                              hint="Check the app import path (and pythonpath), the broker URL and the queue names.",
+                              max_interval=_READY_POLL_S)
 
     def _signal_main(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError):

@@ -78,6 +78,22 @@ def test_unparseable_lines_are_reported_with_file_and_line(tmp_path: Path) -> No
         read_history(tmp_path / "h.jsonl", strict=True)
 
 
+def test_lines_the_typed_decoder_refuses_read_as_the_lenient_reader_always_did(tmp_path: Path) -> None:
+    # msgspec decodes exact types only; these lines go through Op.from_dict, which reads them
+    # as before: a float time truncated, an index missing (-1, then reassigned), a non-str error
+    # kept, a non-finite float, a non-UTF-8 byte skipped with the stdlib's reason.
+    lines = [b'{"index":0,"time":1.9,"process":"a","type":"ok","f":"phase","value":{"n":1}}',
+             b'{"time":2,"process":"a","type":"ok","f":"phase"}',
+             b'{"index":2,"time":3,"process":"a","type":"fail","f":"phase","error":{"code":7}}',
+             b'{"index":3,"time":4,"process":"a","type":"ok","f":"phase","value":1e400}',
+             b'{"index":4,"time":5,"process":"a","type":"ok","f":"phase","value":"\xff"}']
+    (tmp_path / "h.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    h = read_history(tmp_path / "h.jsonl")
+    assert [(o.index, o.time, o.error) for o in h] == [(0, 1, None), (1, 2, None), (2, 3, {"code": 7}), (3, 4, None)]
+    assert h[0].value == {"n": 1} and h[3].value == float("inf")
+    assert [(s.line, s.torn) for s in h.skipped] == [(5, True)] and "UnicodeDecodeError" in h.skipped[0].reason
+
+
 def test_missing_path_says_what_to_pass(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="history directory"):
         read_history(tmp_path / "nope")

@@ -129,3 +129,35 @@ def test_session_stack_is_torn_down_after_a_failing_test(tmp_path):
     assert len(pids) >= 4
     assert _wait_all_gone(pids) == []
     assert [d for d in dirs if Path(d).exists()] == []
+
+
+def test_workers_spawned_while_the_broker_boots_start_once_it_answers():
+    # The overlapped start: proxies exist before the broker answers, workers import their app
+    # meanwhile and poll the broker (broker_wait), then answer a ping; everything is reaped.
+    from celery import Celery
+
+    from harness.stack.local import LocalStack
+    from harness.workers import WorkerGroup, WorkerSpec
+
+    stack = LocalStack()
+    urls = stack.boot()
+    group = WorkerGroup([WorkerSpec(app="harness.smoke:app", concurrency=1, hostname="overlap1@127.0.0.1")],
+                        broker_url=urls.url_for(Role.WORKER_BROKER), backend_url=urls.url_for(Role.WORKER_BACKEND),
+                        control_url=urls.broker_url, ready_timeout=60)
+    client = None
+    try:
+        group.spawn(broker_wait=60)
+        stack.await_ready()
+        group.wait_ready()
+        client = Celery("overlap", broker=urls.url_for(Role.PRODUCER_BROKER),
+                        backend=urls.url_for(Role.PRODUCER_BACKEND), set_as_current=False)
+        assert client.send_task("chaos.smoke.echo", args=["x"]).get(timeout=30)["value"] == "x"
+        pids = stack.pids() + group.get().pids()
+        dirs = stack.temp_dirs()
+    finally:
+        if client is not None:
+            client.close()
+        group.stop()
+        stack.stop()
+    assert _wait_all_gone(pids) == []
+    assert [d for d in dirs if Path(d).exists()] == []
