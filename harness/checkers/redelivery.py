@@ -12,10 +12,15 @@ child kill without reject-on-worker-lost explain why it did not, in the countere
   seen before it, ``redelivered_flag_missing`` is counted (a note, not a violation: brokers
   differ in setting the flag on restored messages).
 
+A whole worker's kill also takes the messages it had received and not started yet (prefetched,
+or waiting for their ETA): unacked, they must come back too. Each such task must execute to
+completion after the kill (or reach the DLQ), else ``not_redelivered`` with
+``state_at_kill: "reserved"``; they count as ``reserved_at_kill``.
+
 Also ``redelivery_loop``: more than ``exp.max_deliveries`` executions of one attempt of a task
 (the poison-message loop), when that bound is set.
 
-Unknown when nothing was executing at any kill, no worker was killed, or the claim is
+Unknown when nothing was executing or reserved at any kill, no worker was killed, or the claim is
 at-most-once (redelivery is not expected; a vacuous pass is not a pass).
 
 Example:
@@ -96,6 +101,8 @@ def check_redelivery(history: History, exp: Expectations | None = None) -> Verdi
             fx.anomaly("redelivered_not_completed", executions_after_kill=len(later), **fields)
         else:
             fx.anomaly("not_redelivered", **fields, **explain.loss_on_kill(exp, scope=kill.scope))
+    reserved, reserved_back = _reserved_at_kills(ix, exp, fx)
+    fx.counts.update(reserved_at_kill=reserved, reserved_redelivered=reserved_back)
     fx.counts.update(kills=len(ix.kills), kill_faults=sum(1 for k in ix.kills if k.source == "fault"),
                      worker_lost=sum(1 for k in ix.kills if k.source == "worker_lost"),
                      in_flight_at_kill=in_flight, redelivered=redelivered,
@@ -107,7 +114,40 @@ def check_redelivery(history: History, exp: Expectations | None = None) -> Verdi
         fx.vacuous("your claim is at-most-once delivery: a task cut by a kill is not expected back")
     elif not ix.kills:
         fx.vacuous("no worker was killed")
-    elif in_flight == 0:
-        fx.vacuous("no task was executing when a worker was killed"
+    elif in_flight == 0 and reserved == 0:
+        fx.vacuous("no task was executing or reserved when a worker was killed"
                    + (" (only kills whose losses the configuration allows)" if loss_allowed_cuts else ""))
     return fx.verdict()
+
+
+def _reserved_at_kills(ix: Any, exp: Expectations, fx: Findings) -> tuple[int, int]:
+    """Tasks a killed worker had received and not started: (how many, how many came back)."""
+    kills = [k for k in ix.kills if k.scope == "worker" and k.hostnames
+             and exp.redelivery_expected_on_kill(scope="worker")]
+    if not kills or exp.claim.allows_loss:
+        return 0, 0
+    held = back = 0
+    for rec in ix.tasks.values():
+        got = rec.receives
+        if not got:
+            continue
+        exs = rec.executions or ()
+        for kill in kills:
+            before = [t for t, _red, host, _p in got if host in kill.hostnames and t < kill.time_lo]
+            if not before:
+                continue
+            last = max(before)
+            if any(ex.start >= last and ex.start < kill.time_lo for ex in exs):
+                continue  # it started before the kill: the executing case above judges it
+            if any(ex.end is not None and ex.end < kill.time_lo and ex.outcome in (OK, FAILURE) for ex in exs):
+                continue  # it had already finished elsewhere
+            held += 1
+            if any(ex.start >= kill.time_lo and ex.outcome in (OK, FAILURE) for ex in exs) or \
+                    (rec.dlq and any(ix.history[p].time >= kill.time_lo for p in rec.dlq)) or rec.dlq_stored:
+                back += 1
+            else:
+                fx.anomaly("not_redelivered", task_id=rec.task_id, key=rec.key, killed_by=kill_summary(kill),
+                           state_at_kill="reserved", positions=[*rec.positions, kill.pos],
+                           **explain.loss_on_kill(exp, scope=kill.scope))
+            break
+    return held, back

@@ -80,3 +80,29 @@ def test_poison_message_loop_bound() -> None:
     h.run("t")
     v = check_redelivery(h.ops, Expectations(acks_late=True, max_deliveries=3, require_fault_bite=False))
     assert kinds(v) == [("redelivery_loop", "t")] and v.violations()[0]["executions"] == 5
+
+
+def _reserved_then_kill(back: bool) -> list:
+    from harness.history.ops import F, Op, OpType
+
+    t = {"task_id": "t1", "hostname": "w1", "key": "k1"}
+    ops = [Op(0, 0, "p", OpType.OK, F.PUBLISH, t),
+           Op(1, 1, "worker-w1", OpType.OK, F.RECEIVE, {**t, "redelivered": False}),
+           Op(2, 5, "nemesis", OpType.OK, F.FAULT_START, {"kind": "kill_worker", "hostname": "w1"})]
+    if back:
+        ops += [Op(3, 9, "worker-w1", OpType.OK, F.RECEIVE, {**t, "redelivered": True}),
+                Op(4, 10, "w1.child-9", OpType.INVOKE, F.EXECUTE, t),
+                Op(5, 11, "w1.child-9", OpType.OK, F.EXECUTE, t)]
+    return ops
+
+
+def test_a_task_the_killed_worker_held_unstarted_must_come_back() -> None:
+    from harness.checkers import Expectations, Validity, check_redelivery
+
+    exp = Expectations(acks_late=True)
+    v = check_redelivery(_reserved_then_kill(back=True), exp)
+    assert v.valid is Validity.TRUE and (v.counts["reserved_at_kill"], v.counts["reserved_redelivered"]) == (1, 1)
+    v = check_redelivery(_reserved_then_kill(back=False), exp)
+    assert v.valid is Validity.FALSE
+    (ce,) = v.violations()
+    assert (ce["kind"], ce["task_id"], ce["state_at_kill"]) == ("not_redelivered", "t1", "reserved")
