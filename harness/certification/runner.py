@@ -261,7 +261,7 @@ def certify(stack: Any, system: Any, scenarios: Sequence[Scenario], *, app: str,
         return CertificationReport(
             audit=audit_statuses(risks, reports) if risks is not None else None,
             substitutions=subs,
-            profile=profile, scenarios=list(reports), app=app or next((r.app for r in reports if r.app), ""),
+            profile=profile + (f" under load ({load_rate:g} units/s)" if load_rate else ""), scenarios=list(reports), app=app or next((r.app for r in reports if r.app), ""),
             workload=workload, seed=seed, claim=claim.to_dict(),
             elapsed_s=time.monotonic() - t0,
             environment={"python": platform.python_version(), "platform": platform.platform(),
