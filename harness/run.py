@@ -71,6 +71,7 @@ from harness.checkers import (
     overall,
 )
 from harness.errors import ConfigError
+from harness.faults.drivers import driver_for, kinds_cutting_running_tasks
 from harness.faults.nemesis import AppliedFault, Nemesis
 from harness.faults.schedule import Schedule
 from harness.history import History, HistoryRecorder, read_history
@@ -84,8 +85,6 @@ from harness.workload import Unit, Workload, validate_units
 
 __all__ = ["Run", "RunResult"]
 
-# Faults that cut running tasks the way a kill does, besides kinds named "kill...".
-_KILL_LIKE = frozenset({"cold_shutdown"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,7 +341,7 @@ class Run:
 
     def _expectations(self, conf: Mapping[str, Any], units: list[Unit]) -> Expectations:
         outcomes = {u.key: u.expected for u in units}
-        kill_kinds = frozenset(k for k in self.schedule.kinds if k in _KILL_LIKE)
+        kill_kinds = kinds_cutting_running_tasks(self.schedule.kinds)
         if isinstance(self.expectations_in, Expectations):
             exp = self.expectations_in
             changes: dict[str, Any] = {}
@@ -527,7 +526,8 @@ class Run:
         if self.checkers is not None:
             return self.checkers
         chosen = default_checkers(expectations, index)
-        kills = any(expectations.is_kill_fault(sf.fault.kind) for sf in self.schedule.faults)
+        kills = any(driver_for(sf.fault).cuts_running_tasks or expectations.is_kill_fault(sf.fault.kind)
+                    for sf in self.schedule.faults)
         if not kills:
             chosen.pop("redelivery", None)
         return chosen
