@@ -87,7 +87,7 @@ def certify_main(args: argparse.Namespace) -> int:
             return run_smoke_certification(report, args.stack, **stack_options(args))
         from harness.certification import run_certification
 
-        return int(run_certification(args))
+        return int(run_certification(args, stack_options(args)))
     except ConfigError as exc:
         print(f"celery-chaos certify: {exc}", file=sys.stderr)
         return 2

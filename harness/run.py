@@ -76,7 +76,7 @@ from harness.faults.nemesis import AppliedFault, Nemesis
 from harness.faults.schedule import Schedule
 from harness.history import History, HistoryRecorder, read_history
 from harness.history.ops import F, OpType
-from harness.stack import reaper
+from harness.processes import reaper
 from harness.stack.base import Role
 from harness.stack.result_backend import BackendPlan, plan_for_app
 from harness.workers.group import WorkerGroup

@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from harness.certification.catalogue import CATALOGUE, PROFILES, Scenario, get, select
 from harness.certification.runner import (
@@ -26,10 +28,12 @@ __all__ = ["CATALOGUE", "PROFILES", "Scenario", "certify", "get", "load_workload
            "run_scenario", "select"]
 
 
-def run_certification(args: argparse.Namespace) -> int:
-    """`celery-chaos certify`: 0 when every scenario that ran is valid, 1 otherwise, 2 on setup errors."""
+def run_certification(args: argparse.Namespace, stack_options: Mapping[str, Any]) -> int:
+    """`celery-chaos certify`: 0 when every scenario that ran is valid, 1 otherwise, 2 on setup errors.
+
+    `stack_options` are the options for `open_stack` the command line gave (the CLI reads them).
+    """
     from harness.checkers.claim import Claim
-    from harness.preflight import stack_options
     from harness.report import write_report
     from harness.stack import open_stack
 
@@ -39,7 +43,7 @@ def run_certification(args: argparse.Namespace) -> int:
     progress_to_stderr(f"profile {args.profile}: {len(scenarios)} scenario(s) on the {args.stack} stack; "
                        f"app {args.app or '(the workload deploys it)'}, workload {args.workload}")
     t0 = time.monotonic()
-    stack = open_stack(args.stack, **stack_options(args))
+    stack = open_stack(args.stack, **stack_options)
     with stack:
         progress_to_stderr(f"stack ready in {time.monotonic() - t0:.1f} s")
         report = certify(stack, system, scenarios, app=args.app or "", workload=args.workload, profile=args.profile,
