@@ -59,8 +59,7 @@ def write_partial_report(args: argparse.Namespace, exc: BaseException) -> int:
     name = interrupt.signal_name(exc)
     partial = getattr(exc, "partial_report", None)
     if not isinstance(partial, CertificationReport):
-        partial = CertificationReport(profile=args.profile, scenarios=[], app=args.app, workload=args.workload,
-                                      seed=args.seed)
+        partial = CertificationReport(profile=args.profile, scenarios=[], app=args.app, workload=args.workload)
     partial = dataclasses.replace(partial, interrupted=name)
     try:
         paths = write_report(partial, Path(args.report))

@@ -74,16 +74,16 @@ def cmd_stack_up(args: argparse.Namespace) -> int:
         with stack:
             info = stack.urls.to_json()
             info["provider"] = args.provider
-            info["pids"] = stack.pids() if hasattr(stack, "pids") else []
-            info["temp_dirs"] = stack.temp_dirs() if hasattr(stack, "temp_dirs") else []
+            info["pids"] = stack.pids()
+            info["temp_dirs"] = stack.temp_dirs()
             if args.json:
                 print(json.dumps(info), flush=True)
             else:
                 print(f"broker (direct):   {info['broker_url']}")
                 print(f"backend (direct):  {info['backend_url']}")
                 print(f"toxiproxy API:     {info['toxiproxy_url']}")
-                for role, ep in info["proxied"].items():
-                    print(f"{role + ':':18} {ep['url']}   (proxy {ep['proxy']})")
+                for role, ep in stack.urls.proxied.items():
+                    print(f"{role.value + ':':18} {ep.url}   (proxy {ep.proxy_name})")
                 print("stack is up; Ctrl-C (or SIGTERM) tears it down", flush=True)
             print("stack up", file=sys.stderr, flush=True)
             threading.Event().wait()  # until a signal raises KeyboardInterrupt
@@ -174,7 +174,6 @@ def build_parser() -> argparse.ArgumentParser:
     cert.add_argument("--profile", default="quick", choices=("smoke", "quick", "full", "soak"))
     cert.add_argument("--report", default="chaos-report", help="report directory")
     cert.add_argument("--stack", default="local", choices=("local", "containers", "external"))
-    cert.add_argument("--seed", type=int, default=None)
     cert.add_argument("--broker-url", help="--stack external: the broker URL (or CHAOS_BROKER_URL)")
     cert.add_argument("--backend-url", help="--stack external: the result backend URL (or CHAOS_BACKEND_URL)")
     cert.add_argument("--toxiproxy-url", help="--stack external: a Toxiproxy API URL, for network faults")

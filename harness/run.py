@@ -77,7 +77,7 @@ from harness.faults.schedule import Schedule
 from harness.history import History, HistoryRecorder, read_history
 from harness.history.ops import F, OpType
 from harness.processes import reaper
-from harness.stack.base import Role
+from harness.stack.base import Role, Stack, capabilities
 from harness.stack.result_backend import BackendPlan, plan_for_app
 from harness.workers.group import WorkerGroup
 from harness.workers.process import WorkerSpec
@@ -254,13 +254,22 @@ class _Producer:
 class Run:
     """One chaos run (see the module docstring for the phases and options).
 
-    Example:
+    Example (on a started stack, with your workload)::
+
         result = Run(stack, app="pkg.tasks:app", workload=MyWorkload(), n_per_kind=20,
                      schedule=Schedule.of(at(2, BrokerOutage("blackhole"), duration_s=5))).execute()
         print(result.summary())
+
+    Its options are checked when it is built, before anything starts:
+
+    >>> from harness.stack.local import LocalStack
+    >>> Run(LocalStack(), app="pkg.tasks:app", workload=object())
+    Traceback (most recent call last):
+    ...
+    harness.errors.ConfigError: workload object lacks ['setup', 'units', 'submit', 'effects', 'dlq_entries'] of the harness.workload.Workload protocol (setup, units, submit, effects, dlq_entries)
     """
 
-    def __init__(self, stack: Any, *, app: Any, workload: Workload, workers: Sequence[WorkerSpec] | None = None,
+    def __init__(self, stack: Stack, *, app: Any, workload: Workload, workers: Sequence[WorkerSpec] | None = None,
                  schedule: Schedule | None = None, expectations: Expectations | Mapping[str, Any] | None = None,
                  n_per_kind: int = 10, settings: Mapping[str, Any] | None = None,
                  checkers: Iterable[str] | Mapping[str, Any] | None = None, after_heal: float | None = None,
@@ -431,9 +440,9 @@ class Run:
 
         It costs seconds (an Erlang VM per call), so quiesce asks it once, to confirm.
         """
-        broker = getattr(self.stack, "broker", None)
-        if self.stack.urls.broker_kind != "amqp" or broker is None or not hasattr(broker, "ctl"):
+        if self.stack.urls.broker_kind != "amqp" or "rabbitmqctl" not in capabilities(self.stack):
             return None
+        broker: Any = self.stack.broker  # capabilities() said it has ctl()
         text = broker.ctl("list_queues", "-q", "--no-table-headers", "name", "messages_ready",
                           "messages_unacknowledged", timeout=30.0)
         out: dict[str, tuple[int, int]] = {}

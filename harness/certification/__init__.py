@@ -47,7 +47,7 @@ def run_certification(args: argparse.Namespace, stack_options: Mapping[str, Any]
     with stack:
         progress_to_stderr(f"stack ready in {time.monotonic() - t0:.1f} s")
         report = certify(stack, system, scenarios, app=args.app or "", workload=args.workload, profile=args.profile,
-                         seed=args.seed, progress=progress_to_stderr, claim=claim, app_given=bool(args.app),
+                         progress=progress_to_stderr, claim=claim, app_given=bool(args.app),
                          keep_histories=bool(getattr(args, "keep_histories", False)))
     paths = write_report(report, Path(args.report))
     s = report.to_dict()["summary"]

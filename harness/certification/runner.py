@@ -30,6 +30,7 @@ from harness.errors import ConfigError
 from harness.report import CertificationReport, ScenarioReport, build_timeline, fault_windows
 from harness.report.audit import audit_statuses
 from harness.report.model import allowed_words
+from harness.stack.base import Stack, capabilities
 from harness.stack.result_backend import BackendPlan, plan_for_app
 from harness.workload import Deployment
 
@@ -69,7 +70,7 @@ def load_workload(path: str) -> Any:
 
 
 @contextlib.contextmanager
-def deploy(stack: Any, system: Any, app: str, concurrency: int = 2) -> Iterator[Deployment]:
+def deploy(stack: Stack, system: Any, app: str, concurrency: int = 2) -> Iterator[Deployment]:
     """Deploy `system` on `stack` for one scenario (its own `prepare`, or as given)."""
     if hasattr(system, "prepare"):
         with system.prepare(stack, concurrency=concurrency) as d:
@@ -81,17 +82,17 @@ def deploy(stack: Any, system: Any, app: str, concurrency: int = 2) -> Iterator[
         yield Deployment(app=app, workload=system, concurrency=concurrency)
 
 
-def missing_capabilities(scenario: Scenario, stack: Any, backend: BackendPlan | None = None) -> list[str]:
+def missing_capabilities(scenario: Scenario, stack: Stack, backend: BackendPlan | None = None) -> list[str]:
     """Why `scenario` cannot run on `stack` for an app whose result backend is planned as `backend`."""
     out = []
     if "stack_backend" in scenario.needs and backend is not None and not backend.faults_apply:
         out.append(f"its faults act on the stack's result backend, and the app keeps its own "
                    f"({backend.app_backend}://)")
-    if "process_control" in scenario.needs and getattr(stack, "broker", None) is None:
+    if "process_control" in scenario.needs and "process_control" not in capabilities(stack):
         out.append("it kills or restarts servers, and this stack provider cannot control them")
     if "rabbitmq" in scenario.needs and stack.urls.broker_kind != "amqp":
         out.append("it needs RabbitMQ (rabbitmqctl), and the broker is Redis")
-    if "partner_api" in scenario.needs and "partner_api" not in getattr(stack, "extra_proxies", {}):
+    if "partner_api" in scenario.needs and "partner_api" not in stack.extra_proxies:
         out.append("the system under test routes no dependency through a proxy named partner_api")
     return out
 
@@ -107,7 +108,7 @@ def check_app_matches(requested: str | None, deployed: str) -> None:
                           f"drop --app, or pass --app {deployed} (a report must never name an app that did not run)")
 
 
-def run_scenario(stack: Any, system: Any, scenario: Scenario, *, app: str, replay: str = "",
+def run_scenario(stack: Stack, system: Any, scenario: Scenario, *, app: str, replay: str = "",
                  log: Log | None = None, claim: Claim | None = None, app_given: bool = False,
                  keep_history: bool = False) -> ScenarioReport:
     """Run one scenario on `stack` and return its report entry (errors become `unknown`).
@@ -166,7 +167,7 @@ def run_scenario(stack: Any, system: Any, scenario: Scenario, *, app: str, repla
     return rep
 
 
-def inspect_deployment(stack: Any, system: Any, app: str, say: Log) -> tuple[list[Any] | None, dict[str, str]]:
+def inspect_deployment(stack: Stack, system: Any, app: str, say: Log) -> tuple[list[Any] | None, dict[str, str]]:
     """Deploy once more after the scenarios: the static audit of the app as deployed (the producer
     app, configured like the workers) and what the stack provides in place of what the app's
     configuration names (role -> sentence). The audit is None, with a line saying why, when the
@@ -205,8 +206,8 @@ def scenario_label(rep: ScenarioReport) -> str:
     return {"true": "valid", "false": "INVALID", "unknown": "UNKNOWN", "skipped": "skipped"}[rep.valid]
 
 
-def certify(stack: Any, system: Any, scenarios: Sequence[Scenario], *, app: str, workload: str = "",
-            profile: str = "quick", seed: int | None = None, progress: Log | None = None,
+def certify(stack: Stack, system: Any, scenarios: Sequence[Scenario], *, app: str, workload: str = "",
+            profile: str = "quick", progress: Log | None = None,
             claim: Claim | None = None, app_given: bool = False, keep_histories: bool = False) -> CertificationReport:
     """Run `scenarios` one after another on one stack; `progress` gets a line per step."""
     say = progress or (lambda _m: None)
@@ -224,18 +225,17 @@ def certify(stack: Any, system: Any, scenarios: Sequence[Scenario], *, app: str,
             audit=audit_statuses(risks, reports) if risks is not None else None,
             substitutions=subs,
             profile=profile, scenarios=list(reports), app=app or next((r.app for r in reports if r.app), ""),
-            workload=workload, seed=seed, claim=claim.to_dict(),
+            workload=workload, claim=claim.to_dict(),
             elapsed_s=time.monotonic() - t0,
             environment={"python": platform.python_version(), "platform": platform.platform(),
-                         "provider": getattr(stack, "provider", "?"), "broker": stack.urls.broker_kind})
+                         "provider": stack.provider, "broker": stack.urls.broker_kind})
 
     try:
         for i, sc in enumerate(scenarios, 1):
             say(f"[{i}/{len(scenarios)}] {sc.name}: {sc.description} (elapsed {time.monotonic() - t0:.0f} s)")
             replay = ("celery-chaos certify" + (f" --app {app}" if app_given else "")
                       + f" --workload {workload} --profile {profile} --only {sc.name}"
-                      + ("" if claim.is_default else f" --claim delivery={claim.delivery},effects={claim.effects}")
-                      + (f" --seed {seed}" if seed is not None else ""))
+                      + ("" if claim.is_default else f" --claim delivery={claim.delivery},effects={claim.effects}"))
             rep = run_scenario(stack, system, sc, app=app, replay=replay, claim=claim, app_given=app_given,
                                keep_history=keep_histories)
             label = scenario_label(rep)

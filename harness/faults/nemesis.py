@@ -45,6 +45,7 @@ from harness.faults.kinds import Fault
 from harness.faults.schedule import Schedule, ScheduledFault, Trigger
 from harness.history.ops import F, OpType
 from harness.history.recorder import HistoryRecorder
+from harness.stack.base import Stack
 
 __all__ = ["AppliedFault", "Nemesis"]
 
@@ -124,7 +125,7 @@ class Nemesis:
         poll_s: how often the schedule loop looks at the clock and the history (seconds).
     """
 
-    def __init__(self, stack: Any, *, history_dir: Path | str | None = None,
+    def __init__(self, stack: Stack, *, history_dir: Path | str | None = None,
                  recorder: HistoryRecorder | None = None, workers: Any = None, poll_s: float = 0.005) -> None:
         self.stack = stack
         self.workers = workers

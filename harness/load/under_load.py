@@ -49,7 +49,7 @@ from harness.load.runner import LoadRun, LoadSpec
 from harness.load.stats import LoadResult
 from harness.load.target import LoadTarget
 from harness.load.units import read_units
-from harness.stack.base import Role
+from harness.stack.base import Role, Stack
 from harness.workers.group import WorkerGroup
 from harness.workers.process import WorkerSpec
 
@@ -278,7 +278,7 @@ def _wait_first_unit(units_dir: Path, load: LoadRun, timeout_s: float) -> bool:
     return False
 
 
-def run_under_load(stack: Any, deployment: Any, schedule: Schedule, *, rate_per_s: float = 10.0,
+def run_under_load(stack: Stack, deployment: Any, schedule: Schedule, *, rate_per_s: float = 10.0,
                    duration_s: float = 30.0, out_dir: str | Path, log: Callable[[str], None] | None = None,
                    users: int | None = None, kinds: Sequence[str] = DEFAULT_KINDS,
                    expectations: dict[str, Any] | None = None, recovery_slo_s: float = 15.0,

@@ -10,15 +10,20 @@ Example:
     ('orders',)
 """
 
-from typing import Any
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from harness.workers.group import WorkerGroup
 from harness.workers.process import KilledChild, WorkerProcess, WorkerSpec
 
+if TYPE_CHECKING:
+    from harness.stack.base import Stack
+
 __all__ = ["KilledChild", "WorkerGroup", "WorkerProcess", "WorkerSpec", "worker_for"]
 
 
-def worker_for(stack: Any, spec: WorkerSpec, **kwargs: Any) -> Any:
+def worker_for(stack: Stack, spec: WorkerSpec, **kwargs: Any) -> Any:
     """A worker for `spec` where the stack's ``workers`` option says: a host `WorkerProcess`, or
     a container worker on a containers stack started with ``workers="containers"``.
 
@@ -34,6 +39,6 @@ def worker_for(stack: Any, spec: WorkerSpec, **kwargs: Any) -> Any:
 
     options = getattr(stack, "options", None)
     if getattr(options, "workers", "host") == "containers":
-        return stack.container_worker(spec)
+        return stack.container_worker(spec)  # type: ignore[attr-defined]  # containers stack only
     return WorkerProcess(spec, broker_url=stack.urls.url_for(Role.WORKER_BROKER),
                          backend_url=stack.urls.url_for(Role.WORKER_BACKEND), **kwargs)

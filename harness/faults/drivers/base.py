@@ -33,9 +33,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from harness.errors import ConfigError, HarnessError, UnsupportedFault
 from harness.faults._tail import HistoryTail
 from harness.faults.kinds import Fault, role_proxies
+from harness.stack.base import Role, ServerControl, Stack, require
 
 if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy
+
+    from harness.toxiproxy.client import ToxiproxyClient
 
 __all__ = ["Application", "Draws", "FaultContext", "FaultDriver", "NeverBit", "tenths"]
 
@@ -74,7 +77,7 @@ class FaultContext:
         history_dir: the run's history directory, followed to find running tasks.
     """
 
-    def __init__(self, stack: Any, workers: Any = None, history_dir: Path | None = None) -> None:
+    def __init__(self, stack: Stack, workers: Any = None, history_dir: Path | None = None) -> None:
         self.stack = stack
         self.workers = workers
         self.history_dir = history_dir
@@ -93,18 +96,14 @@ class FaultContext:
         return self.tail
 
     @property
-    def toxiproxy(self) -> Any:
+    def toxiproxy(self) -> ToxiproxyClient:
         """The stack's fault proxy client (UnsupportedFault when the stack has none)."""
-        tp = getattr(self.stack, "toxiproxy", None)
-        if tp is None:
-            raise UnsupportedFault("network faults need a fault proxy, and this stack has none: start it with a "
-                                   "Toxiproxy (the local stack always has one; the external stack needs --toxiproxy-url)")
-        return tp
+        require(self.stack, "fault_proxy", "network faults")
+        assert self.stack.toxiproxy is not None  # require() said so
+        return self.stack.toxiproxy
 
     def proxy_names(self, role: str) -> list[str]:
         """The fault-proxy names behind a fault's ``role`` target (ConfigError when there is none)."""
-        from harness.stack.base import Role
-
         urls = self.stack.urls
         out: list[str] = []
         for r in role_proxies(role):
@@ -115,7 +114,7 @@ class FaultContext:
                                       "stack's per-role proxies (start the stack with a Toxiproxy)")
                 out.append(ep.proxy_name)
             else:
-                extra = getattr(self.stack, "extra_proxies", {}) or {}
+                extra = self.stack.extra_proxies
                 ep = extra.get(r)
                 if ep is None:
                     raise ConfigError(f"no proxy named {r!r} in this stack (extra proxies: {sorted(extra)}): create "
@@ -124,13 +123,11 @@ class FaultContext:
                 out.append(ep.proxy_name)
         return out
 
-    def server(self, which: str, what: str) -> Any:
+    def server(self, which: str, what: str) -> ServerControl:
         """The stack's control of its ``broker`` or ``backend`` process (UnsupportedFault without)."""
-        ctl = getattr(self.stack, which, None)
+        require(self.stack, "process_control", what)
+        ctl: ServerControl | None = self.stack.broker if which == "broker" else self.stack.backend
         if ctl is None:
-            require = getattr(self.stack, "require_process_control", None)
-            if require is not None:
-                require(what)
             raise UnsupportedFault(f"{what} needs control of the {which} process, which this stack does not have: "
                                    "use the local stack, or a network fault instead")
         return ctl

@@ -97,12 +97,12 @@ class MemoryAlarmDriver(FaultDriver[MemoryAlarm]):
 
     def preflight(self, ctx: FaultContext, fault: MemoryAlarm, what: str) -> None:
         broker = ctx.server("broker", what)
-        if not hasattr(broker, "ctl"):
+        if not callable(getattr(broker, "ctl", None)):
             raise UnsupportedFault(f"{what} needs a RabbitMQ broker the harness runs (it calls rabbitmqctl); "
                                    f"this stack's broker is {getattr(broker, 'name', type(broker).__name__)}")
 
     def apply(self, ctx: FaultContext, fault: MemoryAlarm, app: Application) -> dict[str, Any]:
-        broker = ctx.server("broker", fault.kind)
+        broker: Any = ctx.server("broker", fault.kind)  # preflight checked it has ctl()
 
         def fraction(x: float) -> str:
             return f"{x:.10f}".rstrip("0").rstrip(".") or "0"
