@@ -84,6 +84,9 @@ class EffectRecord:
 
     `duplicate_writes` counts later attempts the idempotent store absorbed; two records with
     the same `idempotency_key` are a duplicated effect.
+
+    >>> EffectRecord(key="r1:order:0", kind="payment.charged", idempotency_key="charge:r1:order:0").to_dict()["kind"]
+    'payment.charged'
     """
 
     key: str
@@ -131,7 +134,20 @@ class DLQEntry:
 
 @runtime_checkable
 class Workload(Protocol):
-    """What the harness needs from a system under test (see the module docstring for an example)."""
+    """What the harness needs from a system under test (see the module docstring for a full one).
+
+    A structural protocol: any object with these members is a workload.
+
+    >>> class Nothing:
+    ...     kinds = ("order",)
+    ...     def setup(self, app): pass
+    ...     def units(self, n_per_kind, run_id): return []
+    ...     def submit(self, app, unit): return ""
+    ...     def effects(self): return {}
+    ...     def dlq_entries(self, app): return []
+    >>> isinstance(Nothing(), Workload)
+    True
+    """
 
     kinds: tuple[str, ...]
 

@@ -145,7 +145,11 @@ class Fault:
     """Common behaviour of the fault dataclasses: JSON round trip and a one-line description.
 
     Subclasses are frozen, slotted dataclasses with a class-level ``kind`` and validate
-    themselves in ``__post_init__``.
+    themselves in ``__post_init__``. What the harness does with a kind is its driver's
+    (`harness.faults.drivers`).
+
+    >>> isinstance(Latency(), Fault), Latency().describe()
+    (True, "latency(role='worker_broker', ms=100, jitter_ms=0, direction='both')")
     """
 
     __slots__ = ()
