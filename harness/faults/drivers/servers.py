@@ -7,6 +7,8 @@ broker_outage        proxy_down: disable both broker proxies; blackhole: timeout
 backend_outage       toxic (0 ms: drop everything) both ways; kill_restart:       toxics / start the
                      SIGKILL the server; graceful_stop: stop it                   server again
 memory_alarm         ``rabbitmqctl set_vm_memory_high_watermark <tiny>``           set it to ``restore``
+broker_pause         SIGSTOP to each process group of the broker (``docker        SIGCONT (``docker
+                     pause`` for a container)                                     unpause``)
 ===================  ==========================================================  ====================
 
 Example:
@@ -17,13 +19,16 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import time
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import UnsupportedFault
 from harness.faults.drivers.base import Application, Draws, FaultContext, FaultDriver
 from harness.faults.drivers.network import outage
-from harness.faults.kinds import OUTAGE_MODES, BackendOutage, BrokerOutage, Fault, MemoryAlarm
+from harness.faults.kinds import OUTAGE_MODES, BackendOutage, BrokerOutage, BrokerPause, Fault, MemoryAlarm
 
 if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy
@@ -122,4 +127,40 @@ class MemoryAlarmDriver(FaultDriver[MemoryAlarm]):
         return st.just(MemoryAlarm())
 
 
-DRIVERS: tuple[FaultDriver[Any], ...] = (BrokerOutageDriver(), BackendOutageDriver(), MemoryAlarmDriver())
+class BrokerPauseDriver(FaultDriver[BrokerPause]):
+    """broker_pause: freeze the broker (SIGSTOP to each of its process groups; a container
+    server pauses itself: ``docker pause``); heal: thaw it (SIGCONT; ``docker unpause``)."""
+
+    fault_type = BrokerPause
+
+    def preflight(self, ctx: FaultContext, fault: BrokerPause, what: str) -> None:
+        ctx.server("broker", what)
+
+    def apply(self, ctx: FaultContext, fault: BrokerPause, app: Application) -> dict[str, Any]:
+        broker: Any = ctx.server("broker", fault.kind)
+        # A container server pauses itself (cgroup freezer): its processes are not the host's
+        # to signal. A local server's processes each lead their own group.
+        if callable(getattr(broker, "pause", None)):
+            app.on_heal(f"unpause {broker.name}", lambda: broker.unpause() or {"thawed": [broker.name]})
+            broker.pause()
+            return {"server": broker.name, "role": "broker", "action": "docker pause"}
+        groups = list(broker.pids)
+        for pgid in groups:
+
+            def thaw(pgid: int = pgid) -> dict[str, Any]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pgid, signal.SIGCONT)
+                return {"thawed": [pgid]}
+
+            app.on_heal(f"SIGCONT {broker.name} process group {pgid}", thaw)
+            os.killpg(pgid, signal.SIGSTOP)
+        return {"server": broker.name, "role": "broker", "signal": "SIGSTOP", "process_groups": groups}
+
+    def strategy(self, draws: Draws) -> SearchStrategy[BrokerPause]:
+        from hypothesis import strategies as st
+
+        return st.just(BrokerPause())
+
+
+DRIVERS: tuple[FaultDriver[Any], ...] = (BrokerOutageDriver(), BackendOutageDriver(), MemoryAlarmDriver(),
+                                         BrokerPauseDriver())
