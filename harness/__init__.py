@@ -8,7 +8,8 @@ times (`at`) or on history events (`when` with `on_execute`, `on_effect`, `on_re
 checkers over a recorded history (`check_all`). docs/architecture.md says where each part lives.
 
 Names load on first use, so ``import harness.workers.launch`` in a worker process does not
-import the whole harness.
+import the whole harness, and the built-in Toxiproxy server (``python -S -m harness.toxiproxy``,
+the package and that folder alone) needs nothing but the standard library.
 
 Example:
     >>> from harness import Claim, KillWorkerChild, Latency, Schedule, at, check_all, on_effect, when
@@ -27,8 +28,6 @@ from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
-
-from harness.faults.kinds import __all__ as _kinds_all
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on first use
     from harness.checkers import Expectations as Expectations
@@ -51,8 +50,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from harness.workload import Unit as Unit
     from harness.workload import Workload as Workload
 
-#: public name -> the module that defines it (fault kinds: every class of harness.faults.kinds).
-_WHERE: dict[str, str] = {
+#: public name -> the module that defines it; the fault kinds are added by `_where`.
+_CORE: dict[str, str] = {
     "open_stack": "harness.stack",
     "Stack": "harness.stack.base",
     "Run": "harness.run",
@@ -71,22 +70,28 @@ _WHERE: dict[str, str] = {
     "Claim": "harness.checkers.claim",
     "Expectations": "harness.checkers",
     "check_all": "harness.checkers",
-    # The fault classes (not the module's constants and helpers): a new kind is exported with
-    # no change here.
-    **{name: "harness.faults.kinds" for name in _kinds_all if name[0].isupper() and not name.isupper()},
 }
 
-__all__ = sorted(_WHERE)
+
+def _where() -> dict[str, str]:
+    # The fault classes of harness.faults.kinds (not its constants and helpers): a new kind is
+    # exported with no change here. Read on first use, not at import (see the module docstring).
+    from harness.faults import kinds
+
+    return {**_CORE, **{n: "harness.faults.kinds" for n in kinds.__all__ if n[0].isupper() and not n.isupper()}}
 
 
 def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'harness' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    if name == "__all__":
+        value: Any = sorted(_where())
+    else:
+        module = _where().get(name)
+        if module is None:
+            raise AttributeError(f"module 'harness' has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # the next lookup does not come here
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(_where()))

@@ -605,9 +605,10 @@ def explore(deployment_factory: DeploymentFactory | str, stack: Stack | None, *,
     for stale in (repro_path, out / "runs.jsonl"):
         stale.unlink(missing_ok=True)
     if runner is None:
+        factory = _load_factory(deployment_factory)
         if stack is None:
             raise ConfigError("explore needs a started stack to run the deployment on (or a runner=)")
-        runner = _DeploymentRunner(stack, _load_factory(deployment_factory), variant, n_per_kind, submit_interval_s,
+        runner = _DeploymentRunner(stack, factory, variant, n_per_kind, submit_interval_s,
                                    out / "runs", None, claim)
     broker = "redis" if stack is not None and stack.urls.broker_kind == "redis" else "rabbitmq"
     command = f"celery-chaos replay {repro_path}"

@@ -1,7 +1,7 @@
 """The nemesis: applies the faults of a schedule to a running stack and its workers, and always heals them.
 
-Responsibility: the only part of harness/faults that touches the stack, the workers and the
-fault proxy. It checks a schedule against what the stack can do before anything starts
+Responsibility: with its drivers, the only part of harness/faults that touches the stack, the
+workers and the fault proxy. It checks a schedule against what the stack can do before anything starts
 (`preflight`), applies each fault when its time comes or its trigger fires, heals it after its
 duration, and heals everything still active in a ``finally`` (exception, interrupt, stop).
 Every step is recorded in the run's history by process ``nemesis``:
