@@ -171,7 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     cert.add_argument("--workload", default="sample_system.workload:SampleWorkload",
                       help="MODULE:ATTR of the workload (an object, or a class/factory that makes one)")
     cert.add_argument("--only", nargs="+", metavar="SCENARIO", help="run only these scenarios of the profile")
-    cert.add_argument("--profile", default="quick", choices=("smoke", "quick", "full", "soak"))
+    cert.add_argument("--profile", default="quick", choices=("smoke", "quick", "full", "soak", "load"),
+                      help="load: the quick scenarios under --load (default 10 units/s)")
+    cert.add_argument("--load", type=float, default=None, metavar="RATE",
+                      help="run each scenario while Locust holds RATE units/s of the workload (faults land mid-load)")
     cert.add_argument("--report", default="chaos-report", help="report directory")
     cert.add_argument("--stack", default="local", choices=("local", "containers", "external"))
     cert.add_argument("--broker-url", help="--stack external: the broker URL (or CHAOS_BROKER_URL)")

@@ -286,7 +286,7 @@ def _factory_path(factory: DeploymentFactory | str) -> str | None:
     if not module or not name or "<" in name:
         return None
     try:
-        from harness.certification.runner import load_object
+        from harness.workload import load_object
 
         return f"{module}:{name}" if load_object(f"{module}:{name}", "deployment") is factory else None
     except ConfigError:
@@ -299,7 +299,7 @@ def _load_factory(factory: DeploymentFactory | str) -> DeploymentFactory:
             raise ConfigError(f"deployment_factory must be prepare(stack, **variant) (a context manager of "
                               f"harness.workload.Deployment) or its import path, not {factory!r}")
         return factory
-    from harness.certification.runner import load_object
+    from harness.workload import load_object
 
     obj = load_object(factory, "deployment")
     if not callable(obj):

@@ -67,7 +67,7 @@ def check_app(spec: str) -> Any:
     """Import the Celery app at MODULE:ATTR; a ConfigError when it fails to import or is no Celery app."""
     from celery import Celery
 
-    from harness.certification.runner import load_object
+    from harness.workload import load_object
 
     try:
         app = load_object(spec, "--app")
@@ -84,7 +84,7 @@ def check_app(spec: str) -> Any:
 
 def check_workload(spec: str) -> Any:
     """The workload at MODULE:ATTR (made by its class or factory); a ConfigError on any failure."""
-    from harness.certification.runner import load_workload
+    from harness.workload import load_workload
 
     try:
         return load_workload(spec)
@@ -195,20 +195,3 @@ def stack_options(args: argparse.Namespace) -> dict[str, Any]:
         return {}
     return {"broker_url": getattr(args, "broker_url", None), "backend_url": getattr(args, "backend_url", None),
             "toxiproxy_url": getattr(args, "toxiproxy_url", None)}
-
-
-def validate_certify(args: argparse.Namespace) -> None:
-    """Every check `celery-chaos certify` needs before it starts a server; raises ConfigError."""
-    check_report_dir(args.report)
-    if getattr(args, "claim", None):
-        from harness.checkers.claim import Claim
-
-        Claim.parse(args.claim)
-    if args.app:  # else the workload's prepare() names the app
-        check_app(args.app)
-    check_workload(args.workload)
-    if getattr(args, "only", None):
-        from harness.certification.catalogue import select
-
-        select(args.profile, list(args.only))
-    check_stack(args)

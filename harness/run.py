@@ -30,6 +30,10 @@ Options (keyword arguments of `Run`):
 - ``expectations``: an `Expectations` (used as is, run id, outcomes and declared effects filled
   in) or a dict of overrides over the derived ones; ``checkers``: names (default: what the
   expectations and the history ask for);
+- ``rate_limits``: judge the tasks' rate limits: ``"app"`` reads them from the workers (each
+  task's ``rate_limit``) merged with the workload's ``rate_limits`` attribute, or a mapping of
+  task name -> Celery rate (``"10/s"``) or executions per second; default not judged (only a
+  burst above the limit exercises a limiter, see the certification's ``rate_limit_burst``);
 - ``after_heal``: fraction of units submitted after the heal (default 0.25 with faults, else 0);
 - ``submit_interval_s``: pause between submits; ``quiesce_timeout_s``; ``fault_timeout_s``;
 - ``directory``: where history and logs go (kept); default a temp dir removed after the run
@@ -70,6 +74,7 @@ from harness.checkers import (
     default_checkers,
     overall,
 )
+from harness.checkers.rate_limits import parse_rate
 from harness.errors import ConfigError
 from harness.faults.drivers import driver_for, kinds_cutting_running_tasks
 from harness.faults.nemesis import AppliedFault, Nemesis
@@ -276,7 +281,8 @@ class Run:
                  submit_interval_s: float = 0.0, quiesce_timeout_s: float = 60.0,
                  fault_timeout_s: float | None = None, run_id: str | None = None,
                  directory: Path | str | None = None, ready_timeout_s: float = 30.0,
-                 log: Any = None, claim: Claim | str | None = None) -> None:
+                 log: Any = None, claim: Claim | str | None = None,
+                 rate_limits: Mapping[str, float | str] | str | None = None) -> None:
         if not isinstance(n_per_kind, int) or isinstance(n_per_kind, bool) or n_per_kind < 1:
             raise ConfigError(f"n_per_kind must be an int >= 1, got {n_per_kind!r}")
         if schedule is not None and not isinstance(schedule, Schedule):
@@ -291,6 +297,9 @@ class Run:
             val = locals()[name]
             if not isinstance(val, int | float) or val < 0:
                 raise ConfigError(f"{name} must be a number of seconds >= 0, got {val!r}")
+        if rate_limits is not None and not (rate_limits == "app" or isinstance(rate_limits, Mapping)):
+            raise ConfigError(f"rate_limits must be 'app' or a mapping of task name -> rate such as "
+                              f"{{'tasks.send': '10/s'}}, got {rate_limits!r}")
         missing = [m for m in ("setup", "units", "submit", "effects", "dlq_entries") if not hasattr(workload, m)]
         if missing:
             raise ConfigError(f"workload {type(workload).__name__} lacks {missing} of the harness.workload.Workload "
@@ -304,6 +313,7 @@ class Run:
         self.worker_specs = list(workers) if workers else [WorkerSpec(app=_app_path(app))]
         self.schedule = schedule or Schedule()
         self.expectations_in = expectations
+        self.rate_limits_in = rate_limits
         self.n_per_kind = n_per_kind
         self.checkers = checkers
         self.after_heal = (0.25 if self.schedule else 0.0) if after_heal is None else after_heal
@@ -347,6 +357,25 @@ class Run:
         merged = {k: app.conf.get(k) for k in ("task_acks_late", "task_reject_on_worker_lost")}
         merged.update({k: v for k, v in self._specs()[0].settings.items()})
         return merged
+
+    def _rate_limits(self, group: WorkerGroup) -> dict[str, float]:
+        """The rate limits to judge (task name -> executions per second), as `rate_limits` asks."""
+        asked = self.rate_limits_in
+        if asked is None:
+            return {}
+        raw: dict[str, Any] = {}
+        if asked == "app":
+            try:
+                raw.update(group.get(None).rate_limits())
+            except Exception as exc:  # noqa: BLE001 - said in the notes; the checker is then not run
+                self.notes.append(f"could not read the workers' rate limits ({exc!r})")
+            raw.update(dict(getattr(self.workload, "rate_limits", None) or {}))
+        elif isinstance(asked, Mapping):
+            raw.update(asked)
+        out = {name: r for name, r in ((n, parse_rate(v)) for n, v in raw.items()) if r is not None}
+        if not out:
+            self.notes.append("rate limits not judged: no task of the app declares a rate_limit")
+        return out
 
     def _expectations(self, conf: Mapping[str, Any], units: list[Unit]) -> Expectations:
         outcomes = {u.key: u.expected for u in units}
@@ -597,6 +626,9 @@ class Run:
             conf = self._worker_conf(group, producer.app)
             units = validate_units(self.workload, self.workload.units(self.n_per_kind, self.run_id), self.run_id)
             expectations = self._expectations(conf, units)
+            limits = self._rate_limits(group)
+            if limits:
+                expectations = dataclasses.replace(expectations, rate_limits={**expectations.rate_limits, **limits})
             n_after = int(round(len(units) * self.after_heal))
             if self.after_heal > 0 and n_after == 0 and len(units) > 1:
                 n_after = 1

@@ -81,6 +81,17 @@ failures_table = sa.Table(
 )
 
 
+#: Attempts that concluded with a retry (the next attempt was published): a later delivery of
+#: the same attempt is a stale copy whose ack was lost (see `Settings.retry_fork_guard`).
+concluded_attempts_table = sa.Table(
+    "sample_concluded_attempts",
+    _metadata,
+    sa.Column("task_id", sa.String(64), primary_key=True),
+    sa.Column("attempt", sa.String(32), primary_key=True),
+    sa.Column("concluded_at", sa.Float, nullable=False),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Effect:
     """One side effect to write: the unit `key`, its `kind`, the `idempotency_key` and a JSON `value`."""
@@ -166,6 +177,7 @@ class EffectStore:
         with self.engine.begin() as conn:
             conn.execute(effects_table.delete())
             conn.execute(failures_table.delete())
+            conn.execute(concluded_attempts_table.delete())
 
     # ------------------------------------------------------------------ effects
     def apply(self, effects: Sequence[Effect]) -> bool:
@@ -250,6 +262,24 @@ class EffectStore:
                 .values(exception=rec.exception, traceback=rec.traceback, attempts=rec.attempts,
                         failed_at=rec.failed_at, recorded=failures_table.c.recorded + 1)
             )
+
+    # ------------------------------------------------------------------ attempts
+    def conclude_attempt(self, task_id: str, attempt: str) -> bool:
+        """Record that `attempt` of `task_id` ended by publishing its retry; False if already recorded."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(concluded_attempts_table.insert(),
+                             [{"task_id": task_id, "attempt": attempt, "concluded_at": time.time()}])
+            return True
+        except IntegrityError:
+            return False
+
+    def attempt_concluded(self, task_id: str, attempt: str) -> bool:
+        """Whether `attempt` of `task_id` already ended with a published retry."""
+        q = sa.select(concluded_attempts_table.c.task_id).where(
+            concluded_attempts_table.c.task_id == task_id, concluded_attempts_table.c.attempt == attempt)
+        with self.engine.connect() as conn:
+            return conn.execute(q).first() is not None
 
     def failures(self, task_ids: Iterable[str] | None = None) -> dict[str, FailureRecord]:
         """Failure records by task id (all, or only `task_ids`)."""

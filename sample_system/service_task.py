@@ -32,7 +32,7 @@ import traceback as tb_mod
 from typing import Any
 
 from celery import Celery, Task
-from celery.exceptions import TimeLimitExceeded
+from celery.exceptions import Ignore, TimeLimitExceeded
 
 from harness.history.effects import record_dlq, record_effect
 from harness.workload import KEY_HEADER, RUN_ID_HEADER
@@ -166,14 +166,49 @@ class ServiceTask(Task):
         if isinstance(exc, CircuitOpenError) and deferrals < self.settings.breaker_max_deferrals:
             # Jitter after the breaker's window so the deferred tasks do not all race for its one trial.
             wait = (exc.retry_after or 0.0) + self.runtime.rng.uniform(0.0, policy.backoff)
-            raise self.retry(exc=exc, countdown=round(wait, 3), max_retries=policy.max_retries + deferrals + 1,
-                             headers={**headers, DEFERRALS_HEADER: deferrals + 1})
+            raise self._retry(exc=exc, countdown=round(wait, 3), max_retries=policy.max_retries + deferrals + 1,
+                              headers={**headers, DEFERRALS_HEADER: deferrals + 1})
         spent = retries - deferrals
         if policy.exhausted(spent):
             raise exc
         countdown = policy.countdown(spent, self.runtime.rng, retry_after=getattr(exc, "retry_after", None))
-        raise self.retry(exc=exc, countdown=countdown, max_retries=policy.max_retries + deferrals,
-                         headers={**headers, DEFERRALS_HEADER: deferrals})
+        raise self._retry(exc=exc, countdown=countdown, max_retries=policy.max_retries + deferrals,
+                          headers={**headers, DEFERRALS_HEADER: deferrals})
+
+    def _retry(self, **options: Any) -> BaseException:
+        """Publish the next attempt (`Task.retry`); once it is published, record this attempt as
+        concluded for the retry-fork guard. Celery calls `on_retry` also when it cancels a running
+        task on a lost connection, with nothing published: recording there would drop the
+        redelivery that must run, so the record is written here, after the publish."""
+        ret = self.retry(throw=False, **options)  # raises Reject if the publish failed
+        if self.settings.retry_fork_guard and self.request.id:
+            try:
+                self.runtime.effects.conclude_attempt(self.request.id, self._attempt_id())
+            except Exception:  # noqa: BLE001 - the guard is best effort; the retry is published
+                log.exception("could not record the retried attempt of %s[%s]", self.name, self.request.id)
+        return ret
+
+    # ----------------------------------------------------------------- stale attempts
+    def before_start(self, task_id: str, args: Any, kwargs: Any) -> None:
+        # A delivery of an attempt that already published its retry: its ack was lost. Running
+        # it would retry again and fork the task (see Settings.retry_fork_guard).
+        if not self.settings.retry_fork_guard:
+            return
+        attempt = self._attempt_id()
+        try:
+            stale = self.runtime.effects.attempt_concluded(task_id, attempt)
+        except Exception:  # noqa: BLE001 - the store down: run it (a possible fork beats a loss)
+            log.exception("could not read the attempts of %s[%s]", self.name, task_id)
+            return
+        if stale:
+            log.warning("%s[%s] attempt %s already retried (its ack was lost): ignoring this copy",
+                        self.name, task_id, attempt)
+            raise Ignore()
+
+    def _attempt_id(self) -> str:
+        # A DLQ replay starts the retry counter again: it is a new generation of attempts.
+        replays = int(getattr(self.request, "dlq_replays", 0) or 0)
+        return f"{replays}.{int(self.request.retries or 0)}"
 
     # ----------------------------------------------------------------- dead letters
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:

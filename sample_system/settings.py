@@ -129,6 +129,11 @@ class Settings:
     # --- patterns that a variant may switch off
     idempotent_effects: bool = True
     dlq: bool = True
+    # A retried attempt whose ack was lost (a broker blip right after `self.retry()` published
+    # the next attempt) is delivered again and would retry again: two copies of the task then
+    # run on, and both may be dead-lettered. The guard records each attempt that concluded with a
+    # retry and ignores (acks) a later delivery of it.
+    retry_fork_guard: bool = True
 
     # --- workload shape
     notification_channels: tuple[str, ...] = field(default=("email", "sms", "push"))

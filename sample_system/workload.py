@@ -32,6 +32,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from amqp.exceptions import PreconditionFailed
@@ -73,6 +74,9 @@ class SampleWorkload:
 
     `settings` must match the workers' (channels, asset count, DB URL); `kinds` picks a subset.
     """
+
+    #: Its Locust users, for runs under load (``celery-chaos certify --load``).
+    locustfile = str(Path(__file__).resolve().parents[1] / "loadtests" / "locustfile.py")
 
     def __init__(self, settings: Settings | None = None, *, kinds: Sequence[str] = KINDS,
                  store: EffectStore | None = None) -> None:

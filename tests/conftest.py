@@ -7,6 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
+# The shop's own chaos tests are the user's side of the pytest route: they run from the shop's
+# project directory, in their own pytest process (tests/apps/test_apps_pytest_route.py).
+collect_ignore = ["apps/shop_django/chaos_tests"]
+
 
 @pytest.fixture()
 def ctrl_c_raises() -> Iterator[None]:

@@ -41,6 +41,8 @@ def env_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, obje
         "wl_syntax.py": "def broken(:\n",
         "wl_factory.py": "def factory():\n    raise ValueError('factory broke')\nnot_app = 5\n",
         "wl_exit.py": "import sys\nsys.exit(3)\n",
+        "wl_nolocust.py": ("class W:\n    kinds = ('a',)\n    def units(self, n, r): return []\n"
+                           "    def submit(self, app, u): return ''\n    def effects(self): return {}\n"),
         "app_raises.py": "from celery import Celery\nraise ImportError('app module broke')\n",
         "app_syntax.py": "from celery import Celery\napp = Celery(\n",
     }
@@ -99,6 +101,9 @@ def _cases(e: dict[str, object]) -> list[tuple[str, list[str], dict[str, str]]]:
         ("unknown profile", [*c, "--profile", "bogus"], {}),
         # A certification draws nothing at random (its schedules are fixed): no --seed to give.
         ("certify has no seed", [*c, "--seed", "7"], {}),
+        ("load rate zero", [*c, "--load", "0"], {}),
+        ("load rate not a number", [*c, "--load", "fast"], {}),
+        ("load on a workload without a locustfile", [*c, "--workload", "wl_nolocust:W", "--load", "5"], {}),
         ("external stack without URLs", [*c, "--stack", "external"], {"CHAOS_BROKER_URL": "", "CHAOS_BACKEND_URL": ""}),
         ("external stack unreachable", [*c, "--stack", "external", "--broker-url", amqp, "--backend-url", redis], {}),
         ("external URL without port", [*c, "--stack", "external", "--broker-url", "amqp://127.0.0.1",

@@ -33,14 +33,19 @@ def run_certification(args: argparse.Namespace, stack_options: Mapping[str, Any]
 
     `stack_options` are the options for `open_stack` the command line gave (the CLI reads them).
     """
+    from harness.certification.under_load import DEFAULT_RATE_PER_S
     from harness.checkers.claim import Claim
     from harness.report import write_report
     from harness.stack import open_stack
 
+    load_rate = getattr(args, "load", None)
+    if args.profile == "load" and not load_rate:
+        load_rate = DEFAULT_RATE_PER_S
     scenarios = select(args.profile, list(args.only) if getattr(args, "only", None) else None)
     system = load_workload(args.workload)
     claim = Claim.parse(args.claim) if getattr(args, "claim", None) else None
-    progress_to_stderr(f"profile {args.profile}: {len(scenarios)} scenario(s) on the {args.stack} stack; "
+    progress_to_stderr(f"profile {args.profile}: {len(scenarios)} scenario(s) on the {args.stack} stack"
+                       + (f" under a load of {load_rate:g} units/s" if load_rate else "") + "; "
                        f"app {args.app or '(the workload deploys it)'}, workload {args.workload}")
     t0 = time.monotonic()
     stack = open_stack(args.stack, **stack_options)
@@ -48,7 +53,7 @@ def run_certification(args: argparse.Namespace, stack_options: Mapping[str, Any]
         progress_to_stderr(f"stack ready in {time.monotonic() - t0:.1f} s")
         report = certify(stack, system, scenarios, app=args.app or "", workload=args.workload, profile=args.profile,
                          progress=progress_to_stderr, claim=claim, app_given=bool(args.app),
-                         keep_histories=bool(getattr(args, "keep_histories", False)))
+                         keep_histories=bool(getattr(args, "keep_histories", False)), load_rate=load_rate)
     paths = write_report(report, Path(args.report))
     s = report.to_dict()["summary"]
     verdict = report.valid.upper() if report.valid != "true" else "VALID"

@@ -37,7 +37,8 @@ from harness.faults import (
     when,
 )
 
-PROFILES = ("quick", "full", "soak")
+#: ``load`` is the quick selection, each scenario under a steady Locust load (``--load``).
+PROFILES = ("quick", "full", "soak", "load")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +47,8 @@ class Scenario:
 
     needs: capabilities the stack or system must offer: "process_control" (kill or restart a
     server), "partner_api" (a proxy named partner_api), "rabbitmq" (rabbitmqctl),
-    "stack_backend" (the app's result backend is the stack's, so backend faults act on it).
+    "stack_backend" (the app's result backend is the stack's, so backend faults act on it),
+    "rate_limits" (judges the tasks' own ``rate_limit``; skipped when no task declares one).
     """
 
     name: str
@@ -102,6 +104,10 @@ CATALOGUE: tuple[Scenario, ...] = (
     Scenario("backend_outage",
              "the result backend is unreachable for 2 s while tasks complete",
              _s(at(0.3, BackendOutage("proxy_down"), duration_s=2.0)), Q, needs=frozenset({"stack_backend"})),
+    Scenario("rate_limit_burst",
+             "publish a burst of units all at once, above the tasks' declared rate_limit: no worker may start a "
+             "rate-limited task faster than its limit (unknown when the burst never exceeded it)",
+             _s(), Q, n_per_kind=10, submit_interval_s=0.0, needs=frozenset({"rate_limits"})),
     Scenario("partner_api_down",
              "the partner HTTP API refuses connections for 1 s: retryable errors are retried with backoff "
              "and the work completes (the system's retry window must outlast the outage)",
@@ -161,6 +167,8 @@ def select(profile: str, names: list[str] | None = None) -> list[Scenario]:
         if unknown:
             raise ConfigError(f"unknown scenario(s) {unknown}: choose from {sorted(_BY_NAME)}")
         return [s for s in CATALOGUE if s.name in names]
+    if profile == "load":
+        profile = "quick"
     return [s for s in CATALOGUE if profile in s.profiles]
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
 import platform
 import sys
 import time
@@ -32,41 +31,9 @@ from harness.report.audit import audit_statuses
 from harness.report.model import allowed_words
 from harness.stack.base import Stack, capabilities
 from harness.stack.result_backend import BackendPlan, plan_for_app
-from harness.workload import Deployment
+from harness.workload import Deployment, load_object, load_workload  # noqa: F401 - re-exported
 
 Log = Callable[[str], None]
-
-
-def load_object(path: str, what: str) -> Any:
-    """Import ``module:attr`` (or ``module.attr``); a clear ConfigError when it is not there."""
-    module, sep, attr = path.partition(":")
-    if not sep:
-        module, _, attr = path.rpartition(".")
-    if not module or not attr:
-        raise ConfigError(f"{what} must be MODULE:ATTR (e.g. sample_system.workload:SampleWorkload), not {path!r}")
-    try:
-        mod = importlib.import_module(module)
-    except ImportError as exc:
-        raise ConfigError(f"cannot import {what} module {module!r}: {exc}. Is it on PYTHONPATH?") from exc
-    try:
-        obj = mod
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except AttributeError:
-        raise ConfigError(f"{what} {path!r}: module {module!r} has no attribute {attr!r}") from None
-    return obj
-
-
-def load_workload(path: str) -> Any:
-    """The workload object at `path`; a class or zero-argument factory is called to make one."""
-    obj = load_object(path, "--workload")
-    if isinstance(obj, type) or (callable(obj) and not hasattr(obj, "units")):
-        obj = obj()
-    missing = [m for m in ("units", "submit", "effects") if not hasattr(obj, m)]
-    if missing:
-        raise ConfigError(f"--workload {path!r} is not a harness.workload.Workload: it lacks {missing}. "
-                          "See harness/workload.py for the contract and an example.")
-    return obj
 
 
 @contextlib.contextmanager
@@ -134,13 +101,19 @@ def run_scenario(stack: Stack, system: Any, scenario: Scenario, *, app: str, rep
                        for i in range(scenario.workers)]
             result = Run(stack, app=d.producer, workload=d.workload, workers=workers, schedule=scenario.schedule,
                          settings=dict(d.settings) or None, n_per_kind=scenario.n_per_kind,
-                         submit_interval_s=scenario.submit_interval_s, log=log, claim=claim).execute()
+                         submit_interval_s=scenario.submit_interval_s, log=log, claim=claim,
+                         rate_limits="app" if "rate_limits" in scenario.needs else None).execute()
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - a broken scenario is unknown, never a pass
         return ScenarioReport(scenario.name, "unknown", {}, scenario.schedule.to_dict()["faults"],
                               time.monotonic() - t0, description=scenario.description, replay=replay,
                               error=f"{type(exc).__name__}: {exc}")
+    if "rate_limits" in scenario.needs and not result.expectations.rate_limits:
+        return ScenarioReport(scenario.name, "skipped", {}, scenario.schedule.to_dict()["faults"],
+                              time.monotonic() - t0, description=scenario.description, app=deployed,
+                              error="not applicable: no task of the app declares a rate_limit "
+                                    "(read from the workers: inspect registered rate_limit)")
     history = list(result.history or ())
     metrics: dict[str, float] = {}
     for v in result.verdicts.values():
@@ -195,6 +168,29 @@ def inspect_deployment(stack: Stack, system: Any, app: str, say: Log) -> tuple[l
     return risks, subs
 
 
+def load_words(metrics: dict[str, float]) -> str:
+    """One terminal line on a scenario run under load.
+
+    >>> load_words({"load_units": 130, "load_throughput_before_per_s": 38.5, "load_backlog_drain_s": 2.0,
+    ...             "load_p99_during_ms[f1:kill_worker_child]": 900.0, "load_time_to_recover_s[f1:kill_worker_child]": 1.5})
+    '130 units; 38.5 executions/s before; f1:kill_worker_child: p99 during 900 ms, recovered in 1.5 s; backlog drained in 2.0 s'
+    """
+    parts = [f"{metrics.get('load_units', 0):.0f} units"]
+    before = metrics.get("load_throughput_before_per_s")
+    if before is not None:
+        parts.append(f"{before:.3g} executions/s before")
+    faults: dict[str, list[str]] = {}
+    for key, value in metrics.items():
+        for field, text in (("p99_during_ms", "p99 during {:.0f} ms"), ("p99_after_ms", "p99 after {:.0f} ms"),
+                            ("time_to_recover_s", "recovered in {:.3g} s")):
+            prefix = f"load_{field}["
+            if key.startswith(prefix):
+                faults.setdefault(key[len(prefix):-1], []).append(text.format(value))
+    parts += [f"{fault}: {', '.join(words)}" for fault, words in faults.items()]
+    parts.append(f"backlog drained in {metrics.get('load_backlog_drain_s', 0):.1f} s")
+    return "; ".join(parts)
+
+
 def scenario_label(rep: ScenarioReport) -> str:
     """The terminal word for a scenario: a pass a weaker claim allowed is never a plain "valid".
 
@@ -208,11 +204,20 @@ def scenario_label(rep: ScenarioReport) -> str:
 
 def certify(stack: Stack, system: Any, scenarios: Sequence[Scenario], *, app: str, workload: str = "",
             profile: str = "quick", progress: Log | None = None,
-            claim: Claim | None = None, app_given: bool = False, keep_histories: bool = False) -> CertificationReport:
-    """Run `scenarios` one after another on one stack; `progress` gets a line per step."""
+            claim: Claim | None = None, app_given: bool = False, keep_histories: bool = False,
+            load_rate: float | None = None) -> CertificationReport:
+    """Run `scenarios` one after another on one stack; `progress` gets a line per step.
+
+    `load_rate`: run each scenario under a steady Locust load of that many units per second
+    (`harness.certification.under_load`); the rate-limit burst runs as it is (it is its own load).
+    """
+    from harness.certification.under_load import run_scenario_under_load
+
     say = progress or (lambda _m: None)
     claim = claim if claim is not None else Claim.from_any(getattr(system, "claim", None))
     say(f"claim: {claim}")
+    if load_rate:
+        say(f"load: Locust holds {load_rate:g} units/s of the workload through each scenario")
     # The audit loads the app's task registry: done after the runs, so it never finalizes an app
     # before its own set-up (Django's autodiscovery) has registered the tasks.
     risks: list[Any] | None = None
@@ -235,12 +240,19 @@ def certify(stack: Stack, system: Any, scenarios: Sequence[Scenario], *, app: st
             say(f"[{i}/{len(scenarios)}] {sc.name}: {sc.description} (elapsed {time.monotonic() - t0:.0f} s)")
             replay = ("celery-chaos certify" + (f" --app {app}" if app_given else "")
                       + f" --workload {workload} --profile {profile} --only {sc.name}"
-                      + ("" if claim.is_default else f" --claim delivery={claim.delivery},effects={claim.effects}"))
-            rep = run_scenario(stack, system, sc, app=app, replay=replay, claim=claim, app_given=app_given,
-                               keep_history=keep_histories)
+                      + ("" if claim.is_default else f" --claim delivery={claim.delivery},effects={claim.effects}")
+                      + (f" --load {load_rate:g}" if load_rate else ""))
+            if load_rate and "rate_limits" not in sc.needs:
+                rep = run_scenario_under_load(stack, system, sc, app=app, rate_per_s=load_rate, replay=replay,
+                                              claim=claim, app_given=app_given, keep_history=keep_histories)
+            else:
+                rep = run_scenario(stack, system, sc, app=app, replay=replay, claim=claim, app_given=app_given,
+                                   keep_history=keep_histories)
             label = scenario_label(rep)
             say(f"[{i}/{len(scenarios)}] {sc.name}: {label} in {rep.elapsed_s:.1f} s"
                 + (f" ({rep.error})" if rep.error and rep.valid != "true" else ""))
+            if "load_rate_per_s" in rep.metrics:
+                say(f"[{i}/{len(scenarios)}] {sc.name} under load: " + load_words(rep.metrics))
             reports.append(rep)
         risks, subs = inspect_deployment(stack, system, app, say)
     except KeyboardInterrupt as exc:

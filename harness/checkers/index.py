@@ -9,8 +9,9 @@ How ops are read (the contract with harness/history):
 
 - Ops are grouped by ``value.task_id``. An ``execute`` invoke opens an `Execution`; its
   completion is the next ``execute`` ok / fail / info of the same task on the same ``process``
-  (a fail is a retry when ``value.state == "RETRY"``, a rejection when "REJECTED", else a
-  terminal failure; an info is an unknown outcome, except state "TIME_LIMIT", a terminal
+  (an ok is a success unless ``value.state == "IGNORED"``: the task raised Ignore, its message
+  was acked and nothing finished; a fail is a retry when ``value.state == "RETRY"``, a
+  rejection when "REJECTED", else a terminal failure; an info is an unknown outcome, except state "TIME_LIMIT", a terminal
   failure as Celery records it; the first completion wins, a later redundant ``info`` is
   ignored). A completion with no open invoke on
   its process becomes an *orphan* execution (start = end).
@@ -56,6 +57,7 @@ from harness.history.ops import F, Op, OpType
 
 __all__ = [
     "FAILURE",
+    "IGNORED",
     "INFO",
     "OK",
     "REJECTED",
@@ -75,6 +77,7 @@ FAILURE = "failure"
 RETRY = "retry"
 REJECTED = "rejected"  # the task raised Reject: the message was requeued or dropped, not finished
 INFO = "info"
+IGNORED = "ignored"  # the task raised Ignore: its message was acked, it neither succeeded nor failed
 
 # A pool child's death is noticed (and recorded) by its parent a little after the kill:
 # an execution that ended `info` up to this long before the kill's record still counts as cut.
@@ -473,7 +476,7 @@ def build_index(history: Sequence[Op], *, run_id: str | None = None,
                     exs.append(ex)
                 continue
             if typ is _OKT:
-                outcome = OK
+                outcome = IGNORED if v.get("state") == "IGNORED" else OK
             elif typ is _FAILT:
                 state = v.get("state")
                 outcome = RETRY if state == "RETRY" else REJECTED if state == "REJECTED" else FAILURE

@@ -82,6 +82,8 @@ class FaultWindowStats:
     completed_during: int
     completed_after: int
     incomplete: int
+    p50_during_ms: float | None = None
+    p50_after_ms: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
@@ -110,6 +112,8 @@ class UnderLoadResult:
     directory: str
     notes: tuple[str, ...] = ()
     history: History | None = field(default=None, compare=False, repr=False)
+    #: What the verdicts were derived under (saved beside a kept history for `celery-chaos check`).
+    expectations: Expectations | None = field(default=None, compare=False, repr=False)
 
     def verdict(self, name: str) -> Verdict:
         try:
@@ -171,11 +175,11 @@ def completion_latencies(history: Sequence[Op]) -> list[tuple[int, float | None]
     return [(t, (done[tid] - t) / 1e6 if tid in done else None) for tid, t in published.items()]
 
 
-def _p99(values: list[float]) -> float | None:
+def _p99(values: list[float], q: float = 0.99) -> float | None:
     if not values:
         return None
     s = sorted(values)
-    return round(s[min(len(s) - 1, int(0.99 * len(s)))], 1)
+    return round(s[min(len(s) - 1, int(q * len(s)))], 1)
 
 
 def _rate(times: list[int], lo: int, hi: int) -> float | None:
@@ -246,7 +250,9 @@ def window_stats(history: Sequence[Op], *, load_start_ns: int, load_end_ns: int,
             p99_after_ms=_p99([x for x in after if x is not None]),
             completed_during=sum(1 for x in during if x is not None),
             completed_after=sum(1 for x in after if x is not None),
-            incomplete=sum(1 for x in during + after if x is None)))
+            incomplete=sum(1 for x in during + after if x is None),
+            p50_during_ms=_p99([x for x in during if x is not None], 0.5),
+            p50_after_ms=_p99([x for x in after if x is not None], 0.5)))
         prev_end = t1
     first = faults[0][2] if faults else load_end_ns
     last = max((f[3] for f in faults), default=load_start_ns)
@@ -283,7 +289,8 @@ def run_under_load(stack: Stack, deployment: Any, schedule: Schedule, *, rate_pe
                    users: int | None = None, kinds: Sequence[str] = DEFAULT_KINDS,
                    expectations: dict[str, Any] | None = None, recovery_slo_s: float = 15.0,
                    recovery_fraction: float = 0.8, window_s: float = 2.0, quiesce_timeout_s: float = 45.0,
-                   run_id: str | None = None, hooks: LoadHooks | None = None) -> UnderLoadResult:
+                   run_id: str | None = None, hooks: LoadHooks | None = None,
+                   locustfile: str | Path | None = None, claim: Any = None, workers: int = 1) -> UnderLoadResult:
     """Hold `rate_per_s` unit submits per second for `duration_s` while `schedule` runs (its time
     0 is the load's first submit), then heal, quiesce, drain and check. Everything goes to
     `out_dir` (history/, logs/, load/, result.json). `deployment` is a `harness.workload.Deployment`
@@ -311,7 +318,7 @@ def run_under_load(stack: Stack, deployment: Any, schedule: Schedule, *, rate_pe
     users = users or max(2, min(20, int(rate_per_s)))
     # Run's helpers for quiesce / drain / checkers (it is never executed).
     helper = Run(stack, app=deployment.app, workload=deployment.workload, schedule=schedule, run_id=rid,
-                 quiesce_timeout_s=quiesce_timeout_s)
+                 quiesce_timeout_s=quiesce_timeout_s, claim=claim)
     timings: dict[str, float] = {}
     counts: dict[str, int] = {}
     applied: list[AppliedFault] = []
@@ -326,8 +333,9 @@ def run_under_load(stack: Stack, deployment: Any, schedule: Schedule, *, rate_pe
 
         urls = stack.urls
         settings = dict(getattr(deployment, "settings", {}) or {})
-        specs = [WorkerSpec(app=deployment.app, concurrency=deployment.concurrency, hostname="w1@127.0.0.1",
-                            queues=tuple(deployment.queues), env=dict(deployment.env), settings=settings)]
+        specs = [WorkerSpec(app=deployment.app, concurrency=deployment.concurrency, hostname=f"w{i + 1}@127.0.0.1",
+                            queues=tuple(deployment.queues), env=dict(deployment.env), settings=settings)
+                 for i in range(workers)]
         group = WorkerGroup(specs, broker_url=urls.url_for(Role.WORKER_BROKER),
                             backend_url=urls.url_for(Role.WORKER_BACKEND), control_url=urls.broker_url,
                             history_dir=history_dir, run_id=rid, log_dir=directory / "logs")
@@ -351,7 +359,7 @@ def run_under_load(stack: Stack, deployment: Any, schedule: Schedule, *, rate_pe
             conf = {k: app.conf.get(k) for k in ("task_acks_late", "task_reject_on_worker_lost")}
 
         target = LoadTarget.from_urls(urls, run_id=rid, history_dir=history_dir, kinds=tuple(kinds))
-        spec = LoadSpec(str(LOCUSTFILE), users=users, rate_per_s=rate_per_s, run_time_s=duration_s,
+        spec = LoadSpec(str(locustfile or LOCUSTFILE), users=users, rate_per_s=rate_per_s, run_time_s=duration_s,
                         env=dict(deployment.env), loglevel="WARNING")
         load = LoadRun(spec, target, work_dir=directory / "load")
         cleanup.callback(load.close)
@@ -418,7 +426,7 @@ def run_under_load(stack: Stack, deployment: Any, schedule: Schedule, *, rate_pe
             run_id=rid, valid=overall(verdicts), verdicts=verdicts, schedule=schedule,
             schedule_as_run=tuple(applied), load=load_result, windows=tuple(windows), throughput=rates,
             quiesced=quiesced, timings=timings, counts=counts, directory=str(directory),
-            notes=tuple(helper.notes), history=history)
+            notes=tuple(helper.notes), history=history, expectations=exp)
         (directory / "result.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
     if log:
         log(result.summary())

@@ -113,6 +113,33 @@ def _metric(name: str, value: float) -> str:
     return f"{label} {value:.3g}"
 
 
+_LOAD_COLUMNS = (("throughput_before_per_s", "before /s"), ("throughput_during_per_s", "during /s"),
+                 ("throughput_after_per_s", "after /s"), ("time_to_recover_s", "recovered in s"),
+                 ("p50_during_ms", "p50 during ms"), ("p99_during_ms", "p99 during ms"),
+                 ("p50_after_ms", "p50 after ms"), ("p99_after_ms", "p99 after ms"))
+
+
+def _load_table(metrics: dict[str, float]) -> str:
+    """Per fault under load: throughput (executions/s), recovery and completion latency."""
+    rows: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        if key.startswith("load_") and key.endswith("]") and "[" in key:
+            field, _, fault = key[len("load_"):-1].partition("[")
+            rows.setdefault(fault, {})[field] = value
+    if not rows:
+        return ""
+    head = "".join(f"<th>{label}</th>" for _, label in _LOAD_COLUMNS)
+    body = "".join(
+        f"<tr><td>{html.escape(fault)}</td>"
+        + "".join(f"<td>{row[f]:.4g}</td>" if f in row else "<td>-</td>" for f, _ in _LOAD_COLUMNS) + "</tr>"
+        for fault, row in rows.items())
+    rate = metrics.get("load_rate_per_s")
+    cap = (f"under load: {rate:g} units/s for {metrics.get('load_duration_s', 0):.0f} s, "
+           f"{metrics.get('load_units', 0):.0f} units; backlog drained in {metrics.get('load_backlog_drain_s', 0):.1f} s"
+           if rate else "under load")
+    return f'<p class="muted">{html.escape(cap)}</p><table><tr><th>fault</th>{head}</tr>{body}</table>'
+
+
 def _scenario(s: ScenarioReport) -> str:
     rows = []
     for name, v in s.verdicts.items():
@@ -124,7 +151,7 @@ def _scenario(s: ScenarioReport) -> str:
                   f"{html.escape(json.dumps(list(v.counterexamples)[:10], indent=1, default=str))}</pre></details>")
         rows.append(f"<tr><td>{html.escape(name)}</td><td>{_badge(v.valid.value)}</td><td>{html.escape(counts)}</td>"
                     f"<td>{notes}{ce}</td></tr>")
-    metrics = ", ".join(_metric(k, v) for k, v in s.metrics.items())
+    metrics = ", ".join(_metric(k, v) for k, v in s.metrics.items() if not k.startswith("load_"))
     sched = html.escape(json.dumps(s.schedule, indent=1, default=str))
     err = f'<pre style="color:#cf222e">{html.escape(s.error)}</pre>' if s.error else ""
     replay = f"<p>replay: <code>{html.escape(s.replay)}</code></p>" if s.replay else ""
@@ -133,7 +160,7 @@ def _scenario(s: ScenarioReport) -> str:
                if s.allowed else "")
     return (f'<h2 id="{html.escape(s.name)}">{html.escape(s.name)} {_badge(_state(s.valid, s.allowed))}</h2>'
             f'<p class="muted">{html.escape(s.description)} — {s.elapsed_s:.1f}s. {html.escape(metrics)}</p>{allowed}{err}'
-            f"{_chart(s)}<table><tr><th>checker</th><th>verdict</th><th>counts</th><th>notes</th></tr>{''.join(rows)}"
+            f"{_chart(s)}{_load_table(s.metrics)}<table><tr><th>checker</th><th>verdict</th><th>counts</th><th>notes</th></tr>{''.join(rows)}"
             f"</table><details><summary>fault schedule as run</summary><pre>{sched}</pre></details>{replay}")
 
 

@@ -93,6 +93,11 @@ def _load_settings() -> dict[str, Any]:
     return doc
 
 
+#: What a worker prints, and exits with, when it cannot import the app it was given.
+IMPORT_FAILED = "chaos-worker: cannot import the app"
+IMPORT_FAILED_EXIT = 3
+
+
 def main(argv: list[str] | None = None) -> int:
     """Prepare the app named by ``-A`` and run Celery's command line with history recording."""
     from celery.app.utils import find_app
@@ -100,7 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     from harness.history import record_worker
 
     args = list(sys.argv[1:] if argv is None else argv)
-    app = find_app(_app_path(args))
+    try:
+        app = find_app(_app_path(args))
+    except ImportError as exc:
+        # One marked line the harness turns into a configuration error (exit 2), not a traceback.
+        print(f"{IMPORT_FAILED} {_app_path(args)}: {type(exc).__name__}: {exc} "
+              f"(sys.path: {os.pathsep.join(sys.path[:4])}...)", file=sys.stderr, flush=True)
+        return IMPORT_FAILED_EXIT
     settings = _load_settings()
     urls: dict[str, Any] = {}
     if os.environ.get(ENV_BROKER_URL):

@@ -326,11 +326,27 @@ class WorkerProcess:
         self.spawn()
         try:
             self.wait_ready()
-        except BaseException:
+        except BaseException as exc:
             self.kill()
+            cause = self._import_failure()
             self._remove_tmp_dir()
+            if cause:
+                raise ConfigError(f"{cause}: put the app's project on the workers' PYTHONPATH (the Deployment's "
+                                  "env, or run from the project directory with PYTHONPATH=.)") from exc
             raise
         return self
+
+    def _import_failure(self) -> str | None:
+        """The line a worker that could not import its app printed (see `launch.main`), if any."""
+        from harness.workers.launch import IMPORT_FAILED
+
+        if self._proc is None or self._proc.log_path is None:
+            return None
+        with contextlib.suppress(OSError):
+            for line in Path(self._proc.log_path).read_text(errors="replace").splitlines():
+                if line.startswith(IMPORT_FAILED):
+                    return line.removeprefix("chaos-worker: ").split(" (sys.path:")[0]
+        return None
 
     def _remove_tmp_dir(self) -> None:
         if self._tmp_dir is not None:
@@ -484,6 +500,23 @@ class WorkerProcess:
         if not reply or not isinstance(reply.get(self.hostname), dict):
             raise HarnessError(f"worker {self.hostname} did not answer `inspect conf` within {timeout:.1f} s")
         return dict(reply[self.hostname])
+
+    def rate_limits(self, timeout: float = 2.0) -> dict[str, str]:
+        """Task name -> ``rate_limit`` as this worker enforces it (``inspect registered rate_limit``:
+        the task's own, after ``task_annotations`` and ``task_default_rate_limit``); unlimited
+        tasks are left out."""
+        with self._control_lock:
+            insp = self._control().control.inspect(destination=[self.hostname], timeout=timeout)
+            reply = insp.registered("rate_limit")
+        if not reply or self.hostname not in reply:
+            raise HarnessError(f"worker {self.hostname} did not answer `inspect registered` within {timeout:.1f} s")
+        out: dict[str, str] = {}
+        for line in reply[self.hostname] or ():
+            # "name [rate_limit=10/s]"; a task without a limit is its bare name.
+            name, sep, rest = str(line).partition(" [rate_limit=")
+            if sep and rest.endswith("]") and rest[:-1] not in ("", "None"):
+                out[name] = rest[:-1]
+        return out
 
     def busy(self, timeout: float = 1.0) -> dict[str, int]:
         """How many tasks the worker holds: ``{"active": n, "reserved": n, "scheduled": n}``."""

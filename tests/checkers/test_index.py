@@ -118,3 +118,14 @@ def test_counterexample_ops_keep_the_first_and_the_last_over_the_limit() -> None
     assert len(ops) == 7 and ops[3] == {"elided": 14}
     assert [o["index"] for o in ops[:3]] == [0, 1, 2] and [o["index"] for o in ops[4:]] == [17, 18, 19]
     assert len(ix.ops_at(range(20), 20)) == 20 and {"elided": 0} not in ix.ops_at(range(20), 20)
+
+
+def test_an_ignored_copy_is_neither_a_success_nor_a_failure() -> None:
+    # A stale copy the app drops with Ignore (the sample's retry-fork guard) must not make a
+    # task that was dead-lettered look completed.
+    from harness.checkers.index import IGNORED
+
+    h = H().publish("t1", key="k1").start("t1", attempt=3).end("t1", state="IGNORED")
+    rec = build_index(h.ops).tasks["t1"]
+    assert [e.outcome for e in rec.executions or ()] == [IGNORED]
+    assert not rec.succeeded and not rec.failed and rec.outcome is None

@@ -45,3 +45,35 @@ def test_limiter_never_reached_is_unknown() -> None:
     v = check_rate_limits(starts([i * 1000.0 for i in range(5)]).ops, EXP)
     assert v.valid is Validity.UNKNOWN and "ever reached its rate limit" in v.notes[0]
     assert check_rate_limits(starts([1.0]).ops, Expectations()).valid is Validity.UNKNOWN
+
+
+def received_then_started(received_ms: list[float], started_ms: list[float], name: str = "tasks.send") -> H:
+    h = H()
+    for i, (r, s) in enumerate(zip(received_ms, started_ms, strict=True)):
+        tid = f"w1-{name}-{i}"
+        h.receive(tid, at=r, name=name)
+        h.start(tid, "w1.child-1", host="w1", at=s, name=name).end(tid, "w1.child-1", at=s + 1)
+    return h
+
+
+def test_a_burst_above_the_limit_that_the_limiter_spread_is_valid() -> None:
+    # 12 tasks arrive within 50 ms; the worker starts them 200 ms apart (5/s).
+    h = received_then_started([i * 4.0 for i in range(12)], [i * 200.0 for i in range(12)])
+    v = check_rate_limits(h.ops, EXP)
+    assert v.valid is Validity.TRUE and v.counts["saturated_pairs"] == 1
+
+
+def test_demand_below_the_limit_is_unknown_with_the_figures() -> None:
+    # 6 tasks arriving at the limit's pace never make the limiter act, even when starts bunch up.
+    h = received_then_started([i * 400.0 for i in range(6)], [i * 400.0 + 1 for i in range(6)])
+    v = check_rate_limits(h.ops, EXP)
+    assert v.valid is Validity.UNKNOWN and "never with work held back" in v.notes[0]
+    assert "the limit is 5" in v.notes[0]
+
+
+def test_slow_rates_are_judged_over_a_window_holding_two_tokens() -> None:
+    slow = Expectations(rate_limits={"tasks.send": 10 / 60}, rate_limit_window_s=1.0, rate_limit_burst=1)
+    # three starts in 2 s against 10/m: a window of 12 s allows 2 + 1.
+    h = received_then_started([0.0, 1.0, 2.0, 3.0], [0.0, 1000.0, 2000.0, 2500.0])
+    v = check_rate_limits(h.ops, slow)
+    assert v.valid is Validity.FALSE and v.violations()[0]["window_s"] == 12.0

@@ -242,6 +242,27 @@ def test_exhausted_retries_land_in_dlq_after_max_retries(env: Env, partner_contr
     assert [c["attempt"] for c in calls] == list(range(1, MAX_RETRIES + 2))
 
 
+def test_a_stale_copy_of_a_retried_attempt_is_ignored_not_forked(env: Env, partner_control: PartnerControl) -> None:
+    # Found under load (certify --load, broker_outage_proxy_down): a broker blip right after
+    # `self.retry()` published attempt n+1 loses attempt n's ack; attempt n is delivered again,
+    # retries again, and two copies of the task run on to two dead letters. Here the copy whose
+    # ack was lost is published by hand, after the task was dead-lettered.
+    unit = unit_of(env, "exhausted")
+    env.workload.submit(env.app, unit)
+    entry = dlq_entry(env, unit.key)
+    wait_drained(env)
+    key = f"charge:{unit.key}"
+    before = len(partner_calls(partner_control, key))
+    env.app.send_task(entry.name, args=list(entry.args), kwargs=dict(entry.kwargs), task_id=entry.task_id,
+                      retries=1, queue=entry.queue, headers={"chaos_key": unit.key, "chaos_run_id": unit.run_id})
+    wait_until(lambda: "attempt 0.1 already retried" in env.worker.log_tail(10**6), timeout=20,
+               what="the worker to ignore the stale copy", interval=0.3)
+    wait_drained(env)
+    assert len(partner_calls(partner_control, key)) == before, "the stale copy called the partner again"
+    (again,) = [e for e in env.workload.dlq_entries(env.app) if e.key == unit.key]
+    assert again.copies == 1
+
+
 def test_dlq_command_lists_and_replays_an_entry_which_resumes_the_chain(
         env: Env, partner_control: PartnerControl) -> None:
     partner_control.control(fail_next=MAX_RETRIES + 1, status_codes=[503])

@@ -198,3 +198,15 @@ def test_settings_reach_the_worker(chaos_stack: Any, spec: WorkerSpec) -> None:
 def test_children_of_reads_proc_without_scanning(worker: WorkerProcess) -> None:
     assert sorted(_children_of(worker.pid)) == sorted(worker.children())
     assert _children_of(2**22 + 12345) == []
+
+
+def test_a_worker_that_cannot_import_its_app_is_a_configuration_error(tmp_path: Path) -> None:
+    # The harness's process may import the app (a workload adding its project to sys.path) while
+    # the workers, started elsewhere, cannot: one line naming the module and the fix, no traceback.
+    w = WorkerProcess(WorkerSpec(app="no_such_project_module:app"), broker_url="amqp://guest:guest@127.0.0.1:1//",
+                      backend_url="redis://127.0.0.1:1/0", ready_timeout=20)
+    with pytest.raises(ConfigError) as err:
+        w.start()
+    text = str(err.value)
+    assert "cannot import the app no_such_project_module:app" in text and "PYTHONPATH" in text
+    assert "\n" not in text and not w.is_running()

@@ -69,7 +69,8 @@ def send_receipt(self, payment_id: int) -> None:
                              task_id=self.request.id or "")
 
 
-@shared_task(bind=True, **RETRY)
+# The warehouse API accepts five requests a second from us.
+@shared_task(bind=True, rate_limit="5/s", **RETRY)
 def reserve_item(self, order_id: int, sku: str, quantity: int) -> str:
     time.sleep(0.2)  # the warehouse API
     if settings.SHOP_HARDENED:
