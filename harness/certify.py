@@ -59,8 +59,7 @@ def write_partial_report(args: argparse.Namespace, exc: BaseException) -> int:
     name = interrupt.signal_name(exc)
     partial = getattr(exc, "partial_report", None)
     if not isinstance(partial, CertificationReport):
-        partial = CertificationReport(profile=args.profile, scenarios=[], app=args.app, workload=args.workload,
-                                      seed=args.seed)
+        partial = CertificationReport(profile=args.profile, scenarios=[], app=args.app, workload=args.workload)
     partial = dataclasses.replace(partial, interrupted=name)
     try:
         paths = write_report(partial, Path(args.report))
@@ -72,9 +71,44 @@ def write_partial_report(args: argparse.Namespace, exc: BaseException) -> int:
     return interrupt.exit_code(exc)
 
 
+#: A bound on --load: this runs on loopback against the harness's own stack, never a real system.
+MAX_LOAD_RATE = 1000.0
+
+
+def validate_certify(args: argparse.Namespace) -> None:
+    """Every check `celery-chaos certify` needs before it starts a server; raises ConfigError.
+
+    Here, not in harness.preflight: the certification's own checks (scenario names, the
+    workload's locustfile) need the certification, which preflight must not import.
+    """
+    from harness.preflight import check_app, check_report_dir, check_stack, check_workload
+
+    check_report_dir(args.report)
+    if getattr(args, "claim", None):
+        from harness.checkers.claim import Claim
+
+        Claim.parse(args.claim)
+    if args.app:  # else the workload's prepare() names the app
+        check_app(args.app)
+    workload = check_workload(args.workload)
+    rate = getattr(args, "load", None)
+    if rate is not None and not (0 < rate <= MAX_LOAD_RATE):
+        raise ConfigError(f"--load {rate:g}: give the units per second Locust holds, a number in (0, {MAX_LOAD_RATE}] "
+                          "(e.g. --load 10)")
+    if rate is not None or getattr(args, "profile", None) == "load":
+        from harness.certification.under_load import locustfile_of
+
+        locustfile_of(workload)
+    if getattr(args, "only", None):
+        from harness.certification.catalogue import select
+
+        select(args.profile, list(args.only))
+    check_stack(args)
+
+
 def certify_main(args: argparse.Namespace) -> int:
     interrupt.install()
-    from harness.preflight import stack_options, validate_certify
+    from harness.preflight import stack_options
 
     try:
         validate_certify(args)
@@ -87,7 +121,7 @@ def certify_main(args: argparse.Namespace) -> int:
             return run_smoke_certification(report, args.stack, **stack_options(args))
         from harness.certification import run_certification
 
-        return int(run_certification(args))
+        return int(run_certification(args, stack_options(args)))
     except ConfigError as exc:
         print(f"celery-chaos certify: {exc}", file=sys.stderr)
         return 2

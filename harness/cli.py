@@ -18,7 +18,8 @@ import os
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 from harness.errors import ConfigError, HarnessError
 
@@ -73,16 +74,16 @@ def cmd_stack_up(args: argparse.Namespace) -> int:
         with stack:
             info = stack.urls.to_json()
             info["provider"] = args.provider
-            info["pids"] = stack.pids() if hasattr(stack, "pids") else []
-            info["temp_dirs"] = stack.temp_dirs() if hasattr(stack, "temp_dirs") else []
+            info["pids"] = stack.pids()
+            info["temp_dirs"] = stack.temp_dirs()
             if args.json:
                 print(json.dumps(info), flush=True)
             else:
                 print(f"broker (direct):   {info['broker_url']}")
                 print(f"backend (direct):  {info['backend_url']}")
                 print(f"toxiproxy API:     {info['toxiproxy_url']}")
-                for role, ep in info["proxied"].items():
-                    print(f"{role + ':':18} {ep['url']}   (proxy {ep['proxy']})")
+                for role, ep in stack.urls.proxied.items():
+                    print(f"{role.value + ':':18} {ep.url}   (proxy {ep.proxy_name})")
                 print("stack is up; Ctrl-C (or SIGTERM) tears it down", flush=True)
             print("stack up", file=sys.stderr, flush=True)
             threading.Event().wait()  # until a signal raises KeyboardInterrupt
@@ -92,7 +93,7 @@ def cmd_stack_up(args: argparse.Namespace) -> int:
 
 
 def cmd_stack_down(args: argparse.Namespace) -> int:
-    from harness.stack.reaper import reap_orphans
+    from harness.processes.reaper import reap_orphans
 
     if not args.orphans:
         raise ConfigError("stack down needs --orphans (a running `stack up` is stopped with Ctrl-C or SIGTERM)")
@@ -176,7 +177,6 @@ def build_parser() -> argparse.ArgumentParser:
                       help="run each scenario while Locust holds RATE units/s of the workload (faults land mid-load)")
     cert.add_argument("--report", default="chaos-report", help="report directory")
     cert.add_argument("--stack", default="local", choices=("local", "containers", "external"))
-    cert.add_argument("--seed", type=int, default=None)
     cert.add_argument("--broker-url", help="--stack external: the broker URL (or CHAOS_BROKER_URL)")
     cert.add_argument("--backend-url", help="--stack external: the result backend URL (or CHAOS_BACKEND_URL)")
     cert.add_argument("--toxiproxy-url", help="--stack external: a Toxiproxy API URL, for network faults")
@@ -184,11 +184,124 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# -- check: here, not in harness/history, which must not import the checkers ---------------
+
+
+_EXIT_VALID, _EXIT_INVALID, _EXIT_USAGE = 0, 1, 2
+
+
+def _check_parser() -> argparse.ArgumentParser:
+    from harness.preflight import OneLineParser
+
+    p = OneLineParser(
+        prog="celery-chaos check",
+        description="Check a recorded history offline and print the verdicts as JSON.",
+    )
+    p.add_argument("history", type=Path,
+                   help="a merged HISTORY.jsonl, or a run's history directory of per-process files")
+    p.add_argument("--expect", type=Path, default=None, metavar="FILE.json",
+                   help="expectations (what the configuration allows) as JSON; default: the checkers' defaults")
+    p.add_argument("--strict", action="store_true",
+                   help="fail on damaged history lines (a torn last line per file is always tolerated)")
+    return p
+
+
+def _check_usage_error(message: str, err: TextIO) -> int:
+    print(f"celery-chaos check: error: {message}", file=err)
+    return _EXIT_USAGE
+
+
+def check_main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """``celery-chaos check HISTORY [--expect FILE.json]``: check a recorded history offline and
+    print the verdicts as JSON; return the exit status (0 every verdict valid, 1 some verdict
+    false or unknown, 2 usage error). A history kept by a certification is checked with the
+    expectations and checkers kept beside it, so it gets the certification's verdict again.
+
+    >>> check_main(["/no/such/history"], err=sys.stdout)
+    celery-chaos check: error: no history at '/no/such/history': pass the run's history directory (per-process *.<pid>.jsonl files) or a merged HISTORY.jsonl file
+    2
+    """
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    try:
+        args = _check_parser().parse_args(list(argv) if argv is not None else None)
+    except SystemExit as exc:  # argparse already printed the usage
+        return _EXIT_USAGE if exc.code else _EXIT_VALID
+
+    from harness.history.merge import read_history
+
+    try:
+        history = read_history(args.history, strict=args.strict)
+    except (FileNotFoundError, ValueError) as exc:
+        return _check_usage_error(str(exc).strip("'\""), err)
+    except OSError as exc:
+        return _check_usage_error(f"cannot read {str(args.history)!r} ({exc.strerror or exc}): pass a readable history", err)
+    if len(history) == 0:
+        return _check_usage_error(f"parsed 0 ops from {str(args.history)!r} ({len(history.skipped)} unreadable line(s)): "
+                                  "it is empty or not a history; pass a HISTORY.jsonl of JSON op lines or a run's "
+                                  "history directory", err)
+
+    from harness.checkers import check_all, overall
+    from harness.checkers.expectations import Expectations
+    from harness.errors import ConfigError
+
+    checkers: list[str] | None = None
+    if args.expect is None:
+        # A certification writes the expectations beside a kept history: the same verdict again.
+        sidecar = args.history.with_name(args.history.name.removesuffix(".jsonl") + ".expectations.json")
+        if args.history.is_file() and sidecar.is_file():
+            args.expect = sidecar
+    try:
+        if args.expect is None:
+            exp = Expectations()
+        else:
+            raw: Any = json.loads(args.expect.read_text(encoding="utf-8"))
+            if not isinstance(raw, dict):
+                return _check_usage_error(f"{args.expect}: expectations must be a JSON object, got {type(raw).__name__}", err)
+            if isinstance(raw.get("expectations"), dict):  # the certification's form: with the checkers run
+                names = raw.get("checkers")
+                checkers = [str(n) for n in names] if isinstance(names, list) else None
+                raw = raw["expectations"]
+            exp = Expectations.from_dict(raw)
+    except FileNotFoundError:
+        return _check_usage_error(f"no expectations file {str(args.expect)!r}: pass an existing --expect FILE.json", err)
+    except json.JSONDecodeError as exc:
+        return _check_usage_error(f"{args.expect} is not valid JSON: {exc}", err)
+    except (ValueError, TypeError) as exc:
+        return _check_usage_error(f"{args.expect}: {exc}", err)
+
+    print(f"celery-chaos check: parsed {len(history)} ops from {args.history}"
+          + (f" ({len(history.skipped)} damaged line(s) skipped)" if history.skipped else ""), file=err)
+    try:
+        verdicts = check_all(history, exp, checkers)
+    except ConfigError as exc:
+        return _check_usage_error(f"{args.expect}: {exc}", err)
+    valid = overall(verdicts)
+    report = {
+        "valid": valid.to_json(),
+        "expectations": str(args.expect) if args.expect is not None else "defaults",
+        "history": {
+            "path": str(args.history),
+            "ops": len(history),
+            "skipped_lines": [s.to_dict() for s in history.skipped],
+        },
+        "verdicts": {name: v.to_dict() for name, v in verdicts.items()},
+    }
+    status = _EXIT_VALID if valid.to_json() is True else _EXIT_INVALID
+    try:
+        json.dump(report, out, indent=2, sort_keys=False, default=str)
+        out.write("\n")
+        out.flush()
+    except BrokenPipeError:  # `celery-chaos check ... | head`: the verdict still decides the status
+        pass
+    return status
+
+
 #: Subcommands that own their argument parsing: name -> (module, function, help).
 DELEGATED: dict[str, tuple[str, str, str]] = {
     "toxiproxy": ("harness.toxiproxy.__main__", "main",
                   "run the built-in Toxiproxy-compatible server (toxiproxy-server flags)"),
-    "check": ("harness.history.cli", "check_main", "check a history file offline: celery-chaos check HISTORY.jsonl"),
+    "check": ("harness.cli", "check_main", "check a history file offline: celery-chaos check HISTORY.jsonl"),
     "images": ("harness.images.cli", "main", "build registry-free container images: celery-chaos images build"),
     "soak": ("harness.load.soak_run", "soak_main", "load with periodic faults for a duration: --duration 30m"),
     "audit": ("harness.audit", "audit_main", "list the risks in an app's configuration: --app MOD:ATTR"),

@@ -47,6 +47,7 @@ from harness.errors import ConfigError, HarnessError, UnsupportedFault
 from harness.faults.generate import FaultSpace, find_failing_schedule
 from harness.faults.schedule import Schedule
 from harness.run import RunResult
+from harness.stack.base import Stack
 from harness.workload import Deployment
 
 __all__ = [
@@ -285,7 +286,7 @@ def _factory_path(factory: DeploymentFactory | str) -> str | None:
     if not module or not name or "<" in name:
         return None
     try:
-        from harness.certification.runner import load_object
+        from harness.workload import load_object
 
         return f"{module}:{name}" if load_object(f"{module}:{name}", "deployment") is factory else None
     except ConfigError:
@@ -298,7 +299,7 @@ def _load_factory(factory: DeploymentFactory | str) -> DeploymentFactory:
             raise ConfigError(f"deployment_factory must be prepare(stack, **variant) (a context manager of "
                               f"harness.workload.Deployment) or its import path, not {factory!r}")
         return factory
-    from harness.certification.runner import load_object
+    from harness.workload import load_object
 
     obj = load_object(factory, "deployment")
     if not callable(obj):
@@ -307,7 +308,7 @@ def _load_factory(factory: DeploymentFactory | str) -> DeploymentFactory:
     return obj  # type: ignore[no-any-return]
 
 
-def run_deployment(stack: Any, deployment: Deployment, schedule: Schedule, *, n_per_kind: int = 1,
+def run_deployment(stack: Stack, deployment: Deployment, schedule: Schedule, *, n_per_kind: int = 1,
                    submit_interval_s: float = 0.1, directory: Path | str | None = None,
                    log: Log | None = None, claim: Claim | str | None = None) -> RunResult:
     """One `Run` of a deployed system under `schedule`: one worker with the deployment's queues and env.
@@ -330,7 +331,7 @@ def run_deployment(stack: Any, deployment: Deployment, schedule: Schedule, *, n_
 class _DeploymentRunner:
     """Deploy (fresh store, fresh partner API) and run one schedule; keep the directory of failing runs."""
 
-    def __init__(self, stack: Any, factory: DeploymentFactory, variant: Mapping[str, Any], n_per_kind: int,
+    def __init__(self, stack: Stack, factory: DeploymentFactory, variant: Mapping[str, Any], n_per_kind: int,
                  submit_interval_s: float, runs_dir: Path, log: Log | None, claim: Claim | None = None) -> None:
         self.stack, self.factory, self.variant, self.claim = stack, factory, dict(variant), claim
         self.n_per_kind, self.submit_interval_s = n_per_kind, submit_interval_s
@@ -553,7 +554,7 @@ def _space_args(space: FaultSpace) -> str:
     return " ".join(out)
 
 
-def explore(deployment_factory: DeploymentFactory | str, stack: Any, *, max_examples: int = 10, seed: int = 0,
+def explore(deployment_factory: DeploymentFactory | str, stack: Stack | None, *, max_examples: int = 10, seed: int = 0,
             out_dir: Path | str, variant: Mapping[str, Any] | None = None, space: FaultSpace | None = None,
             n_per_kind: int = 1, submit_interval_s: float = 0.1, checkers: Collection[str] | None = None,
             time_budget_s: float = 300.0, confirm: int = 1, runner: Runner | None = None,
@@ -604,9 +605,12 @@ def explore(deployment_factory: DeploymentFactory | str, stack: Any, *, max_exam
     for stale in (repro_path, out / "runs.jsonl"):
         stale.unlink(missing_ok=True)
     if runner is None:
-        runner = _DeploymentRunner(stack, _load_factory(deployment_factory), variant, n_per_kind, submit_interval_s,
+        factory = _load_factory(deployment_factory)
+        if stack is None:
+            raise ConfigError("explore needs a started stack to run the deployment on (or a runner=)")
+        runner = _DeploymentRunner(stack, factory, variant, n_per_kind, submit_interval_s,
                                    out / "runs", None, claim)
-    broker = "redis" if stack is not None and getattr(stack.urls, "broker_kind", "") == "redis" else "rabbitmq"
+    broker = "redis" if stack is not None and stack.urls.broker_kind == "redis" else "rabbitmq"
     command = f"celery-chaos replay {repro_path}"
     explore_command = "" if factory_name is None else " ".join(filter(None, [
         f"celery-chaos explore --deployment {factory_name}", _variant_args(variant), f"--seed {seed}",
@@ -694,7 +698,7 @@ def _confirm(ex: _Explorer, confirm: int) -> tuple[Schedule, RunResult, str | No
 # -- replay -------------------------------------------------------------------------------------
 
 
-def replay(path: Path | str, stack: Any, *, deployment_factory: DeploymentFactory | str | None = None,
+def replay(path: Path | str, stack: Stack, *, deployment_factory: DeploymentFactory | str | None = None,
            directory: Path | str | None = None, log: Log | None = None) -> RunResult:
     """Run a reproducer's schedule again, with its variant, units and submit pace, on `stack`.
 
@@ -754,7 +758,7 @@ def _add_stack_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--toxiproxy-url", help="external stack: Toxiproxy API URL")
 
 
-def _open_stack(args: argparse.Namespace, broker: str) -> Any:
+def _open_stack(args: argparse.Namespace, broker: str) -> Stack:
     from harness.stack import open_stack
 
     if args.stack == "local":

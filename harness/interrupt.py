@@ -4,7 +4,7 @@ SIGINT and SIGTERM both raise `Interrupted` (a KeyboardInterrupt) in the main th
 ``with`` and ``finally`` on the way out heals the faults in force and tears the stack down; the
 command then writes what it finished, prints one line and exits 128 + the signal number (130 for
 SIGINT, 143 for SIGTERM), never with a traceback. A second signal during that teardown is
-ignored: the teardown is bounded, and the reaper (harness.stack.reaper) backs it up.
+ignored: the teardown is bounded, and the reaper (harness.processes.reaper) backs it up.
 
 A job started in the background by a shell script inherits SIGINT ignored; `install` undoes
 that, so `kill -INT` stops a certification wherever it was started from.

@@ -16,9 +16,12 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from harness.stack.base import Stack, StackURLs
 
 MARKERS = {
     "chaos": "a scenario that injects faults into real components",
@@ -76,7 +79,7 @@ def chaos_stack(request: pytest.FixtureRequest) -> Iterator[Any]:
             _hold(stack)
 
 
-def _hold(stack: Any) -> None:
+def _hold(stack: Stack) -> None:
     if not sys.stdin.isatty() or os.environ.get("CI"):
         print("\n--keep-stack ignored: no terminal to wait on (CI or non-interactive run)", file=sys.stderr)
         return
@@ -90,6 +93,6 @@ def _hold(stack: Any) -> None:
 
 
 @pytest.fixture(scope="session")
-def chaos_urls(chaos_stack: Any) -> Any:
+def chaos_urls(chaos_stack: Stack) -> StackURLs:
     """The session stack's StackURLs (direct and per-role proxied URLs)."""
     return chaos_stack.urls

@@ -67,7 +67,7 @@ def check_app(spec: str) -> Any:
     """Import the Celery app at MODULE:ATTR; a ConfigError when it fails to import or is no Celery app."""
     from celery import Celery
 
-    from harness.certification.runner import load_object
+    from harness.workload import load_object
 
     try:
         app = load_object(spec, "--app")
@@ -84,7 +84,7 @@ def check_app(spec: str) -> Any:
 
 def check_workload(spec: str) -> Any:
     """The workload at MODULE:ATTR (made by its class or factory); a ConfigError on any failure."""
-    from harness.certification.runner import load_workload
+    from harness.workload import load_workload
 
     try:
         return load_workload(spec)
@@ -195,32 +195,3 @@ def stack_options(args: argparse.Namespace) -> dict[str, Any]:
         return {}
     return {"broker_url": getattr(args, "broker_url", None), "backend_url": getattr(args, "backend_url", None),
             "toxiproxy_url": getattr(args, "toxiproxy_url", None)}
-
-
-#: A bound on --load: this runs on loopback against the harness's own stack, never a real system.
-MAX_LOAD_RATE = 1000.0
-
-
-def validate_certify(args: argparse.Namespace) -> None:
-    """Every check `celery-chaos certify` needs before it starts a server; raises ConfigError."""
-    check_report_dir(args.report)
-    if getattr(args, "claim", None):
-        from harness.checkers.claim import Claim
-
-        Claim.parse(args.claim)
-    if args.app:  # else the workload's prepare() names the app
-        check_app(args.app)
-    workload = check_workload(args.workload)
-    rate = getattr(args, "load", None)
-    if rate is not None and not (0 < rate <= MAX_LOAD_RATE):
-        raise ConfigError(f"--load {rate:g}: give the units per second Locust holds, a number in (0, {MAX_LOAD_RATE}] "
-                          "(e.g. --load 10)")
-    if rate is not None or getattr(args, "profile", None) == "load":
-        from harness.certification.under_load import locustfile_of
-
-        locustfile_of(workload)
-    if getattr(args, "only", None):
-        from harness.certification.catalogue import select
-
-        select(args.profile, list(args.only))
-    check_stack(args)

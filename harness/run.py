@@ -76,12 +76,13 @@ from harness.checkers import (
 )
 from harness.checkers.rate_limits import parse_rate
 from harness.errors import ConfigError
+from harness.faults.drivers import driver_for, kinds_cutting_running_tasks
 from harness.faults.nemesis import AppliedFault, Nemesis
 from harness.faults.schedule import Schedule
 from harness.history import History, HistoryRecorder, read_history
 from harness.history.ops import F, OpType
-from harness.stack import reaper
-from harness.stack.base import Role
+from harness.processes import reaper
+from harness.stack.base import Role, Stack, capabilities
 from harness.stack.result_backend import BackendPlan, plan_for_app
 from harness.workers.group import WorkerGroup
 from harness.workers.process import WorkerSpec
@@ -89,8 +90,6 @@ from harness.workload import Unit, Workload, validate_units
 
 __all__ = ["Run", "RunResult"]
 
-# Faults that cut running tasks the way a kill does, besides kinds named "kill...".
-_KILL_LIKE = frozenset({"cold_shutdown"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,13 +259,22 @@ class _Producer:
 class Run:
     """One chaos run (see the module docstring for the phases and options).
 
-    Example:
+    Example (on a started stack, with your workload)::
+
         result = Run(stack, app="pkg.tasks:app", workload=MyWorkload(), n_per_kind=20,
                      schedule=Schedule.of(at(2, BrokerOutage("blackhole"), duration_s=5))).execute()
         print(result.summary())
+
+    Its options are checked when it is built, before anything starts:
+
+    >>> from harness.stack.local import LocalStack
+    >>> Run(LocalStack(), app="pkg.tasks:app", workload=object())
+    Traceback (most recent call last):
+    ...
+    harness.errors.ConfigError: workload object lacks ['setup', 'units', 'submit', 'effects', 'dlq_entries'] of the harness.workload.Workload protocol (setup, units, submit, effects, dlq_entries)
     """
 
-    def __init__(self, stack: Any, *, app: Any, workload: Workload, workers: Sequence[WorkerSpec] | None = None,
+    def __init__(self, stack: Stack, *, app: Any, workload: Workload, workers: Sequence[WorkerSpec] | None = None,
                  schedule: Schedule | None = None, expectations: Expectations | Mapping[str, Any] | None = None,
                  n_per_kind: int = 10, settings: Mapping[str, Any] | None = None,
                  checkers: Iterable[str] | Mapping[str, Any] | None = None, after_heal: float | None = None,
@@ -371,7 +379,7 @@ class Run:
 
     def _expectations(self, conf: Mapping[str, Any], units: list[Unit]) -> Expectations:
         outcomes = {u.key: u.expected for u in units}
-        kill_kinds = frozenset(k for k in self.schedule.kinds if k in _KILL_LIKE)
+        kill_kinds = kinds_cutting_running_tasks(self.schedule.kinds)
         if isinstance(self.expectations_in, Expectations):
             exp = self.expectations_in
             changes: dict[str, Any] = {}
@@ -461,9 +469,9 @@ class Run:
 
         It costs seconds (an Erlang VM per call), so quiesce asks it once, to confirm.
         """
-        broker = getattr(self.stack, "broker", None)
-        if self.stack.urls.broker_kind != "amqp" or broker is None or not hasattr(broker, "ctl"):
+        if self.stack.urls.broker_kind != "amqp" or "rabbitmqctl" not in capabilities(self.stack):
             return None
+        broker: Any = self.stack.broker  # capabilities() said it has ctl()
         text = broker.ctl("list_queues", "-q", "--no-table-headers", "name", "messages_ready",
                           "messages_unacknowledged", timeout=30.0)
         out: dict[str, tuple[int, int]] = {}
@@ -556,7 +564,8 @@ class Run:
         if self.checkers is not None:
             return self.checkers
         chosen = default_checkers(expectations, index)
-        kills = any(expectations.is_kill_fault(sf.fault.kind) for sf in self.schedule.faults)
+        kills = any(driver_for(sf.fault).cuts_running_tasks or expectations.is_kill_fault(sf.fault.kind)
+                    for sf in self.schedule.faults)
         if not kills:
             chosen.pop("redelivery", None)
         return chosen

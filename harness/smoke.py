@@ -16,7 +16,7 @@ from typing import Any
 
 from celery import Celery
 
-from harness.stack.base import Role
+from harness.stack.base import Role, Stack
 
 app = Celery("chaos-smoke")
 app.conf.update(
@@ -38,7 +38,7 @@ def echo(value: Any) -> Any:
     return {"value": value, "pid": os.getpid()}
 
 
-def run_smoke(stack: Any, timeout: float = 30.0) -> dict[str, Any]:
+def run_smoke(stack: Stack, timeout: float = 30.0) -> dict[str, Any]:
     """Start a worker on the worker-role proxies, send one task through the producer-role proxies."""
     from harness.workers import WorkerProcess, WorkerSpec
 

@@ -41,6 +41,7 @@ Example (a one-kind workload for an app with an idempotent ``send_invoice`` task
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -84,6 +85,9 @@ class EffectRecord:
 
     `duplicate_writes` counts later attempts the idempotent store absorbed; two records with
     the same `idempotency_key` are a duplicated effect.
+
+    >>> EffectRecord(key="r1:order:0", kind="payment.charged", idempotency_key="charge:r1:order:0").to_dict()["kind"]
+    'payment.charged'
     """
 
     key: str
@@ -131,7 +135,20 @@ class DLQEntry:
 
 @runtime_checkable
 class Workload(Protocol):
-    """What the harness needs from a system under test (see the module docstring for an example)."""
+    """What the harness needs from a system under test (see the module docstring for a full one).
+
+    A structural protocol: any object with these members is a workload.
+
+    >>> class Nothing:
+    ...     kinds = ("order",)
+    ...     def setup(self, app): pass
+    ...     def units(self, n_per_kind, run_id): return []
+    ...     def submit(self, app, unit): return ""
+    ...     def effects(self): return {}
+    ...     def dlq_entries(self, app): return []
+    >>> isinstance(Nothing(), Workload)
+    True
+    """
 
     kinds: tuple[str, ...]
 
@@ -215,3 +232,39 @@ class Deployment:
     def producer(self) -> Any:
         """What the producer should use: `producer_app`, else the import path `app`."""
         return self.producer_app if self.producer_app is not None else self.app
+
+
+def load_object(path: str, what: str) -> Any:
+    """Import ``module:attr`` (or ``module.attr``); a clear ConfigError when it is not there.
+
+    >>> load_object("harness.workload:Unit", "--workload") is Unit
+    True
+    """
+    module, sep, attr = path.partition(":")
+    if not sep:
+        module, _, attr = path.rpartition(".")
+    if not module or not attr:
+        raise ConfigError(f"{what} must be MODULE:ATTR (e.g. sample_system.workload:SampleWorkload), not {path!r}")
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import {what} module {module!r}: {exc}. Is it on PYTHONPATH?") from exc
+    try:
+        obj = mod
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except AttributeError:
+        raise ConfigError(f"{what} {path!r}: module {module!r} has no attribute {attr!r}") from None
+    return obj
+
+
+def load_workload(path: str) -> Any:
+    """The workload object at `path`; a class or zero-argument factory is called to make one."""
+    obj = load_object(path, "--workload")
+    if isinstance(obj, type) or (callable(obj) and not hasattr(obj, "units")):
+        obj = obj()
+    missing = [m for m in ("units", "submit", "effects") if not hasattr(obj, m)]
+    if missing:
+        raise ConfigError(f"--workload {path!r} is not a harness.workload.Workload: it lacks {missing}. "
+                          "See harness/workload.py for the contract and an example.")
+    return obj

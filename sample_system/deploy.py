@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
-from harness.stack import reaper
+from harness.processes import reaper
 from harness.workload import Deployment
 from sample_system.factory import make_app
 from sample_system.partner_api import partner_behind_proxy

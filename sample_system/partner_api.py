@@ -56,7 +56,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from harness.errors import ConfigError, HarnessError, StackStartTimeout
-from harness.stack import reaper
+from harness.processes import reaper
 
 LOG_CAPACITY = 200_000
 KNOB_NAMES = ("failure_rate", "status_codes", "latency_ms", "seed", "fail_next", "stall_next", "stall_ms")

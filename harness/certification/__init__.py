@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from harness.certification.catalogue import CATALOGUE, PROFILES, Scenario, get, select
 from harness.certification.runner import (
@@ -26,11 +28,13 @@ __all__ = ["CATALOGUE", "PROFILES", "Scenario", "certify", "get", "load_workload
            "run_scenario", "select"]
 
 
-def run_certification(args: argparse.Namespace) -> int:
-    """`celery-chaos certify`: 0 when every scenario that ran is valid, 1 otherwise, 2 on setup errors."""
+def run_certification(args: argparse.Namespace, stack_options: Mapping[str, Any]) -> int:
+    """`celery-chaos certify`: 0 when every scenario that ran is valid, 1 otherwise, 2 on setup errors.
+
+    `stack_options` are the options for `open_stack` the command line gave (the CLI reads them).
+    """
     from harness.certification.under_load import DEFAULT_RATE_PER_S
     from harness.checkers.claim import Claim
-    from harness.preflight import stack_options
     from harness.report import write_report
     from harness.stack import open_stack
 
@@ -44,11 +48,11 @@ def run_certification(args: argparse.Namespace) -> int:
                        + (f" under a load of {load_rate:g} units/s" if load_rate else "") + "; "
                        f"app {args.app or '(the workload deploys it)'}, workload {args.workload}")
     t0 = time.monotonic()
-    stack = open_stack(args.stack, **stack_options(args))
+    stack = open_stack(args.stack, **stack_options)
     with stack:
         progress_to_stderr(f"stack ready in {time.monotonic() - t0:.1f} s")
         report = certify(stack, system, scenarios, app=args.app or "", workload=args.workload, profile=args.profile,
-                         seed=args.seed, progress=progress_to_stderr, claim=claim, app_given=bool(args.app),
+                         progress=progress_to_stderr, claim=claim, app_given=bool(args.app),
                          keep_histories=bool(getattr(args, "keep_histories", False)), load_rate=load_rate)
     paths = write_report(report, Path(args.report))
     s = report.to_dict()["summary"]

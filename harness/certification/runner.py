@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
 import platform
 import sys
 import time
@@ -30,46 +29,15 @@ from harness.errors import ConfigError
 from harness.report import CertificationReport, ScenarioReport, build_timeline, fault_windows
 from harness.report.audit import audit_statuses
 from harness.report.model import allowed_words
+from harness.stack.base import Stack, capabilities
 from harness.stack.result_backend import BackendPlan, plan_for_app
-from harness.workload import Deployment
+from harness.workload import Deployment, load_object, load_workload  # noqa: F401 - re-exported
 
 Log = Callable[[str], None]
 
 
-def load_object(path: str, what: str) -> Any:
-    """Import ``module:attr`` (or ``module.attr``); a clear ConfigError when it is not there."""
-    module, sep, attr = path.partition(":")
-    if not sep:
-        module, _, attr = path.rpartition(".")
-    if not module or not attr:
-        raise ConfigError(f"{what} must be MODULE:ATTR (e.g. sample_system.workload:SampleWorkload), not {path!r}")
-    try:
-        mod = importlib.import_module(module)
-    except ImportError as exc:
-        raise ConfigError(f"cannot import {what} module {module!r}: {exc}. Is it on PYTHONPATH?") from exc
-    try:
-        obj = mod
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except AttributeError:
-        raise ConfigError(f"{what} {path!r}: module {module!r} has no attribute {attr!r}") from None
-    return obj
-
-
-def load_workload(path: str) -> Any:
-    """The workload object at `path`; a class or zero-argument factory is called to make one."""
-    obj = load_object(path, "--workload")
-    if isinstance(obj, type) or (callable(obj) and not hasattr(obj, "units")):
-        obj = obj()
-    missing = [m for m in ("units", "submit", "effects") if not hasattr(obj, m)]
-    if missing:
-        raise ConfigError(f"--workload {path!r} is not a harness.workload.Workload: it lacks {missing}. "
-                          "See harness/workload.py for the contract and an example.")
-    return obj
-
-
 @contextlib.contextmanager
-def deploy(stack: Any, system: Any, app: str, concurrency: int = 2) -> Iterator[Deployment]:
+def deploy(stack: Stack, system: Any, app: str, concurrency: int = 2) -> Iterator[Deployment]:
     """Deploy `system` on `stack` for one scenario (its own `prepare`, or as given)."""
     if hasattr(system, "prepare"):
         with system.prepare(stack, concurrency=concurrency) as d:
@@ -81,17 +49,17 @@ def deploy(stack: Any, system: Any, app: str, concurrency: int = 2) -> Iterator[
         yield Deployment(app=app, workload=system, concurrency=concurrency)
 
 
-def missing_capabilities(scenario: Scenario, stack: Any, backend: BackendPlan | None = None) -> list[str]:
+def missing_capabilities(scenario: Scenario, stack: Stack, backend: BackendPlan | None = None) -> list[str]:
     """Why `scenario` cannot run on `stack` for an app whose result backend is planned as `backend`."""
     out = []
     if "stack_backend" in scenario.needs and backend is not None and not backend.faults_apply:
         out.append(f"its faults act on the stack's result backend, and the app keeps its own "
                    f"({backend.app_backend}://)")
-    if "process_control" in scenario.needs and getattr(stack, "broker", None) is None:
+    if "process_control" in scenario.needs and "process_control" not in capabilities(stack):
         out.append("it kills or restarts servers, and this stack provider cannot control them")
     if "rabbitmq" in scenario.needs and stack.urls.broker_kind != "amqp":
         out.append("it needs RabbitMQ (rabbitmqctl), and the broker is Redis")
-    if "partner_api" in scenario.needs and "partner_api" not in getattr(stack, "extra_proxies", {}):
+    if "partner_api" in scenario.needs and "partner_api" not in stack.extra_proxies:
         out.append("the system under test routes no dependency through a proxy named partner_api")
     return out
 
@@ -107,7 +75,7 @@ def check_app_matches(requested: str | None, deployed: str) -> None:
                           f"drop --app, or pass --app {deployed} (a report must never name an app that did not run)")
 
 
-def run_scenario(stack: Any, system: Any, scenario: Scenario, *, app: str, replay: str = "",
+def run_scenario(stack: Stack, system: Any, scenario: Scenario, *, app: str, replay: str = "",
                  log: Log | None = None, claim: Claim | None = None, app_given: bool = False,
                  keep_history: bool = False) -> ScenarioReport:
     """Run one scenario on `stack` and return its report entry (errors become `unknown`).
@@ -172,7 +140,7 @@ def run_scenario(stack: Any, system: Any, scenario: Scenario, *, app: str, repla
     return rep
 
 
-def inspect_deployment(stack: Any, system: Any, app: str, say: Log) -> tuple[list[Any] | None, dict[str, str]]:
+def inspect_deployment(stack: Stack, system: Any, app: str, say: Log) -> tuple[list[Any] | None, dict[str, str]]:
     """Deploy once more after the scenarios: the static audit of the app as deployed (the producer
     app, configured like the workers) and what the stack provides in place of what the app's
     configuration names (role -> sentence). The audit is None, with a line saying why, when the
@@ -234,8 +202,8 @@ def scenario_label(rep: ScenarioReport) -> str:
     return {"true": "valid", "false": "INVALID", "unknown": "UNKNOWN", "skipped": "skipped"}[rep.valid]
 
 
-def certify(stack: Any, system: Any, scenarios: Sequence[Scenario], *, app: str, workload: str = "",
-            profile: str = "quick", seed: int | None = None, progress: Log | None = None,
+def certify(stack: Stack, system: Any, scenarios: Sequence[Scenario], *, app: str, workload: str = "",
+            profile: str = "quick", progress: Log | None = None,
             claim: Claim | None = None, app_given: bool = False, keep_histories: bool = False,
             load_rate: float | None = None) -> CertificationReport:
     """Run `scenarios` one after another on one stack; `progress` gets a line per step.
@@ -261,11 +229,11 @@ def certify(stack: Any, system: Any, scenarios: Sequence[Scenario], *, app: str,
         return CertificationReport(
             audit=audit_statuses(risks, reports) if risks is not None else None,
             substitutions=subs,
-            profile=profile + (f" under load ({load_rate:g} units/s)" if load_rate else ""), scenarios=list(reports), app=app or next((r.app for r in reports if r.app), ""),
-            workload=workload, seed=seed, claim=claim.to_dict(),
+            profile=profile + (f" under load ({load_rate:g} units/s)" if load_rate else ""), scenarios=list(reports),
+            app=app or next((r.app for r in reports if r.app), ""), workload=workload, claim=claim.to_dict(),
             elapsed_s=time.monotonic() - t0,
             environment={"python": platform.python_version(), "platform": platform.platform(),
-                         "provider": getattr(stack, "provider", "?"), "broker": stack.urls.broker_kind})
+                         "provider": stack.provider, "broker": stack.urls.broker_kind})
 
     try:
         for i, sc in enumerate(scenarios, 1):
@@ -273,7 +241,6 @@ def certify(stack: Any, system: Any, scenarios: Sequence[Scenario], *, app: str,
             replay = ("celery-chaos certify" + (f" --app {app}" if app_given else "")
                       + f" --workload {workload} --profile {profile} --only {sc.name}"
                       + ("" if claim.is_default else f" --claim delivery={claim.delivery},effects={claim.effects}")
-                      + (f" --seed {seed}" if seed is not None else "")
                       + (f" --load {load_rate:g}" if load_rate else ""))
             if load_rate and "rate_limits" not in sc.needs:
                 rep = run_scenario_under_load(stack, system, sc, app=app, rate_per_s=load_rate, replay=replay,

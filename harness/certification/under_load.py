@@ -36,8 +36,8 @@ from harness.checkers.coverage import task_coverage
 from harness.checkers.index import build_index
 from harness.errors import ConfigError
 from harness.faults.schedule import Schedule
+from harness.processes import reaper
 from harness.report import ScenarioReport, build_timeline, fault_windows
-from harness.stack import reaper
 
 __all__ = ["DEFAULT_RATE_PER_S", "load_duration_s", "locustfile_of", "run_scenario_under_load", "shift_schedule"]
 

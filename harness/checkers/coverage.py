@@ -9,7 +9,8 @@ Example:
     >>> from harness.history.ops import F, Op, OpType
     >>> h = [Op(0, 0, "w1.child-1", OpType.INVOKE, F.EXECUTE, {"task_id": "t", "name": "shop.charge",
     ...                                                         "hostname": "w1"}),
-    ...      Op(1, 5, "nemesis", OpType.OK, F.FAULT_START, {"kind": "kill_worker", "hostnames": ["w1"]})]
+    ...      Op(1, 5, "nemesis", OpType.OK, F.FAULT_START, {"kind": "kill_worker", "hostnames": ["w1"],
+    ...                                                  "cuts_running_tasks": True})]
     >>> task_coverage(h)["shop.charge"]["cut"]
     1
 """

@@ -32,7 +32,8 @@ Options, the way a scenario sets them (times in seconds):
 - ``latency_slo_s`` / ``max_late_fraction``; ``recovery_slo_s``;
   ``throughput_recovery_fraction`` / ``throughput_window_s`` / ``throughput_recovery_slo_s``.
 - ``retry_delay_tolerance_s``, ``max_retry_lateness_s``: slack on retry delays.
-- ``kill_fault_kinds``: fault kinds that kill workers besides any kind containing "kill".
+- ``kill_fault_kinds``: fault kinds that cut running tasks (the run lists those whose driver
+  declares ``cuts_running_tasks``; a fault op that says ``cuts_running_tasks`` is one anyway).
 - ``max_counterexamples`` (per anomaly kind), ``max_ops_per_counterexample``.
 
 Example:
@@ -238,7 +239,7 @@ class Expectations:
         return self.expected_outcomes.get(key)
 
     def is_kill_fault(self, kind: str | None) -> bool:
-        return kind is not None and ("kill" in kind or kind in self.kill_fault_kinds)
+        return kind is not None and kind in self.kill_fault_kinds
 
     @classmethod
     def from_celery_config(cls, conf: Mapping[str, Any], **options: Any) -> Expectations:

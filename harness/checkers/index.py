@@ -21,9 +21,10 @@ How ops are read (the contract with harness/history):
 - ``value.run_id`` different from the expected run's marks the op *foreign* (a leftover of
   another run); foreign ops are counted, remembered by task id and otherwise ignored.
 - Faults pair ``fault_start``/``fault_stop`` by ``value.fault_id`` (or by kind, last open
-  first); the kind is ``value.kind`` or ``value.fault``. A fault whose kind contains "kill"
-  (or is listed in ``Expectations.kill_fault_kinds``) is a *kill*; its scope is "child" when
-  the kind names a child/pool (``kill_worker_child``), else "worker" (``value.scope`` wins).
+  first); the kind is ``value.kind`` or ``value.fault``. A fault whose start ops say
+  ``cuts_running_tasks`` (the nemesis writes it from the fault's driver) or whose kind is listed
+  in ``Expectations.kill_fault_kinds`` is a *kill*; its scope is ``value.scope`` ("child" or
+  "worker"), "worker" when the op does not say.
   A ``fault_start`` that completed with fail (never applied, ``never_bit``) is no fault. The
   target is read from the start ops' values: ``hostname``/``hostnames``/``worker``/``node``,
   ``pid``/``pids``/``killed_pids``/``child_pid``, or ``task_id``; without a target it hits
@@ -718,12 +719,12 @@ def _index_kills(ix: HistoryIndex, worker_lost_ops: list[tuple[int, Op]]) -> Non
         kind = fault.kind
         if not fault.applied or kind is None:
             continue
-        if not ("kill" in kind or kind in ix.kill_fault_kinds):
-            continue
         v = fault.value
+        if not (v.get("cuts_running_tasks") is True or kind in ix.kill_fault_kinds):
+            continue
         scope = v.get("scope")
         if scope not in ("worker", "child"):
-            scope = "child" if ("child" in kind or "pool" in kind) else "worker"
+            scope = "worker"
         tid = v.get("task_id")
         ix.kills.append(Kill("fault", fault.start_lo, fault.start_hi, scope, fault.start_pos, kind=kind,
                              fault_id=fault.fault_id, hostnames=_hostnames_of(v), pids=_pids_of(v),

@@ -28,7 +28,8 @@ Example:
     >>> t = {"task_id": "t1", "hostname": "w1"}
     >>> h = [Op(0, 0, "p", OpType.OK, F.PUBLISH, t),
     ...      Op(1, 1, "w1.child-5", OpType.INVOKE, F.EXECUTE, t),
-    ...      Op(2, 2, "nemesis", OpType.OK, F.FAULT_START, {"kind": "kill_worker", "hostname": "w1"}),
+    ...      Op(2, 2, "nemesis", OpType.OK, F.FAULT_START, {"kind": "kill_worker", "hostname": "w1",
+    ...                                                "cuts_running_tasks": True}),
     ...      Op(3, 3, "w2", OpType.OK, F.RECEIVE, {"task_id": "t1", "redelivered": True}),
     ...      Op(4, 4, "w2.child-9", OpType.INVOKE, F.EXECUTE, {"task_id": "t1"}),
     ...      Op(5, 5, "w2.child-9", OpType.OK, F.EXECUTE, {"task_id": "t1"})]

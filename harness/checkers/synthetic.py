@@ -399,7 +399,9 @@ class _Builder:
             proc = self.start(t0 + 2, w, 0, tid, key, name)
             if plan.effect_before_kill:
                 self.effect(t0 + 3, proc, tid, key, "write", False)
-            self.fault(t0 + 5, t0 + 50, "kill_worker", hostname=w.hostname, signal="SIGKILL")
+            # As the nemesis records a kill_worker: its driver declares that it cuts running tasks.
+            self.fault(t0 + 5, t0 + 50, "kill_worker", hostname=w.hostname, signal="SIGKILL", scope="worker",
+                       cuts_running_tasks=True)
         redeliver = self.acks_late and (plan.kill_scope == "worker" or self.reject)
         if not redeliver:
             # The configuration lets the kill lose the task: the default claim (at-least-once)

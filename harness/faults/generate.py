@@ -4,8 +4,8 @@ Responsibility: describe the space of schedules worth trying (`FaultSpace`, pure
 round-trips through JSON), draw valid `Schedule` values from it (`schedules`), and drive
 Hypothesis over a caller's test of one schedule (`find_failing_schedule`): generate, then
 shrink a failing schedule to a minimal one that still fails. Nothing here does I/O; the
-caller's `fails` callback runs the system. This is the only module of the harness that
-imports Hypothesis.
+caller's `fails` callback runs the system. Each kind's strategy is its driver's
+(`harness.faults.drivers`); this module gives them the draws a space allows and composes them.
 
 How examples shrink (Hypothesis simplifies towards the first choice of each draw):
 
@@ -43,31 +43,9 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.errors import FlakyFailure
 
 from harness.errors import InvalidSchedule
-from harness.faults.kinds import (
-    DIRECTIONS,
-    FAULT_KINDS,
-    OUTAGE_MODES,
-    PARTITION_MODES,
-    PARTNER_MODES,
-    ROLES,
-    BackendOutage,
-    Bandwidth,
-    BrokerOutage,
-    ColdShutdown,
-    Fault,
-    KillWorker,
-    KillWorkerChild,
-    Latency,
-    LimitData,
-    MemoryAlarm,
-    PartnerApiFault,
-    PauseWorker,
-    ResetPeer,
-    RolePartition,
-    ScaleWorkers,
-    Slicer,
-    WarmShutdown,
-)
+from harness.faults.drivers import DRIVERS, Draws, driver_for
+from harness.faults.drivers.base import tenths
+from harness.faults.kinds import DIRECTIONS, FAULT_KINDS, OUTAGE_MODES, ROLES, Fault
 from harness.faults.schedule import EVENTS, Schedule, ScheduledFault, Trigger
 
 __all__ = ["DEFAULT_KINDS", "FaultSpace", "faults", "find_failing_schedule", "scheduled_faults", "schedules"]
@@ -81,6 +59,8 @@ DEFAULT_KINDS: tuple[str, ...] = (
 )
 #: Trigger events in shrink order: right after a side effect is the moment a cut duplicates it.
 DEFAULT_EVENTS: tuple[str, ...] = ("effect", "execute", "receive", "publish", "worker_lost")
+#: FaultSpace fields a driver may need (`FaultDriver.space_fields`), in the order they are checked.
+_SPACE_FIELDS: tuple[str, ...] = ("roles", "outage_modes", "extra_proxies", "workers")
 
 
 def _names(kind: str, name: str, values: Any, allowed: Sequence[str] | None = None,
@@ -121,10 +101,10 @@ class FaultSpace:
     - ``restart_workers``: worker kills and shutdowns always restart the worker (True), or may
       leave it down (a run without workers fails in an uninteresting way).
 
-    >>> FaultSpace(kinds=("latency", "teleport"))
+    >>> FaultSpace(kinds=("latency", "teleport"))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    harness.errors.InvalidSchedule: FaultSpace.kinds: 'teleport' is not one of broker_outage, backend_outage, role_partition, latency, bandwidth, reset_peer, slicer, limit_data, partner_api_fault, memory_alarm, kill_worker_child, kill_worker, warm_shutdown, cold_shutdown, pause_worker, scale_workers
+    harness.errors.InvalidSchedule: FaultSpace.kinds: 'teleport' is not one of broker_outage, backend_outage, ...
     >>> FaultSpace.from_dict(FaultSpace(kinds=("latency",)).to_dict()) == FaultSpace(kinds=("latency",))
     True
     """
@@ -156,12 +136,8 @@ class FaultSpace:
         set_(self, "task_names", _names("", "task_names", self.task_names))
         set_(self, "effect_kinds", _names("", "effect_kinds", self.effect_kinds))
         set_(self, "events", _names("", "events", self.events, tuple(EVENTS)))
-        for name, need in (("roles", ("latency", "bandwidth", "reset_peer", "slicer", "limit_data",
-                                      "role_partition")),
-                           ("outage_modes", ("broker_outage", "backend_outage")),
-                           ("extra_proxies", ("partner_api_fault",)), ("workers", (
-                               "kill_worker", "warm_shutdown", "cold_shutdown", "pause_worker"))):
-            used = [k for k in self.kinds if k in need]
+        for name in _SPACE_FIELDS:
+            used = [k for k in self.kinds if name in driver_for(k).space_fields]
             if used and not getattr(self, name):
                 raise InvalidSchedule(f"FaultSpace.{name} is empty but kinds {used} need one: list at least one, "
                                       f"or leave those kinds out")
@@ -202,54 +178,22 @@ class FaultSpace:
 # -- strategies ---------------------------------------------------------------------------------
 
 
-def _tenths(low: float, high: float) -> st.SearchStrategy[float]:
-    # Tenths of a second: readable in a reproducer, exact through JSON, shrink to `low`.
-    lo, hi = round(low * 10), max(round(low * 10), round(high * 10))
-    return st.integers(lo, hi).map(lambda n: n / 10)
-
-
 def faults(space: FaultSpace) -> st.SearchStrategy[Fault]:
-    """One fault of a kind in ``space.kinds``, with options drawn from their valid ranges.
+    """One fault of a kind in ``space.kinds``, drawn by its driver from the space's options.
 
     >>> faults(FaultSpace(kinds=("kill_worker",))).example()              # doctest: +SKIP
     KillWorker(worker=None, restart=True)
     """
-    roles = st.sampled_from(space.roles) if space.roles else st.nothing()
-    directions = st.sampled_from(DIRECTIONS)
-    workers = st.sampled_from(space.workers) if space.workers else st.nothing()
-    restart = st.just(True) if space.restart_workers else st.booleans().map(lambda b: not b)
-    task_names = st.sampled_from((None, *space.task_names))
-
-    def slicer(avg: int, var: int, delay: int, role: str, direction: str) -> Slicer:
-        return Slicer(role=role, average_size=avg, size_variation=var % avg, delay_us=delay, direction=direction)
-
-    builders: dict[str, st.SearchStrategy[Fault]] = {
-        "broker_outage": st.builds(BrokerOutage, mode=st.sampled_from(space.outage_modes or OUTAGE_MODES)),
-        "backend_outage": st.builds(BackendOutage, mode=st.sampled_from(space.outage_modes or OUTAGE_MODES)),
-        "role_partition": st.builds(RolePartition, role=roles, mode=st.sampled_from(PARTITION_MODES)),
-        "latency": st.builds(Latency, role=roles, ms=st.integers(0, 2000), jitter_ms=st.integers(0, 500),
-                             direction=directions),
-        "bandwidth": st.builds(Bandwidth, role=roles, kb_per_s=st.integers(1, 256), direction=directions),
-        # A reset planned after the fault is healed never bites: mostly at once, else within 1 s.
-        "reset_peer": st.builds(ResetPeer, role=roles, after_ms=st.one_of(st.just(0), st.integers(1, 1000)),
-                                direction=st.sampled_from(("to_server", "both", "to_client"))),
-        "slicer": st.builds(slicer, st.integers(1, 256), st.integers(0, 255), st.integers(0, 2000), roles,
-                            directions),
-        "limit_data": st.builds(LimitData, role=roles, bytes=st.integers(1, 65536),
-                                direction=st.sampled_from(("to_client", "to_server", "both"))),
-        "partner_api_fault": st.builds(PartnerApiFault, mode=st.sampled_from(PARTNER_MODES),
-                                       proxy=st.sampled_from(space.extra_proxies) if space.extra_proxies
-                                       else st.nothing(), ms=st.integers(0, 3000)),
-        "memory_alarm": st.just(MemoryAlarm()),
-        "kill_worker_child": st.builds(KillWorkerChild, task_name=task_names, worker=workers,
-                                       wait_s=_tenths(1.0, 5.0)),
-        "kill_worker": st.builds(KillWorker, worker=workers, restart=restart),
-        "warm_shutdown": st.builds(WarmShutdown, worker=workers, restart=restart, timeout_s=_tenths(1.0, 10.0)),
-        "cold_shutdown": st.builds(ColdShutdown, worker=workers, restart=restart),
-        "pause_worker": st.builds(PauseWorker, worker=workers),
-        "scale_workers": st.builds(ScaleWorkers, count=st.integers(1, 3)),
-    }
-    return st.one_of(*(builders[k] for k in space.kinds))
+    draws = Draws(
+        roles=st.sampled_from(space.roles) if space.roles else st.nothing(),
+        directions=st.sampled_from(DIRECTIONS),
+        workers=st.sampled_from(space.workers) if space.workers else st.nothing(),
+        restart=st.just(True) if space.restart_workers else st.booleans().map(lambda b: not b),
+        task_names=st.sampled_from((None, *space.task_names)),
+        outage_modes=space.outage_modes,
+        extra_proxies=space.extra_proxies,
+    )
+    return st.one_of(*(DRIVERS[FAULT_KINDS[k]].strategy(draws) for k in space.kinds))
 
 
 def triggers(space: FaultSpace) -> st.SearchStrategy[Trigger]:
@@ -259,7 +203,7 @@ def triggers(space: FaultSpace) -> st.SearchStrategy[Trigger]:
     task_names = st.sampled_from((None, *space.task_names))
     # At the event itself, on its first occurrence, half of the time: "kill right after the
     # effect" is the question most schedules ask; delays and later occurrences vary it.
-    common = {"nth": st.one_of(st.just(1), st.integers(2, 3)), "delay_s": st.one_of(st.just(0.0), _tenths(0.1, 1.0)),
+    common = {"nth": st.one_of(st.just(1), st.integers(2, 3)), "delay_s": st.one_of(st.just(0.0), tenths(0.1, 1.0)),
               "timeout_s": st.just(space.trigger_timeout_s)}
     by_event: dict[str, st.SearchStrategy[Trigger]] = {
         "effect": st.builds(Trigger, event=st.just("effect"), kind=st.sampled_from((None, *space.effect_kinds)),
@@ -276,11 +220,11 @@ def triggers(space: FaultSpace) -> st.SearchStrategy[Trigger]:
 def scheduled_faults(space: FaultSpace) -> st.SearchStrategy[ScheduledFault]:
     """One fault with its timing: on a trigger (when the space has events) or at a time offset."""
     timing: st.SearchStrategy[tuple[float | None, Trigger | None]] = st.builds(
-        lambda t: (t, None), _tenths(0.0, space.horizon_s))
+        lambda t: (t, None), tenths(0.0, space.horizon_s))
     if space.events:
         timing = st.one_of(triggers(space).map(lambda tr: (None, tr)), timing)
     return st.builds(lambda f, tm, d: ScheduledFault(f, at_s=tm[0], trigger=tm[1], duration_s=d),
-                     faults(space), timing, _tenths(0.0, space.max_duration_s))
+                     faults(space), timing, tenths(0.0, space.max_duration_s))
 
 
 def _compatible(items: Sequence[ScheduledFault]) -> Schedule:

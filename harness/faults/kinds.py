@@ -24,8 +24,8 @@ any other name      an extra proxy made with ``stack.add_proxy(name, ...)`` (e.g
 servers answer).
 
 Kinds (``kind`` in JSON): broker_outage, backend_outage, role_partition, latency, bandwidth,
-reset_peer, slicer, limit_data, partner_api_fault, memory_alarm, kill_worker_child, kill_worker,
-warm_shutdown, cold_shutdown, pause_worker, scale_workers.
+reset_peer, slicer, limit_data, partner_api_fault, memory_alarm, broker_pause, kill_worker_child,
+kill_worker, warm_shutdown, cold_shutdown, pause_worker, scale_workers.
 
 Example:
     >>> f = Latency(role="worker_broker", ms=200, jitter_ms=50)
@@ -58,6 +58,7 @@ __all__ = [
     "Bandwidth",
     "BackendOutage",
     "BrokerOutage",
+    "BrokerPause",
     "ColdShutdown",
     "Fault",
     "KillWorker",
@@ -145,7 +146,11 @@ class Fault:
     """Common behaviour of the fault dataclasses: JSON round trip and a one-line description.
 
     Subclasses are frozen, slotted dataclasses with a class-level ``kind`` and validate
-    themselves in ``__post_init__``.
+    themselves in ``__post_init__``. What the harness does with a kind is its driver's
+    (`harness.faults.drivers`).
+
+    >>> isinstance(Latency(), Fault), Latency().describe()
+    (True, "latency(role='worker_broker', ms=100, jitter_ms=0, direction='both')")
     """
 
     __slots__ = ()
@@ -431,6 +436,24 @@ class MemoryAlarm(Fault):
         return ("server:broker_memory",)
 
 
+@dataclass(frozen=True, slots=True)
+class BrokerPause(Fault):
+    """The broker freezes: its processes are stopped (SIGSTOP; ``docker pause`` in a container)
+    and thawed at heal. Connections stay open and nothing answers, not even a heartbeat: a hung
+    broker host (a GC pause, a VM migration), as opposed to one that is down.
+
+    >>> BrokerPause().resources, BrokerPause().needs
+    (('server:broker',), 'server')
+    """
+
+    kind: ClassVar[str] = "broker_pause"
+    needs: ClassVar[str] = "server"
+
+    @property
+    def resources(self) -> tuple[str, ...]:
+        return ("server:broker",)
+
+
 # -- workers ------------------------------------------------------------------------------------
 
 
@@ -591,7 +614,7 @@ class ScaleWorkers(Fault):
 FAULT_KINDS: Mapping[str, type[Fault]] = {
     cls.kind: cls
     for cls in (BrokerOutage, BackendOutage, RolePartition, Latency, Bandwidth, ResetPeer, Slicer, LimitData,
-                PartnerApiFault, MemoryAlarm, KillWorkerChild, KillWorker, WarmShutdown, ColdShutdown,
+                PartnerApiFault, MemoryAlarm, BrokerPause, KillWorkerChild, KillWorker, WarmShutdown, ColdShutdown,
                 PauseWorker, ScaleWorkers)
 }
 
@@ -604,7 +627,7 @@ def fault_from_dict(d: Mapping[str, Any]) -> Fault:
     >>> fault_from_dict({"kind": "unplug"})
     Traceback (most recent call last):
     ...
-    harness.errors.InvalidSchedule: unknown fault kind 'unplug': use one of broker_outage, backend_outage, role_partition, latency, bandwidth, reset_peer, slicer, limit_data, partner_api_fault, memory_alarm, kill_worker_child, kill_worker, warm_shutdown, cold_shutdown, pause_worker, scale_workers
+    harness.errors.InvalidSchedule: unknown fault kind 'unplug': use one of broker_outage, backend_outage, role_partition, latency, bandwidth, reset_peer, slicer, limit_data, partner_api_fault, memory_alarm, broker_pause, kill_worker_child, kill_worker, warm_shutdown, cold_shutdown, pause_worker, scale_workers
     """
     if not isinstance(d, Mapping):
         raise InvalidSchedule(f"a fault must be a JSON object with a 'kind', not {type(d).__name__}")

@@ -1,7 +1,7 @@
 """The nemesis: applies the faults of a schedule to a running stack and its workers, and always heals them.
 
-Responsibility: the only part of harness/faults that touches the stack, the workers and the
-fault proxy. It checks a schedule against what the stack can do before anything starts
+Responsibility: with its drivers, the only part of harness/faults that touches the stack, the
+workers and the fault proxy. It checks a schedule against what the stack can do before anything starts
 (`preflight`), applies each fault when its time comes or its trigger fires, heals it after its
 duration, and heals everything still active in a ``finally`` (exception, interrupt, stop).
 Every step is recorded in the run's history by process ``nemesis``:
@@ -13,28 +13,12 @@ Every step is recorded in the run's history by process ``nemesis``:
 - ``fault_stop`` invoke then ok with what the heal did, or fail when the heal failed (the
   fault may still be in place: the run's verdicts are then about a broken system).
 
-How each kind is applied and healed:
-
-===================  ==========================================================  ====================
-kind                 apply                                                       heal
-===================  ==========================================================  ====================
-broker_outage        proxy_down: disable both broker proxies; blackhole: timeout  enable / remove the
-backend_outage       toxic (0 ms: drop everything) both ways; kill_restart:       toxics / start the
-                     SIGKILL the server; graceful_stop: stop it                   server again
-role_partition       disable (or blackhole) the role's proxies                    enable / remove
-latency, bandwidth,  a toxic per proxy and direction, named ``<fault id>-<type>-   remove those toxics
-reset_peer, slicer,  <stream>``
-limit_data
-partner_api_fault    the same on an extra proxy (``stack.add_proxy``)             the same
-memory_alarm         ``rabbitmqctl set_vm_memory_high_watermark <tiny>``           set it to ``restore``
-kill_worker_child    SIGKILL the pool child that produced the trigger's op, or      nothing (the worker
-                     the child found running ``task_name``                        forks a new child)
-kill_worker          SIGKILL the worker's process group                           start it again
-warm_shutdown        SIGTERM the main process, wait for it to exit                start it again
-cold_shutdown        SIGQUIT the main process                                     start it again
-pause_worker         SIGSTOP the worker's process group                           SIGCONT
-scale_workers        scale to ``count`` workers                                   scale back
-===================  ==========================================================  ====================
+How each kind is checked, applied and healed is its driver's business
+(`harness.faults.drivers`, one registry keyed by fault class, drivers grouped by family): the
+nemesis looks the driver up, calls its ``preflight`` before anything starts and its ``apply``
+when the fault is due, and runs the undo steps the driver registered at heal. The observed
+effect the driver returns goes into the ``fault_start`` ok op, with ``cuts_running_tasks`` when
+the driver declares that the fault can cut tasks mid-execution (what the checkers read).
 
 Example:
     >>> nemesis = Nemesis(stack, history_dir=run_dir / "history", workers=group)   # doctest: +SKIP
@@ -47,47 +31,23 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import functools
-import os
-import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ConfigError, HarnessError, UnsupportedFault
-from harness.faults._tail import HistoryTail
-from harness.faults.kinds import (
-    BackendOutage,
-    Bandwidth,
-    BrokerOutage,
-    ColdShutdown,
-    Fault,
-    KillWorker,
-    KillWorkerChild,
-    Latency,
-    LimitData,
-    MemoryAlarm,
-    PartnerApiFault,
-    PauseWorker,
-    ResetPeer,
-    RolePartition,
-    ScaleWorkers,
-    Slicer,
-    WarmShutdown,
-    role_proxies,
-)
+from harness.errors import ConfigError, HarnessError
+from harness.faults.drivers import Application, FaultContext, NeverBit, driver_for
+from harness.faults.kinds import Fault
 from harness.faults.schedule import Schedule, ScheduledFault, Trigger
 from harness.history.ops import F, OpType
 from harness.history.recorder import HistoryRecorder
+from harness.stack.base import Stack
 
 __all__ = ["AppliedFault", "Nemesis"]
-
-_STREAMS = {"both": ("upstream", "downstream"), "to_server": ("upstream",), "to_client": ("downstream",)}
-_ROLES = ("producer_broker", "worker_broker", "producer_backend", "worker_backend")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,17 +87,13 @@ class AppliedFault:
         return cls(**d)
 
 
-class _NeverBit(HarnessError):
-    """The fault found nothing to act on (no task running to cut)."""
-
-
 @dataclass(slots=True)
 class _Active:
     sf: ScheduledFault
     started: float
     heal_at: float
+    app: Application
     effect: dict[str, Any] = field(default_factory=dict)
-    undo: list[tuple[str, Callable[[], dict[str, Any] | None]]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -169,7 +125,7 @@ class Nemesis:
         poll_s: how often the schedule loop looks at the clock and the history (seconds).
     """
 
-    def __init__(self, stack: Any, *, history_dir: Path | str | None = None,
+    def __init__(self, stack: Stack, *, history_dir: Path | str | None = None,
                  recorder: HistoryRecorder | None = None, workers: Any = None, poll_s: float = 0.005) -> None:
         self.stack = stack
         self.workers = workers
@@ -188,8 +144,8 @@ class Nemesis:
         self._thread: threading.Thread | None = None
         self._thread_error: BaseException | None = None
         self._adhoc = 0
-        self._tail: HistoryTail | None = None
-        self._cut_names: set[str] = set()  # task names a child kill of this run has cut
+        #: What the drivers act on; one per nemesis, so a run's kills remember what they cut.
+        self.ctx = FaultContext(stack, workers, self.history_dir)
 
     # ------------------------------------------------------------------ recording
     def _record(self, f: str, type_: OpType, value: dict[str, Any], error: str | None = None) -> None:
@@ -211,52 +167,6 @@ class Nemesis:
             return list(self._active)
 
     # ------------------------------------------------------------------ preflight
-    @property
-    def _toxiproxy(self) -> Any:
-        tp = getattr(self.stack, "toxiproxy", None)
-        if tp is None:
-            raise UnsupportedFault("network faults need a fault proxy, and this stack has none: start it with a "
-                                   "Toxiproxy (the local stack always has one; the external stack needs --toxiproxy-url)")
-        return tp
-
-    def proxy_names(self, role: str) -> list[str]:
-        """The fault-proxy names behind a fault's ``role`` target (ConfigError when there is none)."""
-        from harness.stack.base import Role
-
-        urls = self.stack.urls
-        out: list[str] = []
-        for r in role_proxies(role):
-            if r in _ROLES:
-                ep = urls.proxied.get(Role(r))
-                if ep is None:
-                    raise ConfigError(f"the stack has no proxy for role {r}: network faults on it need the "
-                                      "stack's per-role proxies (start the stack with a Toxiproxy)")
-                out.append(ep.proxy_name)
-            else:
-                extra = getattr(self.stack, "extra_proxies", {}) or {}
-                ep = extra.get(r)
-                if ep is None:
-                    raise ConfigError(f"no proxy named {r!r} in this stack (extra proxies: {sorted(extra)}): create "
-                                      f"it with stack.add_proxy({r!r}, 'HOST:PORT') before the run, or use a role "
-                                      f"({', '.join(_ROLES)})")
-                out.append(ep.proxy_name)
-        return out
-
-    def _server(self, which: str, what: str) -> Any:
-        ctl = getattr(self.stack, which, None)
-        if ctl is None:
-            require = getattr(self.stack, "require_process_control", None)
-            if require is not None:
-                require(what)
-            raise UnsupportedFault(f"{what} needs control of the {which} process, which this stack does not have: "
-                                   "use the local stack, or a network fault instead")
-        return ctl
-
-    def _require_workers(self, what: str) -> Any:
-        if self.workers is None:
-            raise UnsupportedFault(f"{what} needs the run's workers: build the Nemesis with workers=WorkerGroup(...)")
-        return self.workers
-
     def preflight(self, schedule: Schedule | ScheduledFault | Fault) -> None:
         """Check that every fault can be applied here; raise ConfigError / UnsupportedFault naming the fix.
 
@@ -275,315 +185,7 @@ class Nemesis:
             if sf.trigger is not None and self.history_dir is None:
                 raise ConfigError(f"{what} has an event trigger, which follows the run's history: give the "
                                   "Nemesis a history_dir (the workers must record there)")
-            if isinstance(f, BrokerOutage | BackendOutage):
-                which = "broker" if isinstance(f, BrokerOutage) else "backend"
-                if f.mode in ("kill_restart", "graceful_stop"):
-                    self._server(which, what)
-                else:
-                    self._toxiproxy  # noqa: B018 - raises when absent
-                    self.proxy_names(which)
-            elif isinstance(f, MemoryAlarm):
-                broker = self._server("broker", what)
-                if not hasattr(broker, "ctl"):
-                    raise UnsupportedFault(f"{what} needs a RabbitMQ broker the harness runs (it calls rabbitmqctl); "
-                                           f"this stack's broker is {getattr(broker, 'name', type(broker).__name__)}")
-            elif isinstance(f, RolePartition | Latency | Bandwidth | ResetPeer | Slicer | LimitData):
-                self._toxiproxy  # noqa: B018
-                self.proxy_names(f.role)
-            elif isinstance(f, PartnerApiFault):
-                self._toxiproxy  # noqa: B018
-                self.proxy_names(f.proxy)
-            elif isinstance(f, KillWorkerChild | KillWorker | WarmShutdown | ColdShutdown | PauseWorker):
-                group = self._require_workers(what)
-                targets = list(group) if f.worker in (None, "*") and isinstance(f, KillWorkerChild) \
-                    else group.select(f.worker)
-                if isinstance(f, KillWorkerChild):
-                    pre = [w for w in targets if w.pool == "prefork"]
-                    if not pre:
-                        raise UnsupportedFault(
-                            f"{what} kills a prefork pool child, but the targeted workers run "
-                            f"{sorted({w.pool for w in targets})} pools (tasks run in the main process): use "
-                            "kill_worker, or start the workers with pool='prefork'")
-            elif isinstance(f, ScaleWorkers):
-                self._require_workers(what)
-            else:  # pragma: no cover - a kind added without nemesis support
-                raise UnsupportedFault(f"the nemesis does not know how to apply {f.kind!r}")
-
-    # ------------------------------------------------------------------ network actions
-    def _disable(self, act: _Active, proxies: list[str]) -> dict[str, Any]:
-        tp = self._toxiproxy
-        for p in proxies:
-            act.undo.append((f"enable proxy {p}", functools.partial(self._enable, p)))
-            tp.update_proxy(p, enabled=False)
-        return {"proxies": proxies, "action": "disabled (connections closed, new ones refused)"}
-
-    def _enable(self, proxy: str) -> dict[str, Any]:
-        self._toxiproxy.update_proxy(proxy, enabled=True)
-        return {"enabled": [proxy]}
-
-    def _toxics(self, act: _Active, proxies: list[str], type_: str, attributes: dict[str, int],
-                direction: str) -> dict[str, Any]:
-        tp = self._toxiproxy
-        added: list[str] = []
-        for p in proxies:
-            for stream in _STREAMS[direction]:
-                name = f"{act.sf.id}-{type_}-{stream}"
-                act.undo.append((f"remove toxic {name} from {p}", functools.partial(self._remove_toxic, p, name)))
-                tp.add_toxic(p, type_, stream=stream, name=name, attributes=attributes)
-                added.append(f"{p}/{name}")
-        return {"proxies": proxies, "toxics": added, "type": type_, "attributes": dict(attributes),
-                "direction": direction}
-
-    def _remove_toxic(self, proxy: str, name: str) -> dict[str, Any]:
-        from harness.toxiproxy.client import ToxiproxyError
-
-        try:
-            self._toxiproxy.remove_toxic(proxy, name)
-        except ToxiproxyError as exc:
-            if exc.status != 404:  # already gone (proxy re-created, reset): healed either way
-                raise
-        return {"removed": [f"{proxy}/{name}"]}
-
-    def _outage_network(self, act: _Active, proxies: list[str], mode: str) -> dict[str, Any]:
-        if mode == "proxy_down":
-            return self._disable(act, proxies)
-        eff = self._toxics(act, proxies, "timeout", {"timeout": 0}, "both")
-        eff["action"] = "blackhole (every byte dropped both ways, no close)"
-        return eff
-
-    # ------------------------------------------------------------------ server actions
-    def _server_outage(self, act: _Active, which: str, mode: str) -> dict[str, Any]:
-        ctl = self._server(which, act.sf.fault.kind)
-
-        def start_again() -> dict[str, Any]:
-            if ctl.is_running():
-                return {"server": ctl.name, "action": "already running"}
-            t = time.monotonic()
-            ctl.start()
-            return {"server": ctl.name, "action": "started", "start_s": round(time.monotonic() - t, 3)}
-
-        act.undo.append((f"start the {which} again", start_again))
-        t = time.monotonic()
-        if mode == "kill_restart":
-            ctl.kill()
-            action = "SIGKILL"
-        else:
-            ctl.stop()
-            action = "graceful stop"
-        return {"server": ctl.name, "role": which, "action": action, "stop_s": round(time.monotonic() - t, 3)}
-
-    def _memory_alarm(self, act: _Active, f: MemoryAlarm) -> dict[str, Any]:
-        broker = self._server("broker", f.kind)
-
-        def fraction(x: float) -> str:
-            return f"{x:.10f}".rstrip("0").rstrip(".") or "0"
-
-        def restore() -> dict[str, Any]:
-            broker.ctl("set_vm_memory_high_watermark", fraction(f.restore))
-            return {"vm_memory_high_watermark": f.restore}
-
-        act.undo.append(("restore the memory high watermark", restore))
-        out = broker.ctl("set_vm_memory_high_watermark", fraction(f.watermark))
-        return {"server": getattr(broker, "name", "broker"), "vm_memory_high_watermark": f.watermark,
-                "rabbitmqctl": out.strip()[-200:], "action": "memory alarm: publishers blocked"}
-
-    # ------------------------------------------------------------------ worker actions
-    def _kill_child(self, act: _Active, f: KillWorkerChild, event: dict[str, Any] | None) -> dict[str, Any]:
-        group = self._require_workers(f.kind)
-        candidates = list(group) if f.worker in (None, "*") else group.select(f.worker)
-        target: tuple[Any, int, Any, Any] | None = None
-        if event is not None:
-            v = _value(event)
-            pid = v.get("pid")
-            if isinstance(pid, int):
-                owner = group.owner_of(pid)
-                if owner is not None and owner in candidates and owner.is_running() and pid != owner.pid:
-                    target = (owner, pid, v.get("task_id"), v.get("name"))
-                elif owner is not None and pid == owner.pid:
-                    raise _NeverBit(f"the triggering op came from worker {owner.hostname}'s main process "
-                                    f"(pool {owner.pool}): there is no pool child to kill")
-        if target is not None and self._tail is not None and not self._still_running(target[1], target[2]):
-            # The triggering task finished before the kill could land (fast tasks take a few ms,
-            # the trigger ~10 ms): killing that idle child would cut nothing. Cut the next task
-            # that is running instead, so the fault bites whatever the task durations.
-            target = self._find_running_child(candidates, f)
-            if target is None:
-                raise _NeverBit("the triggering task had finished and no other task started within "
-                                f"{f.wait_s:g} s: nothing to cut; the app's tasks are too short to cut mid-run "
-                                f"({self._tail.describe_durations()})")
-        if target is None and event is None:
-            target = self._find_running_child(candidates, f)
-        if target is None:
-            observed = f" ({self._tail.describe_durations()})" if self._tail is not None else ""
-            raise _NeverBit(f"no pool child was running {f.task_name or 'a task'} to kill{observed}")
-        worker, pid, task_id, name = target
-        if f.task_name is not None and name is not None and name != f.task_name:
-            raise _NeverBit(f"the triggering op is for task {name!r}, not {f.task_name!r}")
-        worker.kill_child(pid)
-        if self._tail is not None:
-            self._tail.forget_pid(pid)
-        if name is not None:
-            self._cut_names.add(str(name))
-        if f.count == 1:
-            return {"hostname": worker.hostname, "killed_pids": [pid], "task_id": task_id, "task_name": name,
-                    "scope": "child", "signal": "SIGKILL"}
-        cut = [(worker.hostname, pid, task_id, name)]
-        deadline = time.monotonic() + f.wait_s
-        while len(cut) < f.count and time.monotonic() < deadline and self.history_dir is not None:
-            more = self._find_running_child(candidates, f, avoid=frozenset(self._cut_names),
-                                            within_s=deadline - time.monotonic())
-            if more is None:
-                break  # no task with an uncut name is running: every name seen is covered, or too short
-            w2, pid2, tid2, name2 = more
-            w2.kill_child(pid2)
-            assert self._tail is not None  # _find_running_child created it
-            self._tail.forget_pid(pid2)
-            self._cut_names.add(str(name2))
-            cut.append((w2.hostname, pid2, tid2, name2))
-        # Several task ids: the checkers match the cut executions by pid.
-        return {"hostnames": sorted({c[0] for c in cut}), "killed_pids": [c[1] for c in cut],
-                "task_ids": [c[2] for c in cut], "task_names": [c[3] for c in cut], "scope": "child",
-                "signal": "SIGKILL"}
-
-    def _still_running(self, pid: int, task_id: Any) -> bool:
-        assert self._tail is not None
-        self._tail.poll()
-        return any(ex.get("pid") == pid and ex.get("task_id") == task_id for ex in self._tail.open_executions())
-
-    def _find_running_child(self, candidates: list[Any], f: KillWorkerChild, *, avoid: frozenset[str] = frozenset(),
-                            within_s: float | None = None) -> tuple[Any, int, Any, Any] | None:
-        """A running child (worker, pid, task id, name) of `candidates`, waiting up to `within_s`
-        (default ``f.wait_s``); none whose task name is in `avoid`."""
-        deadline = time.monotonic() + (f.wait_s if within_s is None else max(0.0, within_s))
-        prefork = [w for w in candidates if w.pool == "prefork" and w.is_running()]
-        if not prefork:
-            return None
-        if self.history_dir is not None:
-            tail = self._tail or HistoryTail(self.history_dir)
-            self._tail = tail
-            while True:
-                tail.poll()
-                for ex in tail.open_executions():
-                    if f.task_name is not None and ex.get("name") != f.task_name:
-                        continue
-                    if avoid and ex.get("name") in avoid:
-                        continue
-                    pid = ex.get("pid")
-                    for w in prefork:
-                        if isinstance(pid, int) and pid in w.children():
-                            return (w, pid, ex.get("task_id"), ex.get("name"))
-                if time.monotonic() >= deadline:
-                    return None
-                time.sleep(0.01)
-        # No history: ask the workers (slower, but needs nothing but the broker).
-        while time.monotonic() < deadline:
-            for w in prefork:
-                try:
-                    k = w.find_child_running(task_name=f.task_name, timeout=0.3)
-                    return (w, k.pid, k.task_id, k.task_name)
-                except TimeoutError:
-                    continue
-        return None
-
-    def _worker_process_fault(self, act: _Active, f: KillWorker | WarmShutdown | ColdShutdown) -> dict[str, Any]:
-        group = self._require_workers(f.kind)
-        targets = [w for w in group.select(f.worker) if w.is_running()]
-        if not targets:
-            raise _NeverBit(f"no running worker matches {f.worker or 'the first worker'}")
-        out: dict[str, Any] = {"hostnames": [w.hostname for w in targets], "scope": "worker"}
-        if f.restart:
-            for w in targets:
-                act.undo.append((f"start worker {w.hostname} again", functools.partial(self._restart_worker, w)))
-        if isinstance(f, KillWorker):
-            killed: list[int] = []
-            for w in targets:
-                killed.extend(w.kill())
-            out.update(killed_pids=killed, signal="SIGKILL")
-        elif isinstance(f, WarmShutdown):
-            out.update(signal="SIGTERM", exited_cleanly={w.hostname: w.warm_shutdown(f.timeout_s) for w in targets})
-        else:
-            out.update(signal="SIGQUIT", exited_cleanly={w.hostname: w.cold_shutdown() for w in targets})
-        return out
-
-    @staticmethod
-    def _restart_worker(w: Any) -> dict[str, Any]:
-        if w.is_running():
-            return {"worker": w.hostname, "action": "already running"}
-        t = time.monotonic()
-        w.start()
-        return {"restarted": [w.hostname], "ready_s": round(time.monotonic() - t, 3)}
-
-    def _pause(self, act: _Active, f: PauseWorker) -> dict[str, Any]:
-        group = self._require_workers(f.kind)
-        targets = [w for w in group.select(f.worker) if w.is_running()]
-        if not targets:
-            raise _NeverBit(f"no running worker matches {f.worker or 'the first worker'}")
-        for w in targets:
-            pgid = w.pid
-
-            def thaw(pgid: int = pgid, host: str = w.hostname) -> dict[str, Any]:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pgid, signal.SIGCONT)
-                return {"thawed": [host]}
-
-            act.undo.append((f"SIGCONT worker {w.hostname}", thaw))
-            os.killpg(pgid, signal.SIGSTOP)
-        return {"hostnames": [w.hostname for w in targets], "signal": "SIGSTOP"}
-
-    def _scale(self, act: _Active, f: ScaleWorkers) -> dict[str, Any]:
-        group = self._require_workers(f.kind)
-        before = len(group)
-
-        def back() -> dict[str, Any]:
-            return {"scaled_to": before, "changed": group.scale(before)}
-
-        act.undo.append((f"scale back to {before} workers", back))
-        changed = group.scale(f.count)
-        return {"from": before, "to": f.count, "changed": changed}
-
-    # ------------------------------------------------------------------ dispatch
-    def _do_apply(self, act: _Active, event: dict[str, Any] | None) -> dict[str, Any]:
-        f = act.sf.fault
-        if isinstance(f, BrokerOutage | BackendOutage):
-            which = "broker" if isinstance(f, BrokerOutage) else "backend"
-            if f.mode in ("kill_restart", "graceful_stop"):
-                return self._server_outage(act, which, f.mode)
-            return self._outage_network(act, self.proxy_names(which), f.mode)
-        if isinstance(f, RolePartition):
-            return self._outage_network(act, self.proxy_names(f.role), f.mode)
-        if isinstance(f, Latency):
-            return self._toxics(act, self.proxy_names(f.role), "latency",
-                                {"latency": f.ms, "jitter": f.jitter_ms}, f.direction)
-        if isinstance(f, Bandwidth):
-            return self._toxics(act, self.proxy_names(f.role), "bandwidth", {"rate": f.kb_per_s}, f.direction)
-        if isinstance(f, ResetPeer):
-            return self._toxics(act, self.proxy_names(f.role), "reset_peer", {"timeout": f.after_ms}, f.direction)
-        if isinstance(f, Slicer):
-            return self._toxics(act, self.proxy_names(f.role), "slicer",
-                                {"average_size": f.average_size, "size_variation": f.size_variation,
-                                 "delay": f.delay_us}, f.direction)
-        if isinstance(f, LimitData):
-            return self._toxics(act, self.proxy_names(f.role), "limit_data", {"bytes": f.bytes}, f.direction)
-        if isinstance(f, PartnerApiFault):
-            proxies = self.proxy_names(f.proxy)
-            if f.mode == "down":
-                return self._disable(act, proxies)
-            if f.mode == "blackhole":
-                return self._outage_network(act, proxies, "blackhole")
-            if f.mode == "latency":
-                return self._toxics(act, proxies, "latency", {"latency": f.ms, "jitter": 0}, "both")
-            return self._toxics(act, proxies, "reset_peer", {"timeout": 0}, "to_server")
-        if isinstance(f, MemoryAlarm):
-            return self._memory_alarm(act, f)
-        if isinstance(f, KillWorkerChild):
-            return self._kill_child(act, f, event)
-        if isinstance(f, KillWorker | WarmShutdown | ColdShutdown):
-            return self._worker_process_fault(act, f)
-        if isinstance(f, PauseWorker):
-            return self._pause(act, f)
-        if isinstance(f, ScaleWorkers):
-            return self._scale(act, f)
-        raise UnsupportedFault(f"the nemesis does not know how to apply {f.kind!r}")
+            driver_for(f).preflight(self.ctx, f, what)
 
     # ------------------------------------------------------------------ apply / heal
     def apply(self, sf: ScheduledFault, *, event: dict[str, Any] | None = None) -> AppliedFault:
@@ -602,10 +204,11 @@ class Nemesis:
                                    "task_id": ev.get("task_id"), "name": ev.get("name")}
             self._record(F.FAULT_START, OpType.INVOKE, invoke)
             now = time.monotonic()
-            act = _Active(sf, now, now + sf.duration_s)
+            act = _Active(sf, now, now + sf.duration_s, Application(sf.id, event))
             try:
-                act.effect = self._do_apply(act, event)
-            except _NeverBit as exc:
+                driver = driver_for(sf.fault)
+                act.effect = driver.observed(driver.apply(self.ctx, sf.fault, act.app))
+            except NeverBit as exc:
                 self._undo(act)  # nothing should be registered, but never leave anything behind
                 self._record(F.FAULT_START, OpType.FAIL, {**base, "never_bit": True}, error=str(exc))
                 self._applied[sf.id] = AppliedFault(sf.id, sf.fault.kind, sf.fault.to_dict(), _planned(sf),
@@ -636,8 +239,8 @@ class Nemesis:
         """Run the undo steps newest first; every step runs even when an earlier one fails."""
         errors: list[str] = []
         heal: dict[str, Any] = {}
-        while act.undo:
-            what, fn = act.undo.pop()
+        while act.app.undo:
+            what, fn = act.app.undo.pop()
             try:
                 out = fn()
                 for k, v in (out or {}).items():
@@ -735,15 +338,15 @@ class Nemesis:
         waiting = [_Waiting(sf, sf.trigger) for sf in schedule if sf.trigger is not None]
         fired: list[tuple[float, ScheduledFault, dict[str, Any]]] = []
         if waiting and self.history_dir is not None:
-            self._tail = self._tail or HistoryTail(self.history_dir)
+            self.ctx.history_tail()
         try:
             for _ in range(100_000_000):  # bounded by `limit` in practice
                 now = time.monotonic()
                 for fid, act in list(self._active.items()):
                     if fid in ours and act.heal_at <= now:
                         self.heal(fid)
-                if waiting and self._tail is not None:
-                    for op in self._tail.poll():
+                if waiting and self.ctx.tail is not None:
+                    for op in self.ctx.tail.poll():
                         for w in list(waiting):
                             if w.trigger.matches(op):
                                 w.seen += 1

@@ -131,29 +131,49 @@ class Trigger:
 
 def on_execute(task_name: str | None = None, *, nth: int = 1, delay_s: float = 0.0,
                timeout_s: float = 60.0) -> Trigger:
-    """When a task (named `task_name`, or any) starts executing."""
+    """When a task (named `task_name`, or any) starts executing.
+
+    >>> on_execute("orders.charge", nth=2).describe()
+    'on execute of orders.charge #2'
+    """
     return Trigger("execute", task_name=task_name, nth=nth, delay_s=delay_s, timeout_s=timeout_s)
 
 
 def on_effect(kind: str | None = None, *, task_name: str | None = None, nth: int = 1, delay_s: float = 0.0,
               timeout_s: float = 60.0) -> Trigger:
-    """When a task records a side effect (of `kind`, or any)."""
+    """When a task records a side effect (of `kind`, or any).
+
+    >>> on_effect("payment.charged").event
+    'effect'
+    """
     return Trigger("effect", task_name=task_name, kind=kind, nth=nth, delay_s=delay_s, timeout_s=timeout_s)
 
 
 def after_publishes(n: int, *, delay_s: float = 0.0, timeout_s: float = 60.0) -> Trigger:
-    """After the `n`-th confirmed publish of the run."""
+    """After the `n`-th confirmed publish of the run.
+
+    >>> after_publishes(20).nth
+    20
+    """
     return Trigger("publish", nth=n, delay_s=delay_s, timeout_s=timeout_s)
 
 
 def on_receive(task_name: str | None = None, *, nth: int = 1, delay_s: float = 0.0,
                timeout_s: float = 60.0) -> Trigger:
-    """When a worker receives a task (named `task_name`, or any)."""
+    """When a worker receives a task (named `task_name`, or any).
+
+    >>> on_receive("orders.ship").task_name
+    'orders.ship'
+    """
     return Trigger("receive", task_name=task_name, nth=nth, delay_s=delay_s, timeout_s=timeout_s)
 
 
 def on_worker_lost(*, nth: int = 1, delay_s: float = 0.0, timeout_s: float = 60.0) -> Trigger:
-    """When a worker reports a lost pool child."""
+    """When a worker reports a lost pool child.
+
+    >>> on_worker_lost(delay_s=0.5).delay_s
+    0.5
+    """
     return Trigger("worker_lost", nth=nth, delay_s=delay_s, timeout_s=timeout_s)
 
 
@@ -217,12 +237,22 @@ class ScheduledFault:
 
 
 def at(at_s: float, fault: Fault, *, duration_s: float = 0.0, id: str = "") -> ScheduledFault:
-    """`fault` applied `at_s` seconds after the start, healed `duration_s` later."""
+    """`fault` applied `at_s` seconds after the start, healed `duration_s` later.
+
+    >>> from harness.faults.kinds import BrokerOutage
+    >>> at(2, BrokerOutage("blackhole"), duration_s=5).window
+    (2.0, 7.0)
+    """
     return ScheduledFault(fault, at_s=at_s, duration_s=duration_s, id=id)
 
 
 def when(trigger: Trigger, fault: Fault, *, duration_s: float = 0.0, id: str = "") -> ScheduledFault:
-    """`fault` applied when `trigger` fires, healed `duration_s` later."""
+    """`fault` applied when `trigger` fires, healed `duration_s` later.
+
+    >>> from harness.faults.kinds import KillWorkerChild
+    >>> when(on_effect("charge"), KillWorkerChild()).trigger.describe()
+    'on effect kind charge'
+    """
     return ScheduledFault(fault, trigger=trigger, duration_s=duration_s, id=id)
 
 

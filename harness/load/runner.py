@@ -44,8 +44,8 @@ from harness.errors import ConfigError, HarnessError
 from harness.load._locust_main import ENV_SUMMARY_DIR
 from harness.load.stats import LoadResult, load_result_from_summaries
 from harness.load.target import LoadTarget
-from harness.stack import reaper
-from harness.stack._process import ManagedProcess, free_port, log_tail
+from harness.processes import reaper
+from harness.processes.managed import ManagedProcess, free_port, log_tail
 
 __all__ = ["LoadError", "LoadRun", "LoadSpec", "run_load"]
 

@@ -197,7 +197,7 @@ def _soak(args: argparse.Namespace, workload: Any, kinds: tuple[str, ...] | None
                 deployment = dataclasses.replace(deployment, app=args.app)
             stack_name = f"local {args.broker}"
             ledger = _LedgerRate(run_dir / "history" / "units")
-            broker_ctl = getattr(stack, "broker", None)
+            broker_ctl = stack.broker
             queues = list(deployment.queues)
 
             def on_start(group: Any, load: Any) -> None:

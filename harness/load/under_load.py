@@ -40,6 +40,7 @@ from typing import Any
 
 from harness.checkers import Expectations, Validity, Verdict, build_index, check_all, overall
 from harness.errors import ConfigError
+from harness.faults.drivers import kinds_cutting_running_tasks
 from harness.faults.nemesis import AppliedFault, Nemesis
 from harness.faults.schedule import Schedule
 from harness.history import History, HistoryRecorder, read_history
@@ -48,7 +49,7 @@ from harness.load.runner import LoadRun, LoadSpec
 from harness.load.stats import LoadResult
 from harness.load.target import LoadTarget
 from harness.load.units import read_units
-from harness.stack.base import Role
+from harness.stack.base import Role, Stack
 from harness.workers.group import WorkerGroup
 from harness.workers.process import WorkerSpec
 
@@ -59,7 +60,6 @@ __all__ = ["DEFAULT_KINDS", "FaultWindowStats", "LoadHooks", "UnderLoadResult", 
 DEFAULT_KINDS: tuple[str, ...] = ("order", "notification", "event")
 LOCUSTFILE = Path(__file__).resolve().parents[2] / "loadtests" / "locustfile.py"
 NS = 1_000_000_000
-_KILL_LIKE = frozenset({"cold_shutdown"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +284,7 @@ def _wait_first_unit(units_dir: Path, load: LoadRun, timeout_s: float) -> bool:
     return False
 
 
-def run_under_load(stack: Any, deployment: Any, schedule: Schedule, *, rate_per_s: float = 10.0,
+def run_under_load(stack: Stack, deployment: Any, schedule: Schedule, *, rate_per_s: float = 10.0,
                    duration_s: float = 30.0, out_dir: str | Path, log: Callable[[str], None] | None = None,
                    users: int | None = None, kinds: Sequence[str] = DEFAULT_KINDS,
                    expectations: dict[str, Any] | None = None, recovery_slo_s: float = 15.0,
@@ -408,7 +408,7 @@ def run_under_load(stack: Any, deployment: Any, schedule: Schedule, *, rate_per_
         phase("check")
         history = read_history(history_dir)
         units = read_units(history_dir / "units")
-        kill_kinds = frozenset(k for k in schedule.kinds if k in _KILL_LIKE)
+        kill_kinds = kinds_cutting_running_tasks(schedule.kinds)
         exp_opts: dict[str, Any] = {
             "run_id": rid, "expected_outcomes": {u.key: u.expected for u in units},
             "declared_effects": {u.key: u.effects for u in units}, "claim": helper.claim,

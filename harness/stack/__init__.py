@@ -16,12 +16,17 @@ from harness.stack.base import ProxiedEndpoint, Role, ServerControl, Stack, Stac
 PROVIDERS = ("local", "containers", "external")
 
 
-def open_stack(provider: str = "local", **options: Any) -> Any:
+def open_stack(provider: str = "local", **options: Any) -> Stack:
     """Build (not start) a stack for `provider`; use it as a context manager.
 
     local:      options of LocalStackOptions (broker, redis_aof, startup_timeout, toxiproxy)
     external:   broker_url, backend_url, toxiproxy_url
     containers: see harness.stack.containers (needs Docker)
+
+    >>> stack = open_stack("external", broker_url="amqp://guest:guest@127.0.0.1:5672//",
+    ...                    backend_url="redis://127.0.0.1:6379/0")
+    >>> stack.provider, stack.broker is None      # built, not started; no process control
+    ('external', True)
     """
     if provider == "local":
         from harness.stack.local import LocalStack, LocalStackOptions

@@ -1,8 +1,14 @@
 """The stack's contract: endpoints handed to clients and the controls a fault may use.
 
 Responsibility: describe a running broker + result backend + fault proxy as plain data
-(`StackURLs`) and a small lifecycle protocol (`Stack`), the same for every provider
-(local processes, containers, external URLs).
+(`StackURLs`) and the `Stack` protocol every provider implements (local processes,
+containers, external URLs): lifecycle, URLs, the fault proxy and its extra proxies, process
+control, and what the stack can do (`capabilities`, `require`: the one place that says what
+a stack without a capability cannot do, and how to get it).
+
+A new provider: a class on `StackLifecycle` in ``harness/stack/<name>.py`` with every member of
+`Stack`, a branch in `harness.stack.open_stack`, and the provider's tests
+(``tests/stack/test_protocol.py`` checks the members).
 
 Example:
     >>> urls = StackURLs(broker_url="amqp://u:p@127.0.0.1:5672//", backend_url="redis://:p@127.0.0.1:6379/0",
@@ -14,8 +20,14 @@ Example:
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, Self, runtime_checkable
+
+from harness.errors import UnsupportedFault
+
+if TYPE_CHECKING:
+    from harness.toxiproxy.client import ToxiproxyClient
 
 
 class Role(enum.Enum):
@@ -94,7 +106,7 @@ class ServerControl(Protocol):
     def stop(self) -> None:
         """Graceful stop."""
 
-    def start(self) -> None:
+    def start(self) -> object:
         """Start again (same port, same credentials, same data) and wait until ready."""
 
     def restart(self) -> None:
@@ -107,13 +119,33 @@ class ServerControl(Protocol):
 class Stack(Protocol):
     """A running broker + backend + fault proxy. Use as a context manager.
 
-    `broker` and `backend` are None for providers that cannot control processes
-    (the external provider); faults needing them raise UnsupportedFault.
+    - ``provider``: "local", "containers" or "external";
+    - ``urls``: what clients connect to (direct and per-role proxied);
+    - ``toxiproxy``: the fault proxy's client, None when the stack has none (external without
+      ``--toxiproxy-url``);
+    - ``extra_proxies`` / ``add_proxy``: proxies for other dependencies (a partner API);
+    - ``broker`` / ``backend``: process control, None for providers that cannot control the
+      servers (external); faults needing it raise UnsupportedFault (`require`);
+    - ``pids`` / ``temp_dirs``: what the stack runs and wrote now, for leak checks.
+
+    >>> from harness.stack.local import LocalStack
+    >>> stack = LocalStack()                       # built, not started
+    >>> stack.provider, stack.pids(), stack.extra_proxies
+    ('local', [], {})
     """
 
-    urls: StackURLs
+    provider: str
+    toxiproxy: ToxiproxyClient | None
 
-    def start(self) -> Stack: ...
+    @property
+    def urls(self) -> StackURLs: ...
+
+    @property
+    def extra_proxies(self) -> dict[str, ProxiedEndpoint]: ...
+
+    def add_proxy(self, name: str, upstream: str) -> ProxiedEndpoint: ...
+
+    def start(self) -> Self: ...
 
     def stop(self) -> None: ...
 
@@ -123,9 +155,58 @@ class Stack(Protocol):
     @property
     def backend(self) -> ServerControl | None: ...
 
-    def __enter__(self) -> Stack: ...
+    def pids(self) -> list[int]: ...
+
+    def temp_dirs(self) -> list[str]: ...
+
+    def __enter__(self) -> Self: ...
 
     def __exit__(self, *exc: object) -> None: ...
+
+
+#: capability -> the rest of the sentence "<what> ..." when a stack lacks it: the fix included.
+CAPABILITIES: Mapping[str, str] = {
+    "fault_proxy": "need a fault proxy, and this stack has none: start it with a Toxiproxy (the local stack always "
+                   "has one; the external stack needs --toxiproxy-url)",
+    "process_control": "needs to kill or restart a server, but the {provider} stack did not start it and cannot "
+                       "control it. Use --stack=local (or containers), or choose a network fault instead.",
+    "rabbitmqctl": "needs a RabbitMQ broker the harness runs (it calls rabbitmqctl): use the local or containers "
+                   "stack with broker='rabbitmq'",
+}
+
+
+def capabilities(stack: Stack) -> frozenset[str]:
+    """What `stack` can do, out of `CAPABILITIES`.
+
+    >>> from types import SimpleNamespace
+    >>> sorted(capabilities(SimpleNamespace(toxiproxy=object(), broker=None, backend=None)))
+    ['fault_proxy']
+    """
+    out = set()
+    if stack.toxiproxy is not None:
+        out.add("fault_proxy")
+    # The broker decides: a stack attached to a pytest-celery setup may have no backend to control.
+    if stack.broker is not None:
+        out.add("process_control")
+        if callable(getattr(stack.broker, "ctl", None)):
+            out.add("rabbitmqctl")
+    return frozenset(out)
+
+
+def require(stack: Stack, capability: str, what: str) -> None:
+    """Raise UnsupportedFault naming the fix when `stack` lacks `capability` for `what`.
+
+    >>> from types import SimpleNamespace
+    >>> external = SimpleNamespace(provider="external", toxiproxy=None, broker=None, backend=None)
+    >>> require(external, "process_control", "broker_outage(mode='kill_restart')")
+    Traceback (most recent call last):
+    ...
+    harness.errors.UnsupportedFault: broker_outage(mode='kill_restart') needs to kill or restart a server, but the external stack did not start it and cannot control it. Use --stack=local (or containers), or choose a network fault instead.
+    """
+    if capability not in CAPABILITIES:
+        raise ValueError(f"unknown capability {capability!r}: one of {', '.join(CAPABILITIES)}")
+    if capability not in capabilities(stack):
+        raise UnsupportedFault(f"{what} {CAPABILITIES[capability].format(provider=stack.provider)}")
 
 
 class StackLifecycle:

@@ -23,7 +23,7 @@ Options (ContainerStackOptions; each also read from the environment when the sta
                       Toxiproxy on the stack's network, upstreams by container name, proxy ports
                       published on 127.0.0.1; Docker's userland proxy then accepts connections to
                       a disabled proxy and closes them (a reset, not a refusal)
-    workers           host (default) or containers (CHAOS_WORKERS): where `worker_for()` runs workers
+    workers           host (default) or containers (CHAOS_WORKERS): where `harness.workers.worker_for(stack, spec)` runs workers
     startup_timeout, pull_timeout, spare_proxies
 
 Why not pytest-celery's containers for the stack itself: its nodes are pytest fixtures built on
@@ -72,7 +72,7 @@ from harness.images.names import (
     Service,
 )
 from harness.images.resolve import resolve_images
-from harness.stack._process import free_port
+from harness.processes.managed import free_port
 from harness.stack.base import ProxiedEndpoint, Role, StackLifecycle, StackURLs
 from harness.toxiproxy.client import ToxiproxyClient
 
@@ -742,15 +742,6 @@ class ContainerStack(StackLifecycle):
             ...     w.kill(); w.start()
         """
         return ContainerWorker(self, spec, project_dir=project_dir)
-
-    def worker_for(self, spec: Any, **kwargs: Any) -> Any:
-        """A worker where the `workers` option says: a host WorkerProcess or a ContainerWorker."""
-        if self.options.workers == "containers":
-            return self.container_worker(spec)
-        from harness.workers import WorkerProcess
-
-        return WorkerProcess(spec, broker_url=self.urls.url_for(Role.WORKER_BROKER),
-                             backend_url=self.urls.url_for(Role.WORKER_BACKEND), **kwargs)
 
 
 class ContainerWorker:

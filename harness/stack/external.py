@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from urllib.parse import urlsplit
 
-from harness.errors import ConfigError, UnsupportedFault
+from harness.errors import ConfigError
 from harness.stack.base import ProxiedEndpoint, Role, StackLifecycle, StackURLs
 from harness.toxiproxy.client import ToxiproxyClient
 
@@ -44,7 +44,7 @@ class ExternalStack(StackLifecycle):
                 "CHAOS_BACKEND_URL); add --toxiproxy-url (or TOXIPROXY_URL) to inject network faults")
         self.toxiproxy: ToxiproxyClient | None = None
         self._urls: StackURLs | None = None
-        self._extra: dict[str, ProxiedEndpoint] = {}  # the external stack adds no extra proxies
+        self._extra: dict[str, ProxiedEndpoint] = {}
         self._created: list[str] = []
 
     def start(self) -> ExternalStack:
@@ -78,6 +78,7 @@ class ExternalStack(StackLifecycle):
                 except Exception:  # noqa: BLE001 - teardown must go on
                     pass
         self._created.clear()
+        self._extra.clear()
 
     @property
     def broker(self) -> None:
@@ -87,10 +88,36 @@ class ExternalStack(StackLifecycle):
     def backend(self) -> None:
         return None
 
-    def require_process_control(self, what: str) -> None:
-        raise UnsupportedFault(
-            f"{what} needs to kill or restart a server, but the external stack did not start it and "
-            "cannot control it. Use --stack=local (or containers), or choose a network fault instead.")
+    def add_proxy(self, name: str, upstream: str) -> ProxiedEndpoint:
+        """Route another dependency (``host:port``) through the user's Toxiproxy (``chaos-ext-<name>``).
+
+        Adding a name again re-points that proxy at the new upstream (same port). Without a
+        Toxiproxy there is nothing to route through: a ConfigError naming the fix.
+        """
+        if self.toxiproxy is None:
+            raise ConfigError(f"stack.add_proxy({name!r}, ...) routes a dependency through the fault proxy, and this "
+                              "external stack has none: pass --toxiproxy-url (or TOXIPROXY_URL)")
+        existing = self._extra.get(name)
+        if existing is not None:
+            self.toxiproxy.update_proxy(existing.proxy_name, upstream=upstream)
+            ep = ProxiedEndpoint(existing.role, existing.proxy_name, existing.listen_host, existing.listen_port,
+                                 upstream, existing.url)
+        else:
+            proxy = f"chaos-ext-{name}"
+            if self.toxiproxy.proxies().get(proxy) is not None:
+                self.toxiproxy.delete_proxy(proxy)  # a leftover of an earlier run: ours by name
+            info = self.toxiproxy.create_proxy(proxy, upstream, listen="127.0.0.1:0")
+            self._created.append(proxy)
+            host = "127.0.0.1" if info.listen_host in ("[::]", "0.0.0.0") else info.listen_host
+            # The role is a placeholder for an extra proxy, as on the local stack.
+            ep = ProxiedEndpoint(Role.PRODUCER_BROKER, proxy, host, info.listen_port, upstream, f"http://{host}:{info.listen_port}")
+        self._extra[name] = ep
+        return ep
 
     def pids(self) -> list[int]:
+        """The external stack runs no process of its own."""
+        return []
+
+    def temp_dirs(self) -> list[str]:
+        """The external stack writes no directory of its own."""
         return []

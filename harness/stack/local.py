@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Literal
 
 from harness.errors import ConfigError
-from harness.stack import reaper
-from harness.stack._process import ManagedProcess, free_port
+from harness.processes import reaper
+from harness.processes.managed import ManagedProcess, free_port
 from harness.stack.base import ProxiedEndpoint, Role, StackLifecycle, StackURLs
 from harness.stack.rabbitmq import LocalRabbitMQ
 from harness.stack.redis import LocalRedis

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import ConfigError, HarnessError
-from harness.stack import reaper
-from harness.stack._process import ManagedProcess, free_port
+from harness.processes import reaper
+from harness.processes.managed import ManagedProcess, free_port
 
 _INSTALL_HINT = (
     "install it with `sudo apt-get install -y rabbitmq-server` (Debian/Ubuntu), or point "

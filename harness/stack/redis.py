@@ -18,8 +18,8 @@ import socket
 from pathlib import Path
 
 from harness.errors import ConfigError
-from harness.stack import reaper
-from harness.stack._process import ManagedProcess, free_port
+from harness.processes import reaper
+from harness.processes.managed import ManagedProcess, free_port
 
 _INSTALL_HINT = "install it with `sudo apt-get install -y redis-server` (Debian/Ubuntu) or point CHAOS_REDIS_SERVER at it"
 

@@ -80,7 +80,7 @@ class ToxiproxyProcess:
         fd, name = tempfile.mkstemp(prefix="toxiproxy-", suffix=".log")
         self._log_path = Path(name)
         root = str(Path(__file__).resolve().parents[2])
-        from harness.stack import reaper
+        from harness.processes import reaper
 
         env = reaper.child_env(self.env)  # found and killed by the reaper if this owner is SIGKILLed
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")

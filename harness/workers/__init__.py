@@ -10,7 +10,35 @@ Example:
     ('orders',)
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from harness.workers.group import WorkerGroup
 from harness.workers.process import KilledChild, WorkerProcess, WorkerSpec
 
-__all__ = ["KilledChild", "WorkerGroup", "WorkerProcess", "WorkerSpec"]
+if TYPE_CHECKING:
+    from harness.stack.base import Stack
+
+__all__ = ["KilledChild", "WorkerGroup", "WorkerProcess", "WorkerSpec", "worker_for"]
+
+
+def worker_for(stack: Stack, spec: WorkerSpec, **kwargs: Any) -> Any:
+    """A worker for `spec` where the stack's ``workers`` option says: a host `WorkerProcess`, or
+    a container worker on a containers stack started with ``workers="containers"``.
+
+    Lives here, not on the stack: workers depend on the stack, never the other way round.
+
+    >>> from types import SimpleNamespace
+    >>> urls = SimpleNamespace(url_for=lambda role: f"redis://127.0.0.1/{role.value}")
+    >>> w = worker_for(SimpleNamespace(urls=urls), WorkerSpec(app="pkg.tasks:app"))
+    >>> type(w).__name__
+    'WorkerProcess'
+    """
+    from harness.stack.base import Role
+
+    options = getattr(stack, "options", None)
+    if getattr(options, "workers", "host") == "containers":
+        return stack.container_worker(spec)  # type: ignore[attr-defined]  # containers stack only
+    return WorkerProcess(spec, broker_url=stack.urls.url_for(Role.WORKER_BROKER),
+                         backend_url=stack.urls.url_for(Role.WORKER_BACKEND), **kwargs)

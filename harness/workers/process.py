@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness.errors import ConfigError, HarnessError, UnsupportedFault
-from harness.stack import reaper
-from harness.stack._process import ManagedProcess, log_tail
+from harness.processes import reaper
+from harness.processes.managed import ManagedProcess, log_tail
 from harness.workers.launch import ENV_BROKER_WAIT, ENV_READY_FILE
 
 Pool = Literal["prefork", "threads", "solo"]

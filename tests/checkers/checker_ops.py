@@ -10,10 +10,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.faults.drivers import driver_for
 from harness.history.ops import F, Op, OpType
 
 MS = 1_000_000
 S = 1_000_000_000
+
+
+def _declared(kind: str) -> dict[str, Any]:
+    """What the nemesis adds to a fault op of `kind`: its driver's declaration (none for unknown kinds)."""
+    try:
+        driver = driver_for(kind)
+    except Exception:  # noqa: BLE001 - a made-up kind: the test says what it means
+        return {}
+    return {"cuts_running_tasks": True, "scope": driver.scope} if driver.cuts_running_tasks else {}
 
 
 class H:
@@ -84,6 +94,7 @@ class H:
 
     def fault(self, kind: str, fault_id: str, at: float | None = None, stop_at: float | None = None,
               **v: Any) -> H:
+        v = {**_declared(kind), **v}
         self.op("nemesis", "invoke", F.FAULT_START, {"kind": kind, "fault_id": fault_id, **v}, at=at)
         self.op("nemesis", "ok", F.FAULT_START, {"kind": kind, "fault_id": fault_id, **v})
         if stop_at is not None:

@@ -50,7 +50,8 @@ def test_faults_pair_by_id_or_by_kind() -> None:
 
 
 def test_fault_value_key_may_be_named_fault() -> None:
-    h = H().op("nemesis", "invoke", "fault_start", {"fault": "kill_worker", "hostname": "w1"}, at=1)
+    h = H().op("nemesis", "invoke", "fault_start", {"fault": "kill_worker", "hostname": "w1",
+                                                            "cuts_running_tasks": True}, at=1)
     ix = build_index(h.ops)
     assert ix.faults[0].kind == "kill_worker" and ix.kills[0].scope == "worker"
 

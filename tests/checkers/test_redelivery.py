@@ -88,7 +88,8 @@ def _reserved_then_kill(back: bool) -> list:
     t = {"task_id": "t1", "hostname": "w1", "key": "k1"}
     ops = [Op(0, 0, "p", OpType.OK, F.PUBLISH, t),
            Op(1, 1, "worker-w1", OpType.OK, F.RECEIVE, {**t, "redelivered": False}),
-           Op(2, 5, "nemesis", OpType.OK, F.FAULT_START, {"kind": "kill_worker", "hostname": "w1"})]
+           Op(2, 5, "nemesis", OpType.OK, F.FAULT_START, {"kind": "kill_worker", "hostname": "w1",
+                                                           "cuts_running_tasks": True})]
     if back:
         ops += [Op(3, 9, "worker-w1", OpType.OK, F.RECEIVE, {**t, "redelivered": True}),
                 Op(4, 10, "w1.child-9", OpType.INVOKE, F.EXECUTE, t),

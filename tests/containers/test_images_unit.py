@@ -117,7 +117,7 @@ def test_toxiproxy_entry_relays_bytes_on_the_system_python(tmp_path):
     """The image's server runs on Debian's python3 (3.11.2 on bookworm), where asyncio needs the backport."""
     import socket
 
-    from harness.stack._process import free_port
+    from harness.processes.managed import free_port
     from harness.toxiproxy.client import ToxiproxyClient
 
     echo = socket.socket()

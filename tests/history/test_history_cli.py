@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.cli import check_main
 from harness.history import F, HistoryRecorder, Op, OpType, write_history
-from harness.history.cli import check_main
 
 
 def _one_task_history(*, executed: bool) -> list[Op]:

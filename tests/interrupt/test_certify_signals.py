@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.stack.reaper import TOKEN_VAR, state_dir
+from harness.processes.reaper import TOKEN_VAR, state_dir
 
 REPO = Path(__file__).resolve().parents[2]
 WORKLOAD = "tests.interrupt.tiny_workload:TinyWorkload"

@@ -21,8 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 OWNER = r"""
 import subprocess, sys, threading, time
 from pathlib import Path
-from harness.stack._process import ManagedProcess
-from harness.stack import reaper
+from harness.processes.managed import ManagedProcess
+from harness.processes import reaper
 d = reaper.make_temp_dir("chaos-reaper-test-")
 procs = []
 def spawn():

@@ -78,8 +78,8 @@ def test_empty_certification_is_unknown_not_a_pass():
 
 
 def test_a_failing_scenario_keeps_its_history_for_celery_chaos_check(tmp_path):
+    from harness.cli import check_main
     from harness.history import read_history
-    from harness.history.cli import check_main
 
     h = _history()
     ok = ScenarioReport("baseline", "true", {}, [], 1.0, history=tuple(h))

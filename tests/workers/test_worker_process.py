@@ -175,11 +175,10 @@ def test_failed_start_leaves_nothing_behind(chaos_stack: Any, tmp_path: Path) ->
     bad = WorkerSpec(app="engine_app_missing:app", queues=("nothing",))
     w = WorkerProcess(bad, broker_url=urls.url_for(Role.WORKER_BROKER), backend_url=urls.url_for(Role.WORKER_BACKEND),
                       ready_timeout=20, log_dir=tmp_path)
-    from harness.errors import StackStartTimeout
-
-    with pytest.raises(StackStartTimeout, match="exited with code") as err:
+    # An app the worker cannot import is the user's configuration: a ConfigError (exit 2).
+    with pytest.raises(ConfigError, match="cannot import the app engine_app_missing:app") as err:
         w.start()
-    assert "engine_app_missing" in str(err.value)
+    assert "PYTHONPATH" in str(err.value)
     assert not w.is_running()
     assert w._tmp_dir is None, "the worker's own TMPDIR was removed"
 

@@ -217,7 +217,7 @@ def _ensure() -> _Owner | None:
         env["PYTHONPATH"] = os.pathsep.join([root, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "harness.stack.reaper", "--watch", str(pid), token],
+                [sys.executable, "-m", "harness.processes.reaper", "--watch", str(pid), token],
                 stdin=read_fd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
                 start_new_session=True,  # out of the terminal's process group: Ctrl-C is for the owner
             )
@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) == 3 and args[0] == "--watch":
         return watch(int(args[1]), args[2])
-    print("usage: python -m harness.stack.reaper --watch OWNER_PID TOKEN (started by the harness itself)",
+    print("usage: python -m harness.processes.reaper --watch OWNER_PID TOKEN (started by the harness itself)",
           file=sys.stderr)
     return 2
 

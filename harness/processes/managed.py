@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from harness.errors import StackStartTimeout
-from harness.stack import reaper
+from harness.processes import reaper
 
 _PR_SET_PDEATHSIG = 1
 
@@ -46,7 +46,7 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def _die_with_parent() -> None:
-    # Belt and braces next to the reaper (harness.stack.reaper): if the harness is SIGKILLed, the
+    # Belt and braces next to the reaper (harness.processes.reaper): if the harness is SIGKILLed, the
     # kernel kills the server too. It follows the spawning *thread*, hence only from the main
     # thread. Runs in the child after setuid, so it is not cleared by it.
     try:

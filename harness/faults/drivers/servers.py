@@ -1,0 +1,166 @@
+"""Server fault drivers: the broker or result backend unavailable, RabbitMQ's memory alarm.
+
+===================  ==========================================================  ====================
+kind                 apply                                                       heal
+===================  ==========================================================  ====================
+broker_outage        proxy_down: disable both broker proxies; blackhole: timeout  enable / remove the
+backend_outage       toxic (0 ms: drop everything) both ways; kill_restart:       toxics / start the
+                     SIGKILL the server; graceful_stop: stop it                   server again
+memory_alarm         ``rabbitmqctl set_vm_memory_high_watermark <tiny>``           set it to ``restore``
+broker_pause         SIGSTOP to each process group of the broker (``docker        SIGCONT (``docker
+                     pause`` for a container)                                     unpause``)
+===================  ==========================================================  ====================
+
+Example:
+    >>> from harness.faults.kinds import BackendOutage
+    >>> BackendOutageDriver().fault_type is BackendOutage, BackendOutageDriver.space_fields
+    (True, ('outage_modes',))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import UnsupportedFault
+from harness.faults.drivers.base import Application, Draws, FaultContext, FaultDriver
+from harness.faults.drivers.network import outage
+from harness.faults.kinds import OUTAGE_MODES, BackendOutage, BrokerOutage, BrokerPause, Fault, MemoryAlarm
+
+if TYPE_CHECKING:
+    from hypothesis.strategies import SearchStrategy
+
+__all__ = ["DRIVERS"]
+
+_PROCESS_MODES = ("kill_restart", "graceful_stop")
+
+
+class _OutageDriver(FaultDriver[Any]):
+    """broker_outage / backend_outage: network modes through the fault proxy, process modes
+    through the stack's control of the server (``server`` names which)."""
+
+    server: str = ""
+    space_fields = ("outage_modes",)
+
+    def preflight(self, ctx: FaultContext, fault: Any, what: str) -> None:
+        if fault.mode in _PROCESS_MODES:
+            ctx.server(self.server, what)
+        else:
+            ctx.toxiproxy  # noqa: B018 - raises when absent
+            ctx.proxy_names(self.server)
+
+    def apply(self, ctx: FaultContext, fault: Any, app: Application) -> dict[str, Any]:
+        if fault.mode not in _PROCESS_MODES:
+            return outage(ctx, app, ctx.proxy_names(self.server), fault.mode)
+        ctl = ctx.server(self.server, fault.kind)
+
+        def start_again() -> dict[str, Any]:
+            if ctl.is_running():
+                return {"server": ctl.name, "action": "already running"}
+            t = time.monotonic()
+            ctl.start()
+            return {"server": ctl.name, "action": "started", "start_s": round(time.monotonic() - t, 3)}
+
+        app.on_heal(f"start the {self.server} again", start_again)
+        t = time.monotonic()
+        if fault.mode == "kill_restart":
+            ctl.kill()
+            action = "SIGKILL"
+        else:
+            ctl.stop()
+            action = "graceful stop"
+        return {"server": ctl.name, "role": self.server, "action": action, "stop_s": round(time.monotonic() - t, 3)}
+
+    def strategy(self, draws: Draws) -> SearchStrategy[Fault]:
+        from hypothesis import strategies as st
+
+        return st.builds(self.fault_type, mode=st.sampled_from(draws.outage_modes or OUTAGE_MODES))
+
+
+class BrokerOutageDriver(_OutageDriver):
+    """broker_outage: both broker proxies down or blackholed, or the broker killed / stopped;
+    heal: proxies back, the broker started again."""
+
+    fault_type = BrokerOutage
+    server = "broker"
+
+
+class BackendOutageDriver(_OutageDriver):
+    """backend_outage: as broker_outage, for the result backend."""
+
+    fault_type = BackendOutage
+    server = "backend"
+
+
+class MemoryAlarmDriver(FaultDriver[MemoryAlarm]):
+    """memory_alarm: a tiny vm_memory_high_watermark (publishers blocked); heal: ``restore``."""
+
+    fault_type = MemoryAlarm
+
+    def preflight(self, ctx: FaultContext, fault: MemoryAlarm, what: str) -> None:
+        broker = ctx.server("broker", what)
+        if not callable(getattr(broker, "ctl", None)):
+            raise UnsupportedFault(f"{what} needs a RabbitMQ broker the harness runs (it calls rabbitmqctl); "
+                                   f"this stack's broker is {getattr(broker, 'name', type(broker).__name__)}")
+
+    def apply(self, ctx: FaultContext, fault: MemoryAlarm, app: Application) -> dict[str, Any]:
+        broker: Any = ctx.server("broker", fault.kind)  # preflight checked it has ctl()
+
+        def fraction(x: float) -> str:
+            return f"{x:.10f}".rstrip("0").rstrip(".") or "0"
+
+        def restore() -> dict[str, Any]:
+            broker.ctl("set_vm_memory_high_watermark", fraction(fault.restore))
+            return {"vm_memory_high_watermark": fault.restore}
+
+        app.on_heal("restore the memory high watermark", restore)
+        out = broker.ctl("set_vm_memory_high_watermark", fraction(fault.watermark))
+        return {"server": getattr(broker, "name", "broker"), "vm_memory_high_watermark": fault.watermark,
+                "rabbitmqctl": out.strip()[-200:], "action": "memory alarm: publishers blocked"}
+
+    def strategy(self, draws: Draws) -> SearchStrategy[MemoryAlarm]:
+        from hypothesis import strategies as st
+
+        return st.just(MemoryAlarm())
+
+
+class BrokerPauseDriver(FaultDriver[BrokerPause]):
+    """broker_pause: freeze the broker (SIGSTOP to each of its process groups; a container
+    server pauses itself: ``docker pause``); heal: thaw it (SIGCONT; ``docker unpause``)."""
+
+    fault_type = BrokerPause
+
+    def preflight(self, ctx: FaultContext, fault: BrokerPause, what: str) -> None:
+        ctx.server("broker", what)
+
+    def apply(self, ctx: FaultContext, fault: BrokerPause, app: Application) -> dict[str, Any]:
+        broker: Any = ctx.server("broker", fault.kind)
+        # A container server pauses itself (cgroup freezer): its processes are not the host's
+        # to signal. A local server's processes each lead their own group.
+        if callable(getattr(broker, "pause", None)):
+            app.on_heal(f"unpause {broker.name}", lambda: broker.unpause() or {"thawed": [broker.name]})
+            broker.pause()
+            return {"server": broker.name, "role": "broker", "action": "docker pause"}
+        groups = list(broker.pids)
+        for pgid in groups:
+
+            def thaw(pgid: int = pgid) -> dict[str, Any]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pgid, signal.SIGCONT)
+                return {"thawed": [pgid]}
+
+            app.on_heal(f"SIGCONT {broker.name} process group {pgid}", thaw)
+            os.killpg(pgid, signal.SIGSTOP)
+        return {"server": broker.name, "role": "broker", "signal": "SIGSTOP", "process_groups": groups}
+
+    def strategy(self, draws: Draws) -> SearchStrategy[BrokerPause]:
+        from hypothesis import strategies as st
+
+        return st.just(BrokerPause())
+
+
+DRIVERS: tuple[FaultDriver[Any], ...] = (BrokerOutageDriver(), BackendOutageDriver(), MemoryAlarmDriver(),
+                                         BrokerPauseDriver())
