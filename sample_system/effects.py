@@ -82,7 +82,7 @@ failures_table = sa.Table(
 
 
 #: Attempts that concluded with a retry (the next attempt was published): a later delivery of
-#: the same attempt is a stale copy whose ack was lost (see `Settings.stale_copy_guard`).
+#: the same attempt is a stale copy whose ack was lost (see `Settings.retry_fork_guard`).
 concluded_attempts_table = sa.Table(
     "sample_concluded_attempts",
     _metadata,

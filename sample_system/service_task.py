@@ -181,14 +181,18 @@ class ServiceTask(Task):
         task on a lost connection, with nothing published: recording there would drop the
         redelivery that must run, so the record is written here, after the publish."""
         ret = self.retry(throw=False, **options)  # raises Reject if the publish failed
-        self._conclude(self.request.id)
+        if self.settings.retry_fork_guard and self.request.id:
+            try:
+                self.runtime.effects.conclude_attempt(self.request.id, self._attempt_id())
+            except Exception:  # noqa: BLE001 - the guard is best effort; the retry is published
+                log.exception("could not record the retried attempt of %s[%s]", self.name, self.request.id)
         return ret
 
     # ----------------------------------------------------------------- stale attempts
     def before_start(self, task_id: str, args: Any, kwargs: Any) -> None:
-        # A copy of an attempt that already concluded (its retry published, or it succeeded):
-        # running it would fork the task (see Settings.stale_copy_guard).
-        if not self.settings.stale_copy_guard:
+        # A delivery of an attempt that already published its retry: its ack was lost. Running
+        # it would retry again and fork the task (see Settings.retry_fork_guard).
+        if not self.settings.retry_fork_guard:
             return
         attempt = self._attempt_id()
         try:
@@ -197,22 +201,9 @@ class ServiceTask(Task):
             log.exception("could not read the attempts of %s[%s]", self.name, task_id)
             return
         if stale:
-            log.warning("%s[%s] attempt %s already concluded: ignoring this copy",
+            log.warning("%s[%s] attempt %s already retried (its ack was lost): ignoring this copy",
                         self.name, task_id, attempt)
             raise Ignore()
-
-    def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
-        # Celery calls this after it published the chain's next step and stored the result; a
-        # failure is not recorded: a lost reject must be redelivered to reach the DLQ.
-        self._conclude(task_id)
-
-    def _conclude(self, task_id: str | None) -> None:
-        if not (self.settings.stale_copy_guard and task_id):
-            return
-        try:
-            self.runtime.effects.conclude_attempt(task_id, self._attempt_id())
-        except Exception:  # noqa: BLE001 - the guard is best effort; the work itself is done
-            log.exception("could not record the concluded attempt of %s[%s]", self.name, task_id)
 
     def _attempt_id(self) -> str:
         # A DLQ replay starts the retry counter again: it is a new generation of attempts.

@@ -129,13 +129,11 @@ class Settings:
     # --- patterns that a variant may switch off
     idempotent_effects: bool = True
     dlq: bool = True
-    # A copy of an attempt that already concluded: its ack was lost (a broker blip right after
-    # `self.retry()` published the next attempt), or the task was published twice (its
-    # predecessor in a chain was killed after publishing it, and ran again). Run again, it would
-    # retry again or publish its successor again: two copies of the task run on, and both may be
-    # dead-lettered. The guard records each attempt that concluded with a published retry or a
-    # success (after Celery published what follows) and ignores (acks) a later copy of it.
-    stale_copy_guard: bool = True
+    # A retried attempt whose ack was lost (a broker blip right after `self.retry()` published
+    # the next attempt) is delivered again and would retry again: two copies of the task then
+    # run on, and both may be dead-lettered. The guard records each attempt that concluded with a
+    # retry and ignores (acks) a later delivery of it.
+    retry_fork_guard: bool = True
 
     # --- workload shape
     notification_channels: tuple[str, ...] = field(default=("email", "sms", "push"))
