@@ -1,4 +1,5 @@
-"""Broker probes the stack tests share (local and containers): a confirmed persistent publish, one get.
+"""Broker probes the stack tests share (local and containers): a confirmed persistent publish, one get,
+an AMQP handshake.
 
 Importable as ``broker_probes`` from any test package under ``tests/`` (pytest puts ``tests/``
 on ``sys.path`` for packages with an ``__init__.py``).
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import amqp
 import kombu
 
 
@@ -36,3 +38,21 @@ def get_one(url: str, queue: kombu.Queue, timeout: float = 10.0) -> Any:
         finally:
             simple.close()
     return msg.payload
+
+
+def amqp_ok(url: str, timeout: float = 1.5) -> bool:
+    """Whether an AMQP handshake through `url` completes within `timeout`."""
+    creds, hostport = url.split("://", 1)[1].split("@", 1)
+    user, password = creds.split(":", 1)
+    conn = amqp.Connection(host=hostport.split("/", 1)[0], userid=user, password=password, virtual_host="/",
+                           connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout)
+    try:
+        conn.connect()
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "the broker is not reachable this way"
+        return False
+    finally:
+        try:
+            conn.collect()
+        except Exception:  # noqa: BLE001
+            pass

@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import amqp
 import pytest
+from broker_probes import amqp_ok
 
 from harness.faults import BrokerPause
 from harness.faults.drivers import driver_for
@@ -17,22 +17,6 @@ from harness.stack.base import Role
 
 pytestmark = pytest.mark.chaos
 
-
-def _amqp_ok(url: str, timeout: float) -> bool:
-    creds, hostport = url.split("://", 1)[1].split("@", 1)
-    user, password = creds.split(":", 1)
-    conn = amqp.Connection(host=hostport.split("/", 1)[0], userid=user, password=password, virtual_host="/",
-                           connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout)
-    try:
-        conn.connect()
-        return True
-    except Exception:  # noqa: BLE001 - any failure means "no answer this way"
-        return False
-    finally:
-        try:
-            conn.collect()
-        except Exception:  # noqa: BLE001
-            pass
 
 
 def _state(pid: int) -> str:
@@ -51,10 +35,10 @@ def test_broker_pause_freezes_the_broker_and_thaws_it_at_heal(chaos_stack: Any, 
             assert applied.effect["signal"] == "SIGSTOP" and applied.effect["process_groups"] == pids
             assert {_state(p) for p in pids} == {"T"}, "every broker process is stopped"
             t = time.monotonic()
-            assert not _amqp_ok(url, timeout=1.0), "a frozen broker answers no handshake"
+            assert not amqp_ok(url, timeout=1.0), "a frozen broker answers no handshake"
             assert time.monotonic() - t >= 0.9, "the connection hangs (accepted, never answered), not refused"
         assert "T" not in {_state(p) for p in pids}
-        assert _amqp_ok(url, timeout=5.0)
+        assert amqp_ok(url, timeout=5.0)
     finally:
         n.close()
     ops = [op for op in read_history(tmp_path / "history") if op.process == "nemesis"]

@@ -19,6 +19,7 @@ from typing import Any
 import amqp
 import pytest
 import redis
+from broker_probes import amqp_ok
 
 from harness.errors import ConfigError, UnsupportedFault
 from harness.faults import (
@@ -44,23 +45,6 @@ from harness.stack.base import Role
 
 pytestmark = pytest.mark.chaos
 
-
-def _amqp_ok(url: str, timeout: float = 1.5) -> bool:
-    """Whether an AMQP handshake through `url` completes within `timeout`."""
-    creds, hostport = url.split("://", 1)[1].split("@", 1)
-    user, password = creds.split(":", 1)
-    conn = amqp.Connection(host=hostport.split("/", 1)[0], userid=user, password=password, virtual_host="/",
-                           connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout)
-    try:
-        conn.connect()
-        return True
-    except Exception:  # noqa: BLE001 - any failure means "the broker is not reachable this way"
-        return False
-    finally:
-        try:
-            conn.collect()
-        except Exception:  # noqa: BLE001
-            pass
 
 
 def _redis(url: str, timeout: float = 1.5) -> redis.Redis:
@@ -90,7 +74,7 @@ def _healthy(stack: Any) -> None:
         info = tp.get_proxy(ep.proxy_name)
         assert info.enabled, f"proxy {ep.proxy_name} left disabled"
         assert not info.toxics, f"toxics left on {ep.proxy_name}: {info.toxics}"
-    _wait(lambda: all(_amqp_ok(stack.urls.url_for(r)) for r in (Role.PRODUCER_BROKER, Role.WORKER_BROKER)), 30,
+    _wait(lambda: all(amqp_ok(stack.urls.url_for(r)) for r in (Role.PRODUCER_BROKER, Role.WORKER_BROKER)), 30,
           "the broker through both broker proxies")
     _wait(lambda: all(_redis_ok(stack.urls.url_for(r)) for r in (Role.PRODUCER_BACKEND, Role.WORKER_BACKEND)), 30,
           "the backend through both backend proxies")
@@ -123,12 +107,12 @@ def test_broker_proxy_down_refuses_every_client_then_heals(chaos_stack: Any, nem
     with nemesis.fault(BrokerOutage("proxy_down")) as applied:
         assert applied.effect["proxies"] == [urls.proxied[Role.PRODUCER_BROKER].proxy_name,
                                              urls.proxied[Role.WORKER_BROKER].proxy_name]
-        assert not _amqp_ok(urls.url_for(Role.WORKER_BROKER))
-        assert not _amqp_ok(urls.url_for(Role.PRODUCER_BROKER))
+        assert not amqp_ok(urls.url_for(Role.WORKER_BROKER))
+        assert not amqp_ok(urls.url_for(Role.PRODUCER_BROKER))
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", urls.proxied[Role.WORKER_BROKER].listen_port), timeout=1).close()
-        assert _amqp_ok(urls.broker_url), "the broker itself stays up"
-    assert _amqp_ok(urls.url_for(Role.WORKER_BROKER))
+        assert amqp_ok(urls.broker_url), "the broker itself stays up"
+    assert amqp_ok(urls.url_for(Role.WORKER_BROKER))
     kinds = [(op.f, op.type.value) for op in _ops(nemesis)]
     assert kinds == [("fault_start", "invoke"), ("fault_start", "ok"), ("fault_stop", "invoke"), ("fault_stop", "ok")]
 
@@ -144,20 +128,20 @@ def test_broker_blackhole_accepts_but_never_answers(chaos_stack: Any, nemesis: N
             with pytest.raises(TimeoutError):
                 s.recv(10)
         assert {t.type for t in _toxics(chaos_stack, "producer_broker")} == {"timeout"}
-        assert not _amqp_ok(urls.url_for(Role.PRODUCER_BROKER), timeout=0.7)
-    assert _amqp_ok(urls.url_for(Role.WORKER_BROKER))
+        assert not amqp_ok(urls.url_for(Role.PRODUCER_BROKER), timeout=0.7)
+    assert amqp_ok(urls.url_for(Role.WORKER_BROKER))
 
 
 def test_role_partition_cuts_only_the_workers_from_the_broker(chaos_stack: Any, nemesis: Nemesis) -> None:
     urls = chaos_stack.urls
     with nemesis.fault(RolePartition("worker_broker")):
-        assert not _amqp_ok(urls.url_for(Role.WORKER_BROKER))
-        assert _amqp_ok(urls.url_for(Role.PRODUCER_BROKER)), "producers keep publishing"
+        assert not amqp_ok(urls.url_for(Role.WORKER_BROKER))
+        assert amqp_ok(urls.url_for(Role.PRODUCER_BROKER)), "producers keep publishing"
         assert _redis_ok(urls.url_for(Role.WORKER_BACKEND)), "workers still reach the backend"
     with nemesis.fault(RolePartition("backend", mode="blackhole")):
         assert not _redis_ok(urls.url_for(Role.PRODUCER_BACKEND), timeout=0.5)
         assert not _redis_ok(urls.url_for(Role.WORKER_BACKEND), timeout=0.5)
-        assert _amqp_ok(urls.url_for(Role.WORKER_BROKER))
+        assert amqp_ok(urls.url_for(Role.WORKER_BROKER))
 
 
 def test_backend_kill_restart_and_graceful_stop(chaos_stack: Any, nemesis: Nemesis) -> None:
@@ -182,12 +166,12 @@ def test_broker_kill_restart_and_graceful_stop(chaos_stack: Any, nemesis: Nemesi
     urls = chaos_stack.urls
     with nemesis.fault(BrokerOutage("kill_restart")):
         assert not chaos_stack.broker.is_running()
-        assert not _amqp_ok(urls.broker_url, timeout=0.5)
-    assert _amqp_ok(urls.url_for(Role.WORKER_BROKER))
+        assert not amqp_ok(urls.broker_url, timeout=0.5)
+    assert amqp_ok(urls.url_for(Role.WORKER_BROKER))
     with nemesis.fault(BrokerOutage("graceful_stop")) as applied:
         assert applied.effect["action"] == "graceful stop"
         assert not chaos_stack.broker.is_running()
-    assert _amqp_ok(urls.url_for(Role.PRODUCER_BROKER))
+    assert amqp_ok(urls.url_for(Role.PRODUCER_BROKER))
 
 
 def test_memory_alarm_blocks_publishers_until_healed(chaos_stack: Any, nemesis: Nemesis) -> None:
@@ -316,7 +300,7 @@ def test_heal_on_exception_inside_the_fault(chaos_stack: Any, nemesis: Nemesis) 
     with pytest.raises(RuntimeError, match="scenario crashed"):
         with nemesis.fault(RolePartition("workers")):
             raise RuntimeError("scenario crashed")
-    assert _amqp_ok(chaos_stack.urls.url_for(Role.WORKER_BROKER))
+    assert amqp_ok(chaos_stack.urls.url_for(Role.WORKER_BROKER))
     assert [a.outcome for a in nemesis.applied] == ["healed"]
 
 
