@@ -28,6 +28,7 @@ from harness.processes import reaper
 from harness.processes.managed import ManagedProcess, free_port
 from harness.stack.base import ProxiedEndpoint, Role, StackLifecycle, StackURLs
 from harness.stack.rabbitmq import LocalRabbitMQ
+from harness.stack.rabbitmq_config import RabbitMQSettings
 from harness.stack.redis import LocalRedis
 from harness.toxiproxy.client import ToxiproxyClient
 
@@ -42,6 +43,15 @@ class LocalStackOptions:
     toxiproxy:         "auto" (TOXIPROXY_URL, else toxiproxy-server on PATH, else built-in),
                        "builtin", "real", or an http:// URL of a running Toxiproxy
     rabbitmq_management: enable the management plugin (off: it costs start-up time)
+    rabbitmq:          the scenario's own RabbitMQ configuration (`RabbitMQSettings`: rabbitmq.conf
+                       settings, application environment, policies), checked before the node starts
+
+    Example:
+        >>> from harness.stack.rabbitmq_config import RabbitMQSettings
+        >>> LocalStackOptions(broker="redis", rabbitmq=RabbitMQSettings(conf={"consumer_timeout": 3000}))
+        Traceback (most recent call last):
+        ...
+        harness.errors.ConfigError: rabbitmq settings need broker='rabbitmq', not 'redis': drop them or use RabbitMQ
     """
 
     broker: Literal["rabbitmq", "redis"] = "rabbitmq"
@@ -50,10 +60,17 @@ class LocalStackOptions:
     toxiproxy: str = "auto"
     rabbitmq_management: bool = False
     env: dict[str, str] = field(default_factory=dict)
+    rabbitmq: RabbitMQSettings = field(default_factory=RabbitMQSettings)
 
     def __post_init__(self) -> None:
         if self.broker not in ("rabbitmq", "redis"):
             raise ConfigError(f"broker must be 'rabbitmq' or 'redis', not {self.broker!r}")
+        if not isinstance(self.rabbitmq, RabbitMQSettings):
+            raise ConfigError(f"rabbitmq must be a RabbitMQSettings, not {type(self.rabbitmq).__name__}: build one "
+                              "with harness.stack.rabbitmq_config.RabbitMQSettings(conf=..., policies=...)")
+        if self.rabbitmq and self.broker != "rabbitmq":
+            raise ConfigError(f"rabbitmq settings need broker='rabbitmq', not {self.broker!r}: drop them or use "
+                              "RabbitMQ")
         if not (self.toxiproxy in ("auto", "builtin", "real") or self.toxiproxy.startswith("http")):
             raise ConfigError(
                 f"toxiproxy must be 'auto', 'builtin', 'real' or an http:// URL, not {self.toxiproxy!r}")
@@ -138,7 +155,8 @@ class LocalStack(StackLifecycle):
         o = self.options
         # Spawn everything first (they boot in parallel), then wait for each in turn.
         if o.broker == "rabbitmq":
-            self._broker = LocalRabbitMQ(startup_timeout=o.startup_timeout, management=o.rabbitmq_management)
+            self._broker = LocalRabbitMQ(startup_timeout=o.startup_timeout, management=o.rabbitmq_management,
+                                         settings=o.rabbitmq)
             self._exit.callback(self._broker.close)
         else:
             self._broker = LocalRedis(name="redis-broker", aof=o.redis_aof, startup_timeout=o.startup_timeout)

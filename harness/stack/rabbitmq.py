@@ -31,9 +31,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import ConfigError, HarnessError
+from harness.errors import ConfigError, HarnessError, StackStartTimeout
 from harness.processes import reaper
 from harness.processes.managed import ManagedProcess, free_port
+from harness.stack.rabbitmq_config import RabbitMQSettings, boot_error, validate
 
 _INSTALL_HINT = (
     "install it with `sudo apt-get install -y rabbitmq-server` (Debian/Ubuntu), or point "
@@ -134,9 +135,14 @@ class LocalRabbitMQ:
     name = "rabbitmq"
 
     def __init__(self, *, startup_timeout: float = 30.0, server_bin: str | None = None,
-                 management: bool = False, base_dir: Path | None = None) -> None:
+                 management: bool = False, base_dir: Path | None = None,
+                 settings: RabbitMQSettings | None = None) -> None:
         self.startup_timeout = startup_timeout
         self._server = find_rabbitmq_server(server_bin or os.environ.get("CHAOS_RABBITMQ_SERVER"))
+        self.settings = settings or RabbitMQSettings()
+        self.management = management
+        self._check_settings()  # before any file is written or process spawned
+        self._policies_applied = False
         self._ctl = self._server.parent / "rabbitmqctl"
         self._as_root = os.geteuid() == 0
         self._run_as = "rabbitmq" if self._as_root else None
@@ -157,7 +163,6 @@ class LocalRabbitMQ:
             password=secrets.token_urlsafe(18),
             base_dir=base,
         )
-        self.management = management
         self._plugins_dir: Path | None = None
         self._write_files()
         log = base / "logs"
@@ -167,23 +172,47 @@ class LocalRabbitMQ:
                                     env=self._env(), cwd=str(base), user=self._run_as, group=self._run_as)
 
     # -- files and environment ------------------------------------------------
+    def _app_dirs(self) -> dict[str, Path]:
+        roots = _CORE_APPS + (("rabbitmq_management",) if self.management else ())
+        return plugin_dirs_needed(self._server.resolve().parent.parent / "plugins", roots) or {}
+
+    def _check_settings(self) -> None:
+        """Reject a scenario's setting this RabbitMQ does not know, before the node is spawned."""
+        if not self.settings:
+            return
+        apps = self._app_dirs()
+        schemas = [f for d in apps.values() for f in sorted((d / "priv" / "schema").glob("*.schema"))]
+        rabbit = apps.get("rabbit")
+        version = rabbit.name.rsplit("-", 1)[1] if rabbit is not None else ""
+        validate(self.settings, schemas, rabbit / "ebin" / "rabbit.app" if rabbit is not None else None, version)
+
     def _write_files(self) -> None:
         c = self.config
         (c.base_dir / "logs").mkdir(parents=True, exist_ok=True)
+        defaults = {
+            "log.console": "true",
+            "log.console.level": "warning",
+            "log.file": "false",
+            # A node on a busy CI box must not raise a memory or disk alarm by itself:
+            # alarms are faults the harness injects on purpose.
+            "disk_free_limit.absolute": "1MB",
+            "vm_memory_high_watermark.relative": "0.8",
+        }
+        # A scenario's own value replaces the harness's default rather than following it: one
+        # line per key, so what the node runs with is what the file says.
+        own = {k: v for k, v in defaults.items() if k not in self.settings.conf}
         (c.base_dir / "rabbitmq.conf").write_text(
             f"listeners.tcp.1 = 127.0.0.1:{c.amqp_port}\n"
             "distribution.listener.interface = 127.0.0.1\n"
             f"default_user = {c.user}\n"
             f"default_pass = {c.password}\n"
             "default_vhost = /\n"
-            "log.console = true\n"
-            "log.console.level = warning\n"
-            "log.file = false\n"
-            # A node on a busy CI box must not raise a memory or disk alarm by itself:
-            # alarms are faults the harness injects on purpose.
-            "disk_free_limit.absolute = 1MB\n"
-            "vm_memory_high_watermark.relative = 0.8\n"
+            + "".join(f"{k} = {v}\n" for k, v in own.items())
+            + "".join(f"{line}\n" for line in self.settings.conf_lines())
         )
+        advanced = self.settings.advanced_config()
+        if advanced is not None:
+            (c.base_dir / "advanced.config").write_text(advanced)
         plugins = "[rabbitmq_management]." if self.management else "[]."
         (c.base_dir / "enabled_plugins").write_text(plugins + "\n")
         cookie = c.base_dir / ".erlang.cookie"
@@ -202,8 +231,7 @@ class LocalRabbitMQ:
         """A plugins dir of symlinks to what this node runs (see `plugin_dirs_needed`), or None."""
         if os.environ.get("CHAOS_RABBITMQ_ALL_PLUGINS") == "1":
             return None
-        roots = _CORE_APPS + (("rabbitmq_management",) if self.management else ())
-        needed = plugin_dirs_needed(self._server.resolve().parent.parent / "plugins", roots)
+        needed = self._app_dirs()
         if not needed:
             return None
         where.mkdir(mode=0o755)
@@ -270,13 +298,46 @@ class LocalRabbitMQ:
         self._node.start()
 
     def await_ready(self) -> None:
-        self._node.wait_ready(
-            self._probe,
-            timeout=self.startup_timeout,
-            what=f"an AMQP connection to {self.address} as {self.config.user}",
-            hint=("Check that the port is free and that the node can write to "
-                  f"{self.config.base_dir} (owned by the rabbitmq user when run as root)."),
-        )
+        """Wait until AMQP answers, then apply the scenario's policies (once: the node keeps them).
+
+        A node that refused its configuration raises ConfigError with RabbitMQ's reason as one
+        line, not the start-up timeout with a log tail.
+        """
+        try:
+            self._node.wait_ready(
+                self._probe,
+                timeout=self.startup_timeout,
+                what=f"an AMQP connection to {self.address} as {self.config.user}",
+                hint=("Check that the port is free and that the node can write to "
+                      f"{self.config.base_dir} (owned by the rabbitmq user when run as root)."),
+            )
+        except StackStartTimeout:
+            reason = boot_error(self._log_text()) if not self._node.is_running() else None
+            if reason is None:
+                raise
+            raise ConfigError(f"RabbitMQ refused its configuration: {reason}: fix or remove that setting "
+                              f"({self._settings_summary()})") from None
+        if self.settings.policies and not self._policies_applied:
+            for policy in self.settings.policies:
+                try:
+                    self.ctl(*policy.set_policy_args())
+                except HarnessError as exc:
+                    # rabbitmqctl prints what it tried, then "Error:" and the reason: keep the reason.
+                    text = str(exc)
+                    detail = " ".join(text.split("Error:", 1)[1].split()) if "Error:" in text else " ".join(text.split())
+                    raise ConfigError(f"RabbitMQ refused policy {policy.name!r}: {detail}: fix its definition")\
+                        from None
+            self._policies_applied = True
+
+    def _log_text(self) -> str:
+        try:
+            return self._node.log_path.read_text(errors="replace")[-20000:]
+        except OSError:
+            return ""
+
+    def _settings_summary(self) -> str:
+        parts = [*self.settings.conf_lines(), *(f"app_env {k}" for k in self.settings.app_env)]
+        return "settings asked: " + ", ".join(parts) if parts else "no scenario setting was asked"
 
     def _probe(self) -> None:
         import amqp  # py-amqp ships with kombu
