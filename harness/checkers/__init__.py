@@ -7,7 +7,8 @@ a crash into an ``unknown`` verdict carrying the traceback (a broken checker nev
 report). `overall` folds verdicts true < unknown < false.
 
 Built-in checkers (`CHECKERS`): ``lost_tasks``, ``effects``, ``duplicates``, ``redelivery``,
-``retries``, ``dlq``, ``chords``, ``rate_limits``, ``latency``, ``recovery``, ``liveness``.
+``retries``, ``dlq``, ``chords``, ``rate_limits``, ``latency``, ``recovery``, ``liveness``,
+``acks``.
 `default_checkers(exp, ix)` picks those the claim, the expectations and the history ask for.
 
 Example:
@@ -27,6 +28,7 @@ import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Union
 
+from harness.checkers.acks import check_acks, has_acks
 from harness.checkers.chords import check_chords
 from harness.checkers.claim import Claim
 from harness.checkers.dlq import check_dlq
@@ -56,6 +58,7 @@ __all__ = [
     "Validity",
     "Verdict",
     "build_index",
+    "check_acks",
     "check_all",
     "check_chords",
     "check_dlq",
@@ -87,6 +90,7 @@ CHECKERS: Mapping[str, Checker] = {
     "latency": check_latency,
     "recovery": check_recovery,
     "liveness": check_liveness,
+    "acks": check_acks,
 }
 
 
@@ -96,7 +100,8 @@ def default_checkers(exp: Expectations, ix: HistoryIndex | None = None) -> dict[
     Always lost_tasks, duplicates, latency, recovery and liveness; effects when the units are
     known (``exp.declared_effects``); redelivery under an at-least-once claim; retries with a
     retry policy; dlq with a DLQ or keys expected there; chords when ``exp.chords`` or the
-    history holds chords; rate_limits when rates are configured.
+    history holds chords; rate_limits when rates are configured; acks when the history holds
+    the workers' ``ack`` ops.
 
     >>> sorted(default_checkers(Expectations()))
     ['duplicates', 'latency', 'liveness', 'lost_tasks', 'recovery', 'redelivery']
@@ -116,6 +121,8 @@ def default_checkers(exp: Expectations, ix: HistoryIndex | None = None) -> dict[
     if exp.rate_limits:
         names.append("rate_limits")
     names += ["latency", "recovery", "liveness"]
+    if ix is not None and has_acks(ix):
+        names.append("acks")
     return {n: CHECKERS[n] for n in names}
 
 

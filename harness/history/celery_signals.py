@@ -25,6 +25,9 @@ sent (e.g. the result backend is down)
 ``task_revoked``                       revoke/ok (value.terminated, value.expired)
 ``task_rejected``, ``task_unknown``    reject/ok (unknown or invalid message)
 ``Request.reject`` (worker main)       reject/ok (value.requeue): Reject, worker lost, ...
+``Request.acknowledge`` (worker main)  ack/invoke (value.after: what the ack concludes)
+kombu ``Message.ack_log_error``        ack/ok when the ack went out on its channel, ack/fail when
+                                       not (Celery logs "Couldn't ack" and goes on)
 ``Request.on_failure`` with            worker_lost/ok (value.exitcode, value.child_pid) and
 ``WorkerLostError`` (worker main)      execute/info under the dead child's process name
 ``Request.on_timeout`` (hard limit)    execute/info under the child's process name
@@ -43,7 +46,8 @@ prefork, threads and solo are supported.
 Celery's hooks are process-global: signal receivers are connected once per process and find
 their installation through the sender's app; the worker-side hooks wrap three methods of
 ``celery.worker.request.Request`` (on_failure, on_timeout, reject) because Celery sends no
-signal when a lost worker's task is requeued.
+signal when a lost worker's task is requeued; and ``acknowledge``, because Celery sends no
+signal for an ack either, and swallows an ack that fails on a closed channel.
 
 Example:
     >>> from celery import Celery
@@ -707,6 +711,19 @@ def _before_request_timeout(request: Any, soft: bool, timeout: Any) -> None:
                 error=f"hard time limit ({timeout}s) exceeded", process=_child_process(inst, request))
 
 
+def _mark_failure(request: Any, exc_info: Any) -> None:
+    from billiard.einfo import ExceptionWithTraceback
+    from billiard.exceptions import WorkerLostError
+    from celery.exceptions import Ignore, TimeLimitExceeded
+
+    exc = getattr(exc_info, "exception", None)
+    if isinstance(exc, ExceptionWithTraceback):
+        exc = exc.exc
+    request._chaos_ack_after = ("time_limit" if isinstance(exc, TimeLimitExceeded) else
+                                "worker_lost" if isinstance(exc, WorkerLostError) else
+                                "ignore" if isinstance(exc, Ignore) else "failure")
+
+
 def _before_request_reject(request: Any, requeue: bool) -> None:
     if request.acknowledged:
         return
@@ -716,6 +733,48 @@ def _before_request_reject(request: Any, requeue: bool) -> None:
     value = _request_value(request)
     value["requeue"] = bool(requeue)
     inst.record(F.REJECT, OpType.OK, value)
+
+
+def _ack_context(request: Any) -> str:
+    # What Celery was concluding when it acked: set by the hooks below, else inferred.
+    after = getattr(request, "_chaos_ack_after", None)
+    if after is not None:
+        return str(after)
+    return "accepted" if not getattr(request.task, "acks_late", False) else "success"
+
+
+def _before_request_ack(request: Any) -> None:
+    inst = installation_for(getattr(getattr(request, "task", None), "app", None))
+    message = getattr(request, "message", None)
+    if inst is None or message is None:
+        return
+    task = request.task
+    value = _request_value(request)
+    value.update({
+        "after": _ack_context(request),
+        "acks_late": bool(getattr(task, "acks_late", False)),
+        "acks_on_failure": getattr(task, "acks_on_failure", None),
+        "acks_on_timeout": getattr(task, "acks_on_timeout", None),
+        "redelivered": bool((getattr(request, "delivery_info", None) or {}).get("redelivered", False)),
+    })
+    inst.record(F.ACK, OpType.INVOKE, value)
+    # The prefork worker acks later, on its event loop (Consumer.call_soon_ack): the completion
+    # is recorded where the ack really happens, kombu's Message.ack_log_error.
+    message.__dict__["_chaos_ack"] = (inst, value)
+
+
+def _after_message_ack(message: Any, error: BaseException | None) -> None:
+    pending = message.__dict__.pop("_chaos_ack", None)
+    if pending is None:
+        return
+    inst, value = pending
+    # Celery's ack_log_error swallows a closed channel ("Couldn't ack"): kombu's Message says
+    # whether the ack went out.
+    if error is None and bool(getattr(message, "acknowledged", False)):
+        inst.record(F.ACK, OpType.OK, value)
+    else:
+        inst.record(F.ACK, OpType.FAIL, value,
+                    error=_short(error) if error is not None else "the ack did not go out (channel closed)")
 
 
 def _safely(hook: Callable[..., None], *args: Any) -> None:
@@ -731,14 +790,28 @@ def _patch_request_class() -> None:
     if Request.__dict__.get("_chaos_history_patched"):
         return
     on_failure, on_timeout, reject = Request.on_failure, Request.on_timeout, Request.reject
+    acknowledge, on_retry = Request.acknowledge, Request.on_retry
 
     def patched_on_failure(self: Any, exc_info: Any, *args: Any, **kwargs: Any) -> Any:
         _safely(_before_request_failure, self, exc_info)
+        if getattr(self, "_chaos_ack_after", None) is None:
+            _safely(_mark_failure, self, exc_info)
         return on_failure(self, exc_info, *args, **kwargs)
 
     def patched_on_timeout(self: Any, soft: bool, timeout: Any) -> Any:
         _safely(_before_request_timeout, self, soft, timeout)
+        if not soft:
+            self._chaos_ack_after = "time_limit"
         return on_timeout(self, soft, timeout)
+
+    def patched_on_retry(self: Any, exc_info: Any) -> Any:
+        self._chaos_ack_after = "retry"
+        return on_retry(self, exc_info)
+
+    def patched_acknowledge(self: Any) -> Any:
+        if not self.acknowledged:
+            _safely(_before_request_ack, self)
+        return acknowledge(self)
 
     def patched_reject(self: Any, requeue: bool = False) -> Any:
         _safely(_before_request_reject, self, requeue)
@@ -747,7 +820,30 @@ def _patch_request_class() -> None:
     Request.on_failure = patched_on_failure
     Request.on_timeout = patched_on_timeout
     Request.reject = patched_reject
+    Request.acknowledge = patched_acknowledge
+    Request.on_retry = patched_on_retry
     Request._chaos_history_patched = True
+    _patch_message_class()
+
+
+def _patch_message_class() -> None:
+    from kombu.message import Message
+
+    if Message.__dict__.get("_chaos_history_patched"):
+        return
+    ack_log_error = Message.ack_log_error
+
+    def patched_ack_log_error(self: Any, logger: Any, errors: Any, multiple: bool = False) -> Any:
+        try:
+            result = ack_log_error(self, logger, errors, multiple=multiple)
+        except BaseException as exc:
+            _safely(_after_message_ack, self, exc)
+            raise
+        _safely(_after_message_ack, self, None)
+        return result
+
+    Message.ack_log_error = patched_ack_log_error  # type: ignore[method-assign]
+    Message._chaos_history_patched = True  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------------------------------------

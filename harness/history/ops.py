@@ -21,6 +21,12 @@ execute         worker child invoke at start (task_prerun); ok on success; fail 
                              outcome is unknown (worker lost, time limit kill)
 retry           worker child ok: the task asked for a retry (value.countdown, value.attempt)
 reject          worker       ok: the message was rejected (value.requeue)
+ack             worker       invoke: Celery asked for the ack; ok: the worker acked the message
+                             on its channel; fail: the ack did not go out (channel or connection closed: the broker will
+                             deliver the message again). value.acks_late, value.acks_on_failure,
+                             value.acks_on_timeout (the task's settings), value.after
+                             ("accepted", "success", "failure", "time_limit", "retry",
+                             "ignore", "worker_lost"): what the ack concluded
 revoke          worker       ok: the task was revoked
 worker_lost     worker       ok: the pool child running the task died (value.exitcode)
 effect          worker child ok: a side effect was applied (value.key, value.kind,
@@ -78,6 +84,7 @@ class F:
     EXECUTE = "execute"
     RETRY = "retry"
     REJECT = "reject"
+    ACK = "ack"
     REVOKE = "revoke"
     WORKER_LOST = "worker_lost"
     EFFECT = "effect"
