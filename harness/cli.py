@@ -177,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="run each scenario while Locust holds RATE units/s of the workload (faults land mid-load)")
     cert.add_argument("--report", default="chaos-report", help="report directory")
     cert.add_argument("--stack", default="local", choices=("local", "containers", "external"))
+    cert.add_argument("--topology", default="single", choices=("single", "cluster"),
+                      help="--stack local: one RabbitMQ node, or a three-node cluster (docs/cluster.md)")
     cert.add_argument("--broker-url", help="--stack external: the broker URL (or CHAOS_BROKER_URL)")
     cert.add_argument("--backend-url", help="--stack external: the result backend URL (or CHAOS_BACKEND_URL)")
     cert.add_argument("--toxiproxy-url", help="--stack external: a Toxiproxy API URL, for network faults")

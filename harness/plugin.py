@@ -30,6 +30,8 @@ MARKERS = {
     "slow": "takes more than ~30 s",
     "explore": "Hypothesis exploration of fault schedules; left out of `make test` (run with -m explore)",
     "full": "scenario of the full certification profile only; left out of `make test` (run with -m full)",
+    "cluster": "needs the three-node local RabbitMQ cluster (`chaos_cluster_stack`); always also marked full "
+               "(run with -m cluster)",
 }
 
 
@@ -67,6 +69,16 @@ def build_stack(config: pytest.Config) -> Any:
         tp = config.getoption("--toxiproxy-url")
         return open_stack("local", **({"toxiproxy": tp} if tp else {}))
     return open_stack(provider)
+
+
+@pytest.fixture(scope="session")
+def chaos_cluster_stack() -> Iterator[Any]:
+    """A local stack whose broker is a three-node RabbitMQ cluster (``topology="cluster"``), for the
+    session: clients get failover URLs over one proxy per node; see docs/cluster.md."""
+    from harness.stack.local import LocalStack, LocalStackOptions
+
+    with LocalStack(LocalStackOptions(topology="cluster")) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="session")
