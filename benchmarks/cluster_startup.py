@@ -17,9 +17,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.processes.managed import port_is_free  # noqa: E402
 from harness.stack.local import LocalStack, LocalStackOptions  # noqa: E402
 from harness.stack.rabbitmq_cluster import LocalRabbitMQCluster  # noqa: E402
+
+
+def _listening() -> set[int]:
+    """Ports with a listening TCP socket (TIME_WAIT leftovers of closed connections are no leak)."""
+    out = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            f = line.split()
+            if f[3] == "0A":
+                out.add(int(f[1].rsplit(":", 1)[1], 16))
+    return out
 
 
 def _ports(stack: LocalStack) -> list[int]:
@@ -73,7 +83,7 @@ def bare_cluster(formation: str) -> dict[str, object]:
 def _after(ready: float, stop_s: float, members: list[str], timings: dict[str, float],
            cluster_timings: dict[str, float], pids: list[int], ports: list[int], dirs: list[str]) -> dict[str, object]:
     alive = [p for p in pids if os.path.exists(f"/proc/{p}")]
-    busy = [p for p in ports if not port_is_free(p)]
+    busy = sorted(set(ports) & _listening())
     left = [d for d in dirs if os.path.exists(d)]
     return {"ready_s": round(ready, 2), "stop_s": round(stop_s, 2), "members": members, "timings": timings,
             "cluster": cluster_timings, "pids": len(pids), "ports": len(ports), "left_pids": alive,

@@ -35,7 +35,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -175,9 +174,9 @@ class LocalRabbitMQCluster:
         """Wait until every node answers AMQP and all of them run as one cluster (one line on failure)."""
         t0 = time.monotonic()
         deadline = t0 + self.startup_timeout
-        with ThreadPoolExecutor(len(self.labels)) as pool:
-            for f in [pool.submit(self.nodes[lb].await_ready) for lb in self.labels]:
-                f.result()
+        # They boot in parallel: waiting for each in turn costs nothing, and a Ctrl-C lands at once.
+        for lb in self.labels:
+            self.nodes[lb].await_ready()
         self.timings["nodes_ready"] = time.monotonic() - t0
         self._form(deadline)
         self.timings["formed"] = time.monotonic() - t0
@@ -276,16 +275,16 @@ class LocalRabbitMQCluster:
     def close(self) -> None:
         """Stop every node and the name server; remove the cluster's directory."""
         nodes = list(getattr(self, "nodes", {}).values())
-        if nodes:
-            with ThreadPoolExecutor(len(nodes)) as pool:
-                list(pool.map(lambda n: n.close(), nodes))
-        epmd = getattr(self, "_epmd", None)
-        if epmd is not None:
-            epmd.stop(timeout=5)
-        if self.base_dir.exists():
-            # As root the nodes' files belong to the rabbitmq user; rmtree copes either way.
-            shutil.rmtree(self.base_dir, ignore_errors=True)
-        reaper.remove_dir(self.base_dir)
+        try:
+            if nodes:
+                # In parallel: each clean stop takes 1-3 s. Each is bounded (SIGKILL after 15 s).
+                with ThreadPoolExecutor(len(nodes)) as pool:
+                    list(pool.map(lambda n: n.close(), nodes))
+        finally:
+            epmd = getattr(self, "_epmd", None)
+            if epmd is not None:
+                epmd.stop(timeout=5)
+            reaper.remove_dir(self.base_dir)
 
     def __enter__(self) -> LocalRabbitMQCluster:
         try:
