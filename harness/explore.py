@@ -46,7 +46,7 @@ from harness.checkers import Claim, Validity, Verdict
 from harness.errors import ConfigError, HarnessError, UnsupportedFault
 from harness.faults.generate import FaultSpace, find_failing_schedule
 from harness.faults.schedule import Schedule
-from harness.run import RunResult
+from harness.run import RunConfig, RunResult, run_deployment
 from harness.stack.base import Stack
 from harness.workload import Deployment
 
@@ -308,26 +308,6 @@ def _load_factory(factory: DeploymentFactory | str) -> DeploymentFactory:
     return obj  # type: ignore[no-any-return]
 
 
-def run_deployment(stack: Stack, deployment: Deployment, schedule: Schedule, *, n_per_kind: int = 1,
-                   submit_interval_s: float = 0.1, directory: Path | str | None = None,
-                   log: Log | None = None, claim: Claim | str | None = None) -> RunResult:
-    """One `Run` of a deployed system under `schedule`: one worker with the deployment's queues and env.
-
-    Example::
-
-        with prepare(stack, idempotent_effects=False) as d:
-            result = run_deployment(stack, d, Schedule.of(when(on_effect(), KillWorker())))
-    """
-    from harness.run import Run
-    from harness.workers import WorkerSpec
-
-    worker = WorkerSpec(app=deployment.app, concurrency=deployment.concurrency, queues=tuple(deployment.queues),
-                        env=dict(deployment.env))
-    return Run(stack, app=deployment.app, workload=deployment.workload, workers=[worker], schedule=schedule,
-               settings=dict(deployment.settings) or None, n_per_kind=n_per_kind,
-               submit_interval_s=submit_interval_s, directory=directory, log=log, claim=claim).execute()
-
-
 class _DeploymentRunner:
     """Deploy (fresh store, fresh partner API) and run one schedule; keep the directory of failing runs."""
 
@@ -346,9 +326,9 @@ class _DeploymentRunner:
             shutil.rmtree(directory)
         self.last_directory = directory
         with self.factory(self.stack, **self.variant) as d:
-            result = run_deployment(self.stack, d, schedule, n_per_kind=self.n_per_kind,
-                                    submit_interval_s=self.submit_interval_s, directory=directory, log=self.log,
-                                    claim=self.claim)
+            result = run_deployment(self.stack, d, RunConfig(schedule=schedule, n_per_kind=self.n_per_kind,
+                                                             submit_interval_s=self.submit_interval_s,
+                                                             directory=directory, claim=self.claim), log=self.log)
         if result.valid is Validity.TRUE:
             shutil.rmtree(directory, ignore_errors=True)  # only failing runs are evidence
             self.last_directory = None
@@ -716,10 +696,11 @@ def replay(path: Path | str, stack: Stack, *, deployment_factory: DeploymentFact
         raise ConfigError(f"{path} names no deployment (the exploration used an unnamed factory): pass "
                           "replay(..., deployment_factory=prepare)")
     factory = _load_factory(factory_ref)
+    config = RunConfig(schedule=repro.schedule, n_per_kind=repro.n_per_kind,
+                       submit_interval_s=repro.submit_interval_s, directory=directory,
+                       claim=Claim.from_any(dict(repro.claim) or None))
     with factory(stack, **dict(repro.variant)) as d:
-        return run_deployment(stack, d, repro.schedule, n_per_kind=repro.n_per_kind,
-                              submit_interval_s=repro.submit_interval_s, directory=directory, log=log,
-                              claim=Claim.from_any(dict(repro.claim) or None))
+        return run_deployment(stack, d, config, log=log)
 
 
 # -- command line (wired by harness.cli) --------------------------------------------------------

@@ -194,7 +194,7 @@ def _soak(args: argparse.Namespace, workload: Any, kinds: tuple[str, ...] | None
     try:
         with LocalStack(LocalStackOptions(broker=args.broker)) as stack, workload.prepare(stack) as deployment:
             if args.app:
-                deployment = dataclasses.replace(deployment, app=args.app)
+                deployment = dataclasses.replace(deployment, app=args.app, producer_app=None)
             stack_name = f"local {args.broker}"
             ledger = _LedgerRate(run_dir / "history" / "units")
             broker_ctl = stack.broker
