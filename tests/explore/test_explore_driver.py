@@ -18,18 +18,8 @@ import pytest
 
 from harness.checkers import Expectations, Validity, Verdict
 from harness.errors import ConfigError, UnsupportedFault
-from harness.explore import (
-    ExploreResult,
-    Reproducer,
-    Target,
-    add_explore_arguments,
-    add_replay_arguments,
-    explore,
-    explore_main,
-    failing_verdicts,
-    parse_variant,
-    replay,
-)
+from harness.cli import add_explore_arguments, add_replay_arguments, explore_main, parse_variant
+from harness.explore import ExploreResult, Reproducer, Target, explore, failing_verdicts, replay
 from harness.faults import KillWorker, Schedule
 from harness.faults.generate import FaultSpace
 from harness.run import RunConfig, RunResult
@@ -231,7 +221,7 @@ def test_reproducer_round_trip_and_read_errors(tmp_path):
 
 
 def test_replay_runs_the_reproducer_s_schedule_with_its_variant(tmp_path, monkeypatch):
-    import harness.explore as explore_mod
+    import harness.explore.reproducer as explore_mod
 
     seen: dict[str, Any] = {}
 
