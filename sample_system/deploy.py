@@ -24,5 +24,6 @@ __all__ = ["APP", "CHAOS_TIMINGS", "prepare"]
 
 def prepare(stack: Any, *, concurrency: int = 2, **variant: Any) -> AbstractContextManager[Deployment]:
     """A Deployment of the sample system on `stack` (a context manager); `variant` overrides
-    Settings fields (``acks_late=False``, ``idempotent_effects=False``, ...)."""
+    Settings fields (``acks_late=False``, ``idempotent_effects=False``, ...), over the
+    ``SAMPLE_<FIELD>`` environment variables (see `sample_system.deployment.deploy_sample`)."""
     return deploy_sample(stack, SampleWorkload, concurrency=concurrency, **variant)

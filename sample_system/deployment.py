@@ -30,7 +30,7 @@ from harness.processes import reaper
 from harness.workload import Deployment
 from sample_system.factory import make_app
 from sample_system.partner_api import partner_behind_proxy
-from sample_system.settings import Settings
+from sample_system.settings import Settings, env_overrides
 from sample_system.topology import SERVICE_QUEUES
 
 APP = "sample_system:app"
@@ -47,11 +47,21 @@ CHAOS_TIMINGS: dict[str, Any] = {
 }
 
 
+_WHERE_THINGS_ARE = frozenset({"broker", "broker_url", "backend_url", "db_url", "partner_url"})
+
+
 @contextmanager
 def deploy_sample(stack: Any, make_workload: Callable[[Settings], Any], *, concurrency: int = 2,
                   **variant: Any) -> Iterator[Deployment]:
     """Yield a Deployment of the sample system on `stack` running the workload `make_workload`
-    builds from the deployed settings; `variant` overrides Settings fields."""
+    builds from the deployed settings; `variant` overrides Settings fields.
+
+    ``SAMPLE_<FIELD>`` environment variables set fields too (`variant` wins), so the
+    certification of a variant needs no code: ``SAMPLE_QUEUE_TYPE=quorum celery-chaos certify``.
+    Where things are (broker, backend, database, partner) always comes from the stack.
+    """
+    from_env = {k: v for k, v in env_overrides().items() if k not in _WHERE_THINGS_ARE}
+    variant = {**from_env, **variant}
     names = {f.name for f in fields(Settings)}
     unknown = sorted(set(variant) - names)
     if unknown:

@@ -182,6 +182,7 @@ def inspect_deployment(stack: Stack, system: Any, app: str, say: Log) -> tuple[l
 
     try:
         with deploy(stack, system, app) as d:
+            say(f"deployed as: {d.description}")
             producer = _load_app(d.producer)
             risks = audit_app(producer)
             plan = plan_for_app(producer, d.settings)
