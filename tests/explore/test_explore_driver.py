@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from harness.checkers import Expectations, Validity, Verdict
-from harness.errors import ConfigError, UnsupportedFault
 from harness.cli import add_explore_arguments, add_replay_arguments, explore_main, parse_variant
+from harness.errors import ConfigError, UnsupportedFault
 from harness.explore import ExploreResult, Reproducer, Target, explore, failing_verdicts, replay
 from harness.faults import KillWorker, Schedule
 from harness.faults.generate import FaultSpace
