@@ -134,7 +134,7 @@ def run_scenario_under_load(stack: Any, system: Any, scenario: Scenario, *, app:
             locustfile = locustfile_of(d.workload)
             result = run_under_load(stack, d, schedule, rate_per_s=rate_per_s, duration_s=duration,
                                     out_dir=out_dir, log=log, kinds=(), locustfile=locustfile, claim=claim,
-                                    workers=scenario.workers)
+                                    workers=scenario.workers, hold_after_heal_s=AFTER_S)
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - a broken scenario is unknown, never a pass

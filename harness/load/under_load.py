@@ -290,16 +290,22 @@ def run_under_load(stack: Stack, deployment: Any, schedule: Schedule, *, rate_pe
                    expectations: dict[str, Any] | None = None, recovery_slo_s: float = 15.0,
                    recovery_fraction: float = 0.8, window_s: float = 2.0, quiesce_timeout_s: float = 45.0,
                    run_id: str | None = None, hooks: LoadHooks | None = None,
-                   locustfile: str | Path | None = None, claim: Any = None, workers: int = 1) -> UnderLoadResult:
+                   locustfile: str | Path | None = None, claim: Any = None, workers: int = 1,
+                   hold_after_heal_s: float | None = None, hold_max_extra_s: float = 20.0) -> UnderLoadResult:
     """Hold `rate_per_s` unit submits per second for `duration_s` while `schedule` runs (its time
     0 is the load's first submit), then heal, quiesce, drain and check. Everything goes to
     `out_dir` (history/, logs/, load/, result.json). `deployment` is a `harness.workload.Deployment`
     (e.g. from ``sample_system.deploy.prepare(stack)``); `expectations` overrides derived ones.
     Workers, Locust and faults are reaped and healed on every exit path, Ctrl-C included.
+
+    `hold_after_heal_s`: keep the load on until that long after the schedule's *actual* last heal
+    (at most `hold_max_extra_s` past `duration_s`). A restart that takes longer than planned (a
+    broker recovering its quorum queues) would otherwise end the load before the heal, and the
+    recovery after it could not be measured.
     """
     from celery.app.utils import find_app
 
-    from harness.run import Run
+    from harness.run import Run, delayed_delivery_queues
 
     if not (rate_per_s > 0 and duration_s >= 5):
         raise ConfigError(f"rate_per_s={rate_per_s} must be > 0 and duration_s={duration_s} >= 5 seconds")
@@ -359,7 +365,8 @@ def run_under_load(stack: Stack, deployment: Any, schedule: Schedule, *, rate_pe
             conf = {k: app.conf.get(k) for k in ("task_acks_late", "task_reject_on_worker_lost")}
 
         target = LoadTarget.from_urls(urls, run_id=rid, history_dir=history_dir, kinds=tuple(kinds))
-        spec = LoadSpec(str(locustfile or LOCUSTFILE), users=users, rate_per_s=rate_per_s, run_time_s=duration_s,
+        run_time_s = duration_s + (hold_max_extra_s if hold_after_heal_s is not None else 0.0)
+        spec = LoadSpec(str(locustfile or LOCUSTFILE), users=users, rate_per_s=rate_per_s, run_time_s=run_time_s,
                         env=dict(deployment.env), loglevel="WARNING")
         load = LoadRun(spec, target, work_dir=directory / "load")
         cleanup.callback(load.close)
@@ -377,10 +384,18 @@ def run_under_load(stack: Stack, deployment: Any, schedule: Schedule, *, rate_pe
         t_load = time.monotonic()
         deadline = t_load + spec.deadline_s
         next_tick = t_load
+        healed_at: float | None = None
         while load.is_running() and time.monotonic() < deadline:
             if hooks and hooks.on_tick and time.monotonic() >= next_tick:
                 hooks.on_tick(time.monotonic() - t_load)
                 next_tick += hooks.tick_s
+            if hold_after_heal_s is not None:
+                now = time.monotonic()
+                if healed_at is None and nemesis.wait(0.0):
+                    healed_at = now
+                if healed_at is not None and now - t_load >= duration_s and now - healed_at >= hold_after_heal_s:
+                    load.stop()
+                    break
             time.sleep(0.1)
         load_end_ns = time.monotonic_ns()
         load_result = load.wait(timeout=30.0)
@@ -395,7 +410,7 @@ def run_under_load(stack: Stack, deployment: Any, schedule: Schedule, *, rate_pe
         if unhealed:
             helper.notes.append(f"faults {unhealed} could not be healed: verdicts are about a broken system")
         t = time.monotonic()
-        quiesced, state = helper.quiesce(group, list(deployment.queues))
+        quiesced, state = helper.quiesce(group, list(deployment.queues) + delayed_delivery_queues(app))
         timings["quiesce_s"] = round(time.monotonic() - t, 3)
         phase("quiesce", quiesced=quiesced, state=state)
         if not quiesced:
