@@ -223,10 +223,9 @@ def test_confirm_keeps_the_order_of_the_risks():
 
 
 def test_dead_lettering_into_classic_queues_is_an_at_most_once_loss_and_quorum_fixes_it():
+    from harness.audit import audit_app
     from sample_system.factory import make_app
     from sample_system.settings import Settings
-
-    from harness.audit import audit_app
 
     classic = {r.id: r for r in audit_app(make_app(Settings()))}
     risk = classic["dead_letters_at_most_once"]
