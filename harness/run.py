@@ -94,7 +94,31 @@ from harness.workers.group import WorkerGroup
 from harness.workers.process import WorkerSpec
 from harness.workload import Deployment, Unit, Workload, validate_units
 
-__all__ = ["Load", "LoadSession", "Run", "RunConfig", "RunContext", "RunResult", "SubmitUnits", "run_deployment"]
+__all__ = ["Load", "LoadSession", "Run", "RunConfig", "RunContext", "RunResult", "SubmitUnits", "delayed_delivery_queues",
+           "run_deployment"]
+
+
+def delayed_delivery_queues(app: Any) -> list[str]:
+    """The broker queues where Celery's native delayed delivery holds countdown and ETA tasks.
+
+    An app with quorum queues on RabbitMQ publishes a countdown into ``celery_delayed_27`` and
+    the message waits, hop by hop, in ``celery_delayed_<n>`` queues no worker consumes. A quiesce
+    that watched only the task queues and the workers would call the run over while a retry is
+    still in flight, and judge that retry lost.
+
+    >>> from celery import Celery
+    >>> delayed_delivery_queues(Celery(broker="redis://127.0.0.1:1/0"))
+    []
+    """
+    from celery.utils.quorum_queues import detect_quorum_queues
+
+    try:
+        driver = app.connection_for_write().transport.driver_type
+        uses = detect_quorum_queues(app, driver)[0]
+    except Exception:  # noqa: BLE001 - an app we cannot inspect has no delayed-delivery queues we know of
+        return []
+    return [f"celery_delayed_{level}" for level in range(27, -1, -1)] if uses else []
+
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
@@ -501,7 +525,7 @@ class Run:
             for q in s.queues or (app.conf.task_default_queue or "celery",):
                 if q not in names:
                     names.append(q)
-        return names
+        return names + delayed_delivery_queues(app)
 
     def _worker_conf(self, group: WorkerGroup, app: Any, notes: list[str]) -> dict[str, Any]:
         """The workers' actual configuration (``inspect conf``); the producer's app conf as fallback."""

@@ -105,6 +105,9 @@ class Settings:
     # RabbitMQ queue type of every service queue and the DLQ. "quorum": replicated Raft queues,
     # at-least-once dead-lettering, native delayed delivery for countdowns (Celery >= 5.5).
     queue_type: QueueType = "classic"
+    # On quorum queues, round retry countdowns up to whole seconds >= 1 (native delayed delivery
+    # refuses a countdown below 1 s: found by `certify --load` with SAMPLE_QUEUE_TYPE=quorum).
+    round_up_countdowns: bool = True
 
     # --- limits and housekeeping
     soft_time_limit: float = 240.0

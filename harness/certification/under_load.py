@@ -135,7 +135,7 @@ class ScenarioUnderLoad:
         locustfile = locustfile_of(deployment.workload)
         ul = run_under_load(stack, deployment, self.schedule, rate_per_s=self.rate_per_s, duration_s=self.duration_s,
                             log=log, kinds=(), locustfile=locustfile, claim=claim, workers=scenario.workers,
-                            name=scenario.name)
+                            name=scenario.name, hold_after_heal_s=AFTER_S)
         assert ul.run is not None
         metrics = window_metrics(ul)
         metrics["load_rate_per_s"] = float(self.rate_per_s)

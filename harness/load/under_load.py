@@ -306,6 +306,10 @@ class SteadyLoad:
     window_s: float = 2.0
     recovery_fraction: float = 0.8
     recovery_slo_s: float = 15.0
+    #: Keep the load on until this long after the schedule's *actual* last heal (at most
+    #: `hold_max_extra_s` past `duration_s`); None: stop at `duration_s`.
+    hold_after_heal_s: float | None = None
+    hold_max_extra_s: float = 20.0
 
     def expectations(self) -> dict[str, Any]:
         return {"throughput_recovery_fraction": self.recovery_fraction, "throughput_window_s": self.window_s,
@@ -321,8 +325,9 @@ class _SteadySession:
         self.ctx = ctx
         target = LoadTarget.from_urls(ctx.stack.urls, run_id=ctx.run_id, history_dir=ctx.history_dir,
                                       kinds=tuple(plan.kinds))
+        run_time_s = plan.duration_s + (plan.hold_max_extra_s if plan.hold_after_heal_s is not None else 0.0)
         self.spec = LoadSpec(plan.locustfile, users=plan.users or max(2, min(20, int(plan.rate_per_s))),
-                             rate_per_s=plan.rate_per_s, run_time_s=plan.duration_s, env=dict(plan.env),
+                             rate_per_s=plan.rate_per_s, run_time_s=run_time_s, env=dict(plan.env),
                              loglevel="WARNING")
         self.load = LoadRun(self.spec, target, work_dir=ctx.directory / "load")
         ctx.cleanup.callback(self.load.close)
@@ -344,10 +349,18 @@ class _SteadySession:
         t_load = time.monotonic()
         deadline = t_load + self.spec.deadline_s
         next_tick = t_load
+        healed_at: float | None = None
         while load.is_running() and time.monotonic() < deadline:
             if hooks and hooks.on_tick and time.monotonic() >= next_tick:
                 hooks.on_tick(time.monotonic() - t_load)
                 next_tick += hooks.tick_s
+            if plan.hold_after_heal_s is not None:
+                now = time.monotonic()
+                if healed_at is None and ctx.nemesis.wait(0.0):
+                    healed_at = now
+                if healed_at is not None and now - t_load >= plan.duration_s and now - healed_at >= plan.hold_after_heal_s:
+                    load.stop()
+                    break
             time.sleep(0.1)
         self.window.end_ns = time.monotonic_ns()
         self.window.result = load.wait(timeout=30.0)
@@ -405,7 +418,8 @@ def run_under_load(stack: Stack, deployment: Deployment, schedule: Schedule, *, 
                    recovery_slo_s: float = 15.0, recovery_fraction: float = 0.8, window_s: float = 2.0,
                    quiesce_timeout_s: float = 45.0, run_id: str | None = None, hooks: LoadHooks | None = None,
                    locustfile: str | Path | None = None, claim: Claim | str | None = None, workers: int = 1,
-                   name: str = "") -> UnderLoadResult:
+                   name: str = "", hold_after_heal_s: float | None = None,
+                   hold_max_extra_s: float = 20.0) -> UnderLoadResult:
     """Hold `rate_per_s` unit submits per second for `duration_s` while `schedule` runs (its time
     0 is the load's first submit), then heal, quiesce, drain and check. Everything goes to
     `out_dir` (history/, logs/, load/, result.json; default a temp dir removed after the run).
@@ -413,6 +427,11 @@ def run_under_load(stack: Stack, deployment: Deployment, schedule: Schedule, *, 
     ``sample_system.deploy.prepare(stack)``); `expectations` overrides derived ones; `workers`
     and `name` as in `harness.run.RunConfig`. Workers, Locust and faults are reaped and healed
     on every exit path, Ctrl-C included.
+
+    `hold_after_heal_s`: keep the load on until that long after the schedule's *actual* last heal
+    (at most `hold_max_extra_s` past `duration_s`). A restart that takes longer than planned (a
+    broker recovering its quorum queues) would otherwise end the load before the heal, and the
+    recovery after it could not be measured.
     """
     if not (rate_per_s > 0 and duration_s >= 5):
         raise ConfigError(f"rate_per_s={rate_per_s} must be > 0 and duration_s={duration_s} >= 5 seconds")
@@ -425,7 +444,8 @@ def run_under_load(stack: Stack, deployment: Deployment, schedule: Schedule, *, 
     rid = run_id or f"load-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     plan = SteadyLoad(rate_per_s=rate_per_s, duration_s=duration_s, users=users, kinds=tuple(kinds),
                       locustfile=str(locustfile or LOCUSTFILE), env=dict(deployment.env), hooks=hooks,
-                      window_s=window_s, recovery_fraction=recovery_fraction, recovery_slo_s=recovery_slo_s)
+                      window_s=window_s, recovery_fraction=recovery_fraction, recovery_slo_s=recovery_slo_s,
+                      hold_after_heal_s=hold_after_heal_s, hold_max_extra_s=hold_max_extra_s)
     config = RunConfig(schedule=schedule, workers=workers, name=name, claim=claim, expectations=expectations,
                        quiesce_timeout_s=quiesce_timeout_s, run_id=rid, directory=out_dir, load=plan)
     result = under_load_result(run_deployment(stack, deployment, config, log=log),
