@@ -649,7 +649,11 @@ class Run:
             expectations = self._expectations(conf, units)
             limits = self._rate_limits(group)
             if limits:
-                expectations = dataclasses.replace(expectations, rate_limits={**expectations.rate_limits, **limits})
+                # Starts are seen at task_prerun, after the pool: tokens granted while every child
+                # was busy start together once children free up, up to one per pool process.
+                pool = max((s.concurrency or 1 for s in self.worker_specs), default=1)
+                expectations = dataclasses.replace(expectations, rate_limits={**expectations.rate_limits, **limits},
+                                                   rate_limit_burst=max(expectations.rate_limit_burst, pool))
             n_after = int(round(len(units) * self.after_heal))
             if self.after_heal > 0 and n_after == 0 and len(units) > 1:
                 n_after = 1
