@@ -819,7 +819,11 @@ class Run:
             counts["units"] = len(units)
             expectations = self._expectations(conf, units, load.expectations())
             if limits:
-                expectations = dataclasses.replace(expectations, rate_limits={**expectations.rate_limits, **limits})
+                # Starts are seen at task_prerun, after the pool: tokens granted while every child
+                # was busy start together once children free up, up to one per pool process.
+                pool = max((s.concurrency or 1 for s in self.worker_specs), default=1)
+                expectations = dataclasses.replace(expectations, rate_limits={**expectations.rate_limits, **limits},
+                                                   rate_limit_burst=max(expectations.rate_limit_burst, pool))
             history = read_history(history_dir)
             index = build_index(history, run_id=expectations.run_id, kill_fault_kinds=expectations.kill_fault_kinds)
             verdicts = check_all(index, expectations, self.checkers_for(expectations, index))
