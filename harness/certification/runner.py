@@ -70,6 +70,8 @@ def missing_capabilities(scenario: Scenario, stack: Stack, backend: BackendPlan 
         out.append("it kills or restarts servers, and this stack provider cannot control them")
     if "rabbitmq" in scenario.needs and stack.urls.broker_kind != "amqp":
         out.append("it needs RabbitMQ (rabbitmqctl), and the broker is Redis")
+    if "cluster" in scenario.needs and "cluster" not in capabilities(stack):
+        out.append("it needs a RabbitMQ cluster: run it with --topology cluster (the local stack)")
     if "partner_api" in scenario.needs and "partner_api" not in stack.extra_proxies:
         out.append("the system under test routes no dependency through a proxy named partner_api")
     return out
