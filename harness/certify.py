@@ -81,9 +81,10 @@ def validate_certify(args: argparse.Namespace) -> None:
     Here, not in harness.preflight: the certification's own checks (scenario names, the
     workload's locustfile) need the certification, which preflight must not import.
     """
-    from harness.preflight import check_app, check_report_dir, check_stack, check_workload
+    from harness.preflight import check_app, check_report_dir, check_stack, check_workload, stack_options
 
     check_report_dir(args.report)
+    stack_options(args)  # --topology cluster with a provider that runs one broker
     if getattr(args, "claim", None):
         from harness.checkers.claim import Claim
 

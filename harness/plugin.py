@@ -30,6 +30,8 @@ MARKERS = {
     "slow": "takes more than ~30 s",
     "explore": "Hypothesis exploration of fault schedules; left out of `make test` (run with -m explore)",
     "full": "scenario of the full certification profile only; left out of `make test` (run with -m full)",
+    "cluster": "needs the three-node local RabbitMQ cluster (`chaos_cluster_stack`); always also marked full "
+               "(run with -m cluster)",
 }
 
 
@@ -54,7 +56,7 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGTERM, _term)
 
 
-def build_stack(config: pytest.Config) -> Any:
+def build_stack(config: pytest.Config) -> Stack:
     """The stack the options ask for (not started)."""
     from harness.stack import open_stack
 
@@ -70,7 +72,17 @@ def build_stack(config: pytest.Config) -> Any:
 
 
 @pytest.fixture(scope="session")
-def chaos_stack(request: pytest.FixtureRequest) -> Iterator[Any]:
+def chaos_cluster_stack() -> Iterator[Any]:
+    """A local stack whose broker is a three-node RabbitMQ cluster (``topology="cluster"``), for the
+    session: clients get failover URLs over one proxy per node; see docs/cluster.md."""
+    from harness.stack.local import LocalStack, LocalStackOptions
+
+    with LocalStack(LocalStackOptions(topology="cluster")) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def chaos_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     """One stack for the whole session (servers start once; tests share it)."""
     stack = build_stack(request.config)
     with stack:

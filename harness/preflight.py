@@ -190,8 +190,11 @@ def check_stack(args: argparse.Namespace) -> None:
 
 
 def stack_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The open_stack options `args` asks for (the external stack's URLs; none for the others)."""
+    """The open_stack options `args` asks for (the external stack's URLs; the local stack's topology)."""
+    topology = getattr(args, "topology", "single") or "single"
+    if topology != "single" and getattr(args, "stack", "local") != "local":
+        raise ConfigError(f"--topology {topology} needs --stack local (the other providers run one broker)")
     if getattr(args, "stack", "local") != "external":
-        return {}
+        return {"topology": topology} if topology != "single" else {}
     return {"broker_url": getattr(args, "broker_url", None), "backend_url": getattr(args, "backend_url", None),
             "toxiproxy_url": getattr(args, "toxiproxy_url", None)}

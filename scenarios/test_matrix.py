@@ -43,6 +43,8 @@ def _params(names):  # type: ignore[no-untyped-def]
     for s in select("full"):
         if names is not None and s.name not in names:
             continue
+        if "cluster" in s.needs:
+            continue  # on the cluster stack: scenarios/test_cluster_queues.py and certify --topology cluster
         marks = [pytest.mark.chaos] + ([] if s.name in QUICK else [pytest.mark.full])
         out.append(pytest.param(s, id=s.name, marks=marks))
     return out

@@ -109,6 +109,7 @@ def _cases(e: dict[str, object]) -> list[tuple[str, list[str], dict[str, str]]]:
         ("external URL without port", [*c, "--stack", "external", "--broker-url", "amqp://127.0.0.1",
                                        "--backend-url", redis], {}),
         ("broker URL on the local stack", [*c, "--broker-url", amqp], {}),
+        ("cluster topology on the containers stack", [*c, "--stack", "containers", "--topology", "cluster"], {}),
         ("TOXIPROXY_URL unreachable", c, {"TOXIPROXY_URL": tp}),
         ("TOXIPROXY_URL not a URL", c, {"TOXIPROXY_URL": "toxiproxy:8474"}),
         ("redis-server missing", c, {"CHAOS_REDIS_SERVER": str(d / "no-redis-server")}),

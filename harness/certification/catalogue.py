@@ -26,6 +26,8 @@ from harness.faults import (
     KillWorkerChild,
     Latency,
     MemoryAlarm,
+    NodeOutage,
+    NodePartition,
     PartnerApiFault,
     ResetPeer,
     RolePartition,
@@ -48,7 +50,8 @@ class Scenario:
     needs: capabilities the stack or system must offer: "process_control" (kill or restart a
     server), "partner_api" (a proxy named partner_api), "rabbitmq" (rabbitmqctl),
     "stack_backend" (the app's result backend is the stack's, so backend faults act on it),
-    "rate_limits" (judges the tasks' own ``rate_limit``; skipped when no task declares one).
+    "rate_limits" (judges the tasks' own ``rate_limit``; skipped when no task declares one),
+    "cluster" (a RabbitMQ cluster: ``certify --topology cluster``; skipped on one node).
     """
 
     name: str
@@ -153,6 +156,15 @@ CATALOGUE: tuple[Scenario, ...] = (
     Scenario("two_workers_one_killed",
              "two workers; SIGKILL one mid-load and do not restart it: the other takes over",
              _s(when(on_execute(nth=3), KillWorker(restart=False))), F, workers=2),
+    # n1 is the first node of every client's failover list: queues are declared there.
+    Scenario("cluster_node_kill",
+             "three-node RabbitMQ cluster: SIGKILL the node the queues were declared on for 3 s, then start it: "
+             "clients fail over; quorum queues keep every confirmed message, classic ones live on that node only",
+             _s(at(0.3, NodeOutage("n1", "kill"), duration_s=3.0)), F, needs=frozenset({"cluster"})),
+    Scenario("cluster_node_partition",
+             "three-node RabbitMQ cluster: cut the node the queues were declared on from its peers for 3 s "
+             "(pause_minority stops it; clients fail over), then heal",
+             _s(at(0.3, NodePartition("n1", "proxy_down"), duration_s=3.0)), F, needs=frozenset({"cluster"})),
 )
 
 _BY_NAME = {s.name: s for s in CATALOGUE}

@@ -24,8 +24,8 @@ any other name      an extra proxy made with ``stack.add_proxy(name, ...)`` (e.g
 servers answer).
 
 Kinds (``kind`` in JSON): broker_outage, backend_outage, role_partition, latency, bandwidth,
-reset_peer, slicer, limit_data, partner_api_fault, memory_alarm, broker_pause, kill_worker_child,
-kill_worker, warm_shutdown, cold_shutdown, pause_worker, scale_workers.
+reset_peer, slicer, limit_data, partner_api_fault, memory_alarm, broker_pause, node_outage,
+node_partition, kill_worker_child, kill_worker, warm_shutdown, cold_shutdown, pause_worker, scale_workers.
 
 Example:
     >>> f = Latency(role="worker_broker", ms=200, jitter_ms=50)
@@ -66,6 +66,8 @@ __all__ = [
     "Latency",
     "LimitData",
     "MemoryAlarm",
+    "NodeOutage",
+    "NodePartition",
     "PartnerApiFault",
     "PauseWorker",
     "ResetPeer",
@@ -87,6 +89,7 @@ DIRECTIONS: tuple[str, ...] = ("both", "to_server", "to_client")
 OUTAGE_MODES: tuple[str, ...] = ("proxy_down", "blackhole", "kill_restart", "graceful_stop")
 PARTITION_MODES: tuple[str, ...] = ("proxy_down", "blackhole")
 PARTNER_MODES: tuple[str, ...] = ("down", "blackhole", "latency", "reset_peer")
+NODE_OUTAGE_MODES: tuple[str, ...] = ("kill", "stop", "restart", "pause")
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -454,6 +457,76 @@ class BrokerPause(Fault):
         return ("server:broker",)
 
 
+# -- one node of a RabbitMQ cluster -------------------------------------------------------------
+
+_NODE_LABEL = re.compile(r"^n[1-9]$")
+
+
+def _check_node(kind: str, node: Any) -> None:
+    if not isinstance(node, str) or not _NODE_LABEL.match(node):
+        raise _bad(kind, f"node must be a cluster node's label ('n1', 'n2', 'n3' in the local cluster), not {node!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeOutage(Fault):
+    """One node of a RabbitMQ cluster (``topology="cluster"``) is lost while the others run on.
+
+    - ``kill``: the node's VM SIGKILLed (no clean shutdown), started again at heal;
+    - ``stop``: the node stopped cleanly, started again at heal;
+    - ``restart``: stopped cleanly and started again at once (one step of a rolling restart);
+    - ``pause``: the node's VM frozen (SIGSTOP), thawed at heal (SIGCONT): its peers and clients
+      hear nothing, not even ticks, and its connections stay open.
+
+    Heal waits until the node runs in the cluster again.
+
+    >>> NodeOutage("n2", "pause").resources
+    ('server:broker_node:n2',)
+    >>> NodeOutage("rabbit@host")
+    Traceback (most recent call last):
+    ...
+    harness.errors.InvalidSchedule: node_outage: node must be a cluster node's label ('n1', 'n2', 'n3' in the local cluster), not 'rabbit@host'
+    """
+
+    kind: ClassVar[str] = "node_outage"
+    needs: ClassVar[str] = "server"
+    node: str = "n1"
+    mode: str = "kill"
+
+    def __post_init__(self) -> None:
+        _check_node(self.kind, self.node)
+        if self.mode not in NODE_OUTAGE_MODES:
+            raise _bad(self.kind, f"mode must be one of {', '.join(NODE_OUTAGE_MODES)}, not {self.mode!r}")
+
+    @property
+    def resources(self) -> tuple[str, ...]:
+        return (f"server:broker_node:{self.node}",)
+
+
+@dataclass(frozen=True, slots=True)
+class NodePartition(Fault):
+    """One node of a RabbitMQ cluster cut from the others: its inter-node traffic, which crosses
+    the fault proxy, is refused (``proxy_down``: connections closed, peers see it down at once)
+    or silently dropped (``blackhole``: noticed after the cluster's net tick time). Its clients
+    still reach it. Heal restores the links and waits until it runs in the cluster again.
+
+    >>> NodePartition("n1").resources
+    ('cluster_link:n1',)
+    """
+
+    kind: ClassVar[str] = "node_partition"
+    node: str = "n1"
+    mode: str = "proxy_down"
+
+    def __post_init__(self) -> None:
+        _check_node(self.kind, self.node)
+        if self.mode not in PARTITION_MODES:
+            raise _bad(self.kind, f"mode must be one of {', '.join(PARTITION_MODES)}, not {self.mode!r}")
+
+    @property
+    def resources(self) -> tuple[str, ...]:
+        return (f"cluster_link:{self.node}",)
+
+
 # -- workers ------------------------------------------------------------------------------------
 
 
@@ -614,7 +687,8 @@ class ScaleWorkers(Fault):
 FAULT_KINDS: Mapping[str, type[Fault]] = {
     cls.kind: cls
     for cls in (BrokerOutage, BackendOutage, RolePartition, Latency, Bandwidth, ResetPeer, Slicer, LimitData,
-                PartnerApiFault, MemoryAlarm, BrokerPause, KillWorkerChild, KillWorker, WarmShutdown, ColdShutdown,
+                PartnerApiFault, MemoryAlarm, BrokerPause, NodeOutage, NodePartition, KillWorkerChild, KillWorker,
+                WarmShutdown, ColdShutdown,
                 PauseWorker, ScaleWorkers)
 }
 
@@ -627,7 +701,7 @@ def fault_from_dict(d: Mapping[str, Any]) -> Fault:
     >>> fault_from_dict({"kind": "unplug"})
     Traceback (most recent call last):
     ...
-    harness.errors.InvalidSchedule: unknown fault kind 'unplug': use one of broker_outage, backend_outage, role_partition, latency, bandwidth, reset_peer, slicer, limit_data, partner_api_fault, memory_alarm, broker_pause, kill_worker_child, kill_worker, warm_shutdown, cold_shutdown, pause_worker, scale_workers
+    harness.errors.InvalidSchedule: unknown fault kind 'unplug': use one of broker_outage, backend_outage, role_partition, latency, bandwidth, reset_peer, slicer, limit_data, partner_api_fault, memory_alarm, broker_pause, node_outage, node_partition, kill_worker_child, kill_worker, warm_shutdown, cold_shutdown, pause_worker, scale_workers
     """
     if not isinstance(d, Mapping):
         raise InvalidSchedule(f"a fault must be a JSON object with a 'kind', not {type(d).__name__}")

@@ -69,6 +69,9 @@ class StackURLs:
     toxiproxy_url: str
     proxied: dict[Role, ProxiedEndpoint] = field(default_factory=dict)
     broker_kind: str = "amqp"
+    #: A cluster's per-node proxies of a role (its `proxied` URL lists them all): a fault on the
+    #: role acts on every one of them.
+    node_proxies: dict[Role, tuple[ProxiedEndpoint, ...]] = field(default_factory=dict)
 
     def url_for(self, role: Role) -> str:
         """The URL a client of `role` should use: through its proxy when there is one."""
@@ -91,6 +94,9 @@ class StackURLs:
                           "upstream": e.upstream, "url": e.url}
                 for r, e in self.proxied.items()
             },
+            **({"node_proxies": {r.value: [{"proxy": e.proxy_name, "listen": f"{e.listen_host}:{e.listen_port}",
+                                            "upstream": e.upstream} for e in eps]
+                                 for r, eps in self.node_proxies.items()}} if self.node_proxies else {}),
         }
 
 
@@ -172,6 +178,8 @@ CAPABILITIES: Mapping[str, str] = {
                        "control it. Use --stack=local (or containers), or choose a network fault instead.",
     "rabbitmqctl": "needs a RabbitMQ broker the harness runs (it calls rabbitmqctl): use the local or containers "
                    "stack with broker='rabbitmq'",
+    "cluster": "needs a RabbitMQ cluster: start the local stack with topology='cluster' (certify --topology "
+               "cluster)",
 }
 
 
@@ -190,6 +198,8 @@ def capabilities(stack: Stack) -> frozenset[str]:
         out.add("process_control")
         if callable(getattr(stack.broker, "ctl", None)):
             out.add("rabbitmqctl")
+        if len(getattr(stack.broker, "labels", ())) > 1:
+            out.add("cluster")
     return frozenset(out)
 
 

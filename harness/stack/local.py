@@ -28,6 +28,7 @@ from harness.processes import reaper
 from harness.processes.managed import ManagedProcess, free_port
 from harness.stack.base import ProxiedEndpoint, Role, StackLifecycle, StackURLs
 from harness.stack.rabbitmq import LocalRabbitMQ
+from harness.stack.rabbitmq_cluster import LocalRabbitMQCluster
 from harness.stack.rabbitmq_config import RabbitMQSettings
 from harness.stack.redis import LocalRedis
 from harness.toxiproxy.client import ToxiproxyClient
@@ -43,8 +44,12 @@ class LocalStackOptions:
     toxiproxy:         "auto" (TOXIPROXY_URL, else toxiproxy-server on PATH, else built-in),
                        "builtin", "real", or an http:// URL of a running Toxiproxy
     rabbitmq_management: enable the management plugin (off: it costs start-up time)
+    topology:          "single" (one RabbitMQ node) or "cluster": three nodes, one proxy per node per
+                       client role (clients get failover URLs), inter-node traffic proxied too
+                       (`harness.stack.rabbitmq_cluster`; docs/cluster.md)
     rabbitmq:          the scenario's own RabbitMQ configuration (`RabbitMQSettings`: rabbitmq.conf
                        settings, application environment, policies), checked before the node starts
+                       (single topology only)
 
     Example:
         >>> from harness.stack.rabbitmq_config import RabbitMQSettings
@@ -61,6 +66,7 @@ class LocalStackOptions:
     rabbitmq_management: bool = False
     env: dict[str, str] = field(default_factory=dict)
     rabbitmq: RabbitMQSettings = field(default_factory=RabbitMQSettings)
+    topology: Literal["single", "cluster"] = "single"
 
     def __post_init__(self) -> None:
         if self.broker not in ("rabbitmq", "redis"):
@@ -68,12 +74,19 @@ class LocalStackOptions:
         if not isinstance(self.rabbitmq, RabbitMQSettings):
             raise ConfigError(f"rabbitmq must be a RabbitMQSettings, not {type(self.rabbitmq).__name__}: build one "
                               "with harness.stack.rabbitmq_config.RabbitMQSettings(conf=..., policies=...)")
+        if self.rabbitmq and self.topology == "cluster":
+            raise ConfigError("rabbitmq settings are for the single-node topology: the cluster's nodes do not take "
+                              "them yet; drop them or use topology='single'")
         if self.rabbitmq and self.broker != "rabbitmq":
             raise ConfigError(f"rabbitmq settings need broker='rabbitmq', not {self.broker!r}: drop them or use "
                               "RabbitMQ")
         if not (self.toxiproxy in ("auto", "builtin", "real") or self.toxiproxy.startswith("http")):
             raise ConfigError(
                 f"toxiproxy must be 'auto', 'builtin', 'real' or an http:// URL, not {self.toxiproxy!r}")
+        if self.topology not in ("single", "cluster"):
+            raise ConfigError(f"topology must be 'single' or 'cluster', not {self.topology!r}")
+        if self.topology == "cluster" and self.broker != "rabbitmq":
+            raise ConfigError("topology='cluster' needs broker='rabbitmq' (a Redis broker has no cluster here)")
         if self.startup_timeout <= 0:
             raise ConfigError(f"startup_timeout must be positive, not {self.startup_timeout}")
 
@@ -96,7 +109,7 @@ class LocalStack(StackLifecycle):
         self.options = options or LocalStackOptions()
         self._tag = secrets.token_hex(3)
         self._exit = ExitStack()
-        self._broker: LocalRabbitMQ | LocalRedis | None = None
+        self._broker: LocalRabbitMQ | LocalRabbitMQCluster | LocalRedis | None = None
         self._backend: LocalRedis | None = None
         self._toxiproxy_proc: ManagedProcess | None = None
         self._toxiproxy_dir: Path | None = None
@@ -153,6 +166,9 @@ class LocalStack(StackLifecycle):
 
     def _boot(self) -> None:
         o = self.options
+        if o.topology == "cluster":
+            self._boot_cluster()
+            return
         # Spawn everything first (they boot in parallel), then wait for each in turn.
         if o.broker == "rabbitmq":
             self._broker = LocalRabbitMQ(startup_timeout=o.startup_timeout, management=o.rabbitmq_management,
@@ -170,6 +186,48 @@ class LocalStack(StackLifecycle):
         # Proxies are created while the servers boot: creating one does not dial its upstream.
         self._urls = self._make_urls()
         self.timings["proxies"] = time.monotonic() - self._t0
+
+    def _boot_cluster(self) -> None:
+        o = self.options
+        self._backend = LocalRedis(name="redis-backend", aof=o.redis_aof, startup_timeout=o.startup_timeout)
+        self._exit.callback(self._backend.close)
+        self._backend.spawn()
+        # The nodes reach each other through the proxy: it must run before they boot.
+        self._start_toxiproxy()
+        self.timings["toxiproxy"] = time.monotonic() - self._t0
+
+        def dist_proxy(name: str, upstream: str) -> tuple[str, int]:
+            ep = self._make_proxy(name, upstream, None)
+            return ep.proxy_name, ep.listen_port
+
+        # Three VMs booting at once on a small box take about twice one node's boot.
+        cluster = LocalRabbitMQCluster(startup_timeout=2 * o.startup_timeout, proxy=dist_proxy,
+                                       management=o.rabbitmq_management)
+        self._broker = cluster
+        self._exit.callback(cluster.close)
+        cluster.spawn()
+        self._urls = self._make_cluster_urls(cluster)
+        self.timings["proxies"] = time.monotonic() - self._t0
+
+    def _make_cluster_urls(self, cluster: LocalRabbitMQCluster) -> StackURLs:
+        """One proxy per node per broker role; each role's URL lists them all (kombu fails over)."""
+        assert self._backend is not None and self.toxiproxy is not None
+        proxied: dict[Role, ProxiedEndpoint] = {}
+        per_node: dict[Role, tuple[ProxiedEndpoint, ...]] = {}
+        for role in Role:
+            if not role.is_broker:
+                proxied[role] = self._make_proxy(role, self._backend.address, self._backend.url)
+                continue
+            eps = tuple(self._make_proxy(f"{role.proxy_name}_{lb}", n.address, n.url)
+                        for lb, n in cluster.nodes.items())
+            eps = tuple(ProxiedEndpoint(role, e.proxy_name, e.listen_host, e.listen_port, e.upstream, e.url)
+                        for e in eps)
+            per_node[role] = eps
+            first = eps[0]
+            proxied[role] = ProxiedEndpoint(role, first.proxy_name, first.listen_host, first.listen_port,
+                                            first.upstream, ";".join(e.url for e in eps))
+        return StackURLs(broker_url=cluster.url, backend_url=self._backend.url, toxiproxy_url=self.toxiproxy.url,
+                         proxied=proxied, broker_kind="amqp", node_proxies=per_node)
 
     def _start_toxiproxy(self) -> None:
         choice = self.options.toxiproxy
@@ -263,7 +321,7 @@ class LocalStack(StackLifecycle):
 
     # -- accessors ----------------------------------------------------------------
     @property
-    def broker(self) -> LocalRabbitMQ | LocalRedis | None:
+    def broker(self) -> LocalRabbitMQ | LocalRabbitMQCluster | LocalRedis | None:
         return self._broker
 
     @property
@@ -272,8 +330,9 @@ class LocalStack(StackLifecycle):
 
     def temp_dirs(self) -> list[str]:
         """Data and log directories this stack created (removed by stop(); for leak checks)."""
-        dirs = [str(s.base_dir) if isinstance(s, LocalRedis) else str(s.config.base_dir)
-                for s in (self._broker, self._backend) if s is not None]
+        dirs = [d for s in (self._broker, self._backend) if s is not None
+                for d in ([str(s.base_dir)] if isinstance(s, LocalRedis) else
+                          s.temp_dirs() if isinstance(s, LocalRabbitMQCluster) else [str(s.config.base_dir)])]
         if self._toxiproxy_dir is not None:
             dirs.append(str(self._toxiproxy_dir))
         return dirs

@@ -129,6 +129,27 @@ class RabbitMQConfig:
         return f"amqp://{self.user}:{self.password}@127.0.0.1:{self.amqp_port}//"
 
 
+@dataclass(frozen=True, slots=True)
+class ClusterMembership:
+    """What a node shares with the other members of a cluster (`harness.stack.rabbitmq_cluster`).
+
+    The node then runs no epmd of its own: it registers with the name server at `epmd_port`,
+    which the cluster runs. `extra_conf` is appended to its rabbitmq.conf, `erl_args` to its
+    VM's arguments.
+    """
+
+    node_name: str
+    epmd_port: int
+    user: str
+    password: str
+    cookie: str
+    extra_conf: str = ""
+    erl_args: str = ""
+    #: The memory alarm threshold in MB (absolute) instead of the single node's 80 % of RAM:
+    #: rabbitmq.conf may hold only one of the two (the relative one wins).
+    memory_mb: int | None = None
+
+
 class LocalRabbitMQ:
     """One private RabbitMQ node. Implements harness.stack.base.ServerControl."""
 
@@ -136,7 +157,7 @@ class LocalRabbitMQ:
 
     def __init__(self, *, startup_timeout: float = 30.0, server_bin: str | None = None,
                  management: bool = False, base_dir: Path | None = None,
-                 settings: RabbitMQSettings | None = None) -> None:
+                 member: ClusterMembership | None = None, settings: RabbitMQSettings | None = None) -> None:
         self.startup_timeout = startup_timeout
         self._server = find_rabbitmq_server(server_bin or os.environ.get("CHAOS_RABBITMQ_SERVER"))
         self.settings = settings or RabbitMQSettings()
@@ -154,20 +175,23 @@ class LocalRabbitMQ:
         self._own_base = base_dir is None
         base = base_dir or Path(reaper.make_temp_dir("chaos-rabbitmq-"))
         tag = secrets.token_hex(4)
+        self.member = member
         self.config = RabbitMQConfig(
-            node_name=f"chaos-{tag}@localhost",
+            node_name=member.node_name if member else f"chaos-{tag}@localhost",
             amqp_port=free_port(),
             dist_port=free_port(),
-            epmd_port=free_port(),
-            user=f"chaos-{tag}",
-            password=secrets.token_urlsafe(18),
+            epmd_port=member.epmd_port if member else free_port(),
+            user=member.user if member else f"chaos-{tag}",
+            password=member.password if member else secrets.token_urlsafe(18),
             base_dir=base,
         )
         self._plugins_dir: Path | None = None
         self._write_files()
         log = base / "logs"
-        self._epmd = ManagedProcess("epmd", ["epmd", "-port", str(self.config.epmd_port)],
-                                    log_path=log / "epmd.log", user=self._run_as, env=self._env())
+        # A cluster member registers with the cluster's name server instead.
+        self._epmd: ManagedProcess | None = None if member else ManagedProcess(
+            "epmd", ["epmd", "-port", str(self.config.epmd_port)], log_path=log / "epmd.log", user=self._run_as,
+            env=self._env())
         self._node = ManagedProcess("rabbitmq-server", [str(self._server)], log_path=log / "rabbitmq.log",
                                     env=self._env(), cwd=str(base), user=self._run_as, group=self._run_as)
 
@@ -196,7 +220,8 @@ class LocalRabbitMQ:
             # A node on a busy CI box must not raise a memory or disk alarm by itself:
             # alarms are faults the harness injects on purpose.
             "disk_free_limit.absolute": "1MB",
-            "vm_memory_high_watermark.relative": "0.8",
+            **({"vm_memory_high_watermark.absolute": f"{self.member.memory_mb}MB"}
+               if self.member and self.member.memory_mb else {"vm_memory_high_watermark.relative": "0.8"}),
         }
         # A scenario's own value replaces the harness's default rather than following it: one
         # line per key, so what the node runs with is what the file says.
@@ -208,6 +233,7 @@ class LocalRabbitMQ:
             f"default_pass = {c.password}\n"
             "default_vhost = /\n"
             + "".join(f"{k} = {v}\n" for k, v in own.items())
+            + (self.member.extra_conf if self.member else "")
             + "".join(f"{line}\n" for line in self.settings.conf_lines())
         )
         advanced = self.settings.advanced_config()
@@ -216,7 +242,7 @@ class LocalRabbitMQ:
         plugins = "[rabbitmq_management]." if self.management else "[]."
         (c.base_dir / "enabled_plugins").write_text(plugins + "\n")
         cookie = c.base_dir / ".erlang.cookie"
-        cookie.write_text(secrets.token_hex(16).upper())
+        cookie.write_text(self.member.cookie if self.member else secrets.token_hex(16).upper())
         cookie.chmod(0o400)
         (c.base_dir / "inetrc").write_text("{lookup, [file, native]}.\n")
         if self._as_root:
@@ -264,7 +290,8 @@ class LocalRabbitMQ:
             RABBITMQ_ALLOW_INPUT="1",
             # -noinput: no shell on stdin; +sbwt none: no scheduler busy-waiting, which on a
             # 2-core CI box steals CPU from the workers under test.
-            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-noinput +sbwt none +sbwtdcpu none +sbwtdio none",
+            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-noinput +sbwt none +sbwtdcpu none +sbwtdio none"
+            + (f" {self.member.erl_args}" if self.member and self.member.erl_args else ""),
         )
         return env
 
@@ -280,7 +307,7 @@ class LocalRabbitMQ:
     @property
     def pids(self) -> list[int]:
         """OS pids of the node and its epmd while they run (for leak checks)."""
-        return [p.pid for p in (self._node, self._epmd) if p.is_running()]
+        return [p.pid for p in (self._node, self._epmd) if p is not None and p.is_running()]
 
     def is_running(self) -> bool:
         return self._node.is_running()
@@ -293,7 +320,7 @@ class LocalRabbitMQ:
 
     def spawn(self) -> None:
         """Launch without waiting: a stack spawns all its servers first, then waits for each."""
-        if not self._epmd.is_running():
+        if self._epmd is not None and not self._epmd.is_running():
             self._epmd.start()
         self._node.start()
 
@@ -364,7 +391,8 @@ class LocalRabbitMQ:
     def close(self) -> None:
         """Stop everything and remove the data dir (when the stack created it)."""
         self._node.stop(timeout=15)
-        self._epmd.stop(timeout=5)
+        if self._epmd is not None:
+            self._epmd.stop(timeout=5)
         if self._own_base:
             reaper.remove_dir(self.config.base_dir)
 

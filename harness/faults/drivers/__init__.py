@@ -4,7 +4,8 @@ A fault kind is data (`harness.faults.kinds`); its driver is everything the harn
 it: check it can run here, apply it (registering its undo), draw it for exploration, and declare
 what it can do to tasks. The nemesis, the explorer and the run read only this registry.
 
-Families: `network` (a role's proxies), `servers` (broker, result backend), `dependencies`
+Families: `network` (a role's proxies), `servers` (broker, result backend), `cluster` (one node
+of a RabbitMQ cluster), `dependencies`
 (extra proxies in front of external services), `workers` (celery worker processes).
 
 Adding a fault kind: its frozen dataclass in `harness/faults/kinds.py` (and in `FAULT_KINDS`),
@@ -24,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from harness.errors import UnsupportedFault
-from harness.faults.drivers import dependencies, network, servers, workers
+from harness.faults.drivers import cluster, dependencies, network, servers, workers
 from harness.faults.drivers.base import Application, Draws, FaultContext, FaultDriver, NeverBit
 from harness.faults.kinds import FAULT_KINDS, Fault
 
@@ -33,7 +34,8 @@ __all__ = ["DRIVERS", "Application", "Draws", "FaultContext", "FaultDriver", "Ne
 
 #: fault class -> its driver; built from the family modules, nothing registers itself.
 DRIVERS: Mapping[type[Fault], FaultDriver[Any]] = {
-    d.fault_type: d for d in (*network.DRIVERS, *servers.DRIVERS, *dependencies.DRIVERS, *workers.DRIVERS)
+    d.fault_type: d for d in (*network.DRIVERS, *servers.DRIVERS, *cluster.DRIVERS, *dependencies.DRIVERS,
+                               *workers.DRIVERS)
 }
 
 

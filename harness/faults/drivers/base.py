@@ -112,7 +112,10 @@ class FaultContext:
                 if ep is None:
                     raise ConfigError(f"the stack has no proxy for role {r}: network faults on it need the "
                                       "stack's per-role proxies (start the stack with a Toxiproxy)")
-                out.append(ep.proxy_name)
+                # A cluster's clients fail over between nodes: the role is cut only when every
+                # node's proxy of it is.
+                nodes = urls.node_proxies.get(Role(r), ())
+                out.extend([e.proxy_name for e in nodes] if nodes else [ep.proxy_name])
             else:
                 extra = self.stack.extra_proxies
                 ep = extra.get(r)
