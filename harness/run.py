@@ -599,7 +599,7 @@ class Run:
 
             urls = self.stack.urls
             app = _load_app(self.app_ref)
-            self.backend = plan_for_app(app, self.settings)
+            self.backend = plan_for_app(app, self.settings, urls.backend_url)
             if self.backend.note:
                 self.notes.append(self.backend.note)
             keep = self.backend.keep_app_backend

@@ -127,7 +127,7 @@ def run_scenario_under_load(stack: Any, system: Any, scenario: Scenario, *, app:
         with deploy(stack, system, app) as d:
             check_app_matches(app if app_given else None, d.app)
             deployed = d.app
-            missing = missing_capabilities(scenario, stack, plan_for_app(_load_app(d.producer), d.settings))
+            missing = missing_capabilities(scenario, stack, plan_for_app(_load_app(d.producer), d.settings, stack.urls.backend_url))
             if missing:
                 return ScenarioReport(scenario.name, "skipped", {}, schedule.to_dict()["faults"], 0.0,
                                       description=scenario.description, error="not applicable: " + "; ".join(missing))

@@ -29,7 +29,11 @@ from harness.processes.managed import ManagedProcess, free_port
 from harness.stack.base import ProxiedEndpoint, Role, StackLifecycle, StackURLs
 from harness.stack.rabbitmq import LocalRabbitMQ
 from harness.stack.redis import LocalRedis
+from harness.stack.sqlite_backend import LocalSQLiteBackend
 from harness.toxiproxy.client import ToxiproxyClient
+
+#: The result backends the local stack can serve (`LocalStackOptions.result_backend`).
+RESULT_BACKENDS: tuple[str, ...] = ("redis", "sqlite", "rpc")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +46,11 @@ class LocalStackOptions:
     toxiproxy:         "auto" (TOXIPROXY_URL, else toxiproxy-server on PATH, else built-in),
                        "builtin", "real", or an http:// URL of a running Toxiproxy
     rabbitmq_management: enable the management plugin (off: it costs start-up time)
+    result_backend:    "redis" (default: a redis-server behind the backend proxies), "sqlite"
+                       (Celery's SQLAlchemy backend on a local file, ``db+sqlite://``: chords
+                       take ``chord_unlock``; backend outages move the file away or lock it,
+                       see `harness.stack.sqlite_backend`) or "rpc" (``rpc://``: results travel
+                       on the broker, so broker faults are the backend faults)
     """
 
     broker: Literal["rabbitmq", "redis"] = "rabbitmq"
@@ -50,10 +59,16 @@ class LocalStackOptions:
     toxiproxy: str = "auto"
     rabbitmq_management: bool = False
     env: dict[str, str] = field(default_factory=dict)
+    result_backend: Literal["redis", "sqlite", "rpc"] = "redis"
 
     def __post_init__(self) -> None:
         if self.broker not in ("rabbitmq", "redis"):
             raise ConfigError(f"broker must be 'rabbitmq' or 'redis', not {self.broker!r}")
+        if self.result_backend not in RESULT_BACKENDS:
+            raise ConfigError(f"result_backend must be one of {', '.join(RESULT_BACKENDS)}, not "
+                              f"{self.result_backend!r}")
+        if self.result_backend == "rpc" and self.broker != "rabbitmq":
+            raise ConfigError("result_backend='rpc' needs broker='rabbitmq' (Celery's rpc:// backend is AMQP only)")
         if not (self.toxiproxy in ("auto", "builtin", "real") or self.toxiproxy.startswith("http")):
             raise ConfigError(
                 f"toxiproxy must be 'auto', 'builtin', 'real' or an http:// URL, not {self.toxiproxy!r}")
@@ -80,7 +95,8 @@ class LocalStack(StackLifecycle):
         self._tag = secrets.token_hex(3)
         self._exit = ExitStack()
         self._broker: LocalRabbitMQ | LocalRedis | None = None
-        self._backend: LocalRedis | None = None
+        self._backend: LocalRedis | LocalSQLiteBackend | None = None
+        self._booted = False
         self._toxiproxy_proc: ManagedProcess | None = None
         self._toxiproxy_dir: Path | None = None
         self._external_toxiproxy = False
@@ -121,10 +137,11 @@ class LocalStack(StackLifecycle):
 
     def await_ready(self) -> LocalStack:
         """Wait until the backend and the broker answer (after `boot`); stop everything on failure."""
-        if self._broker is None or self._backend is None:
+        if self._broker is None or not self._booted:
             raise RuntimeError("the stack is not booted: call boot() or start() first")
         try:
-            self._backend.await_ready()
+            if self._backend is not None:
+                self._backend.await_ready()
             self.timings["backend"] = time.monotonic() - self._t0
             self._broker.await_ready()
             self.timings["broker"] = time.monotonic() - self._t0
@@ -143,10 +160,16 @@ class LocalStack(StackLifecycle):
         else:
             self._broker = LocalRedis(name="redis-broker", aof=o.redis_aof, startup_timeout=o.startup_timeout)
             self._exit.callback(self._broker.close)
-        self._backend = LocalRedis(name="redis-backend", aof=o.redis_aof, startup_timeout=o.startup_timeout)
-        self._exit.callback(self._backend.close)
+        if o.result_backend == "redis":
+            self._backend = LocalRedis(name="redis-backend", aof=o.redis_aof, startup_timeout=o.startup_timeout)
+        elif o.result_backend == "sqlite":
+            self._backend = LocalSQLiteBackend()
+        if self._backend is not None:
+            self._exit.callback(self._backend.close)
         self._broker.spawn()
-        self._backend.spawn()
+        if self._backend is not None:
+            self._backend.spawn()
+        self._booted = True
         self._start_toxiproxy()
         self.timings["toxiproxy"] = time.monotonic() - self._t0
         # Proxies are created while the servers boot: creating one does not dial its upstream.
@@ -206,13 +229,17 @@ class LocalStack(StackLifecycle):
             pass
 
     def _make_urls(self) -> StackURLs:
-        assert self._broker is not None and self._backend is not None and self.toxiproxy is not None
-        broker_url, backend_url = self._broker.url, self._backend.url
+        assert self._broker is not None and self.toxiproxy is not None
+        broker_url = self._broker.url
+        backend_url = self._backend.url if self._backend is not None else "rpc://"
         proxied = {}
         for role in Role:
-            direct = self._broker if role.is_broker else self._backend
-            template = broker_url if role.is_broker else backend_url
-            proxied[role] = self._make_proxy(role, direct.address, template)
+            if role.is_broker:
+                proxied[role] = self._make_proxy(role, self._broker.address, broker_url)
+            elif isinstance(self._backend, LocalRedis):
+                proxied[role] = self._make_proxy(role, self._backend.address, backend_url)
+            # A SQLite file has no connection to proxy, and rpc:// results ride the broker's
+            # proxies: the backend roles have no proxy of their own (url_for gives the direct URL).
         return StackURLs(broker_url=broker_url, backend_url=backend_url,
                          toxiproxy_url=self.toxiproxy.url, proxied=proxied,
                          broker_kind="amqp" if self.options.broker == "rabbitmq" else "redis")
@@ -242,6 +269,7 @@ class LocalStack(StackLifecycle):
         """Tear down everything this stack started; safe to call twice."""
         self._exit.close()
         self._urls = None
+        self._booted = False
 
     # -- accessors ----------------------------------------------------------------
     @property
@@ -249,12 +277,13 @@ class LocalStack(StackLifecycle):
         return self._broker
 
     @property
-    def backend(self) -> LocalRedis | None:
+    def backend(self) -> LocalRedis | LocalSQLiteBackend | None:
+        """The result backend's control; None for ``rpc://`` (the broker is the backend)."""
         return self._backend
 
     def temp_dirs(self) -> list[str]:
         """Data and log directories this stack created (removed by stop(); for leak checks)."""
-        dirs = [str(s.base_dir) if isinstance(s, LocalRedis) else str(s.config.base_dir)
+        dirs = [str(s.base_dir) if isinstance(s, (LocalRedis, LocalSQLiteBackend)) else str(s.config.base_dir)
                 for s in (self._broker, self._backend) if s is not None]
         if self._toxiproxy_dir is not None:
             dirs.append(str(self._toxiproxy_dir))
