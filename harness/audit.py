@@ -252,6 +252,28 @@ def _queues_quorum(conf: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _dead_lettered_at_most_once(conf: Mapping[str, Any]) -> list[str]:
+    """Configured queues that dead-letter without RabbitMQ's at-least-once strategy.
+
+    >>> from kombu import Queue
+    >>> _dead_lettered_at_most_once({"task_queues": [Queue("a", queue_arguments={"x-dead-letter-exchange": "d"})]})
+    ['a']
+    """
+    queues = _get(conf, "task_queues") or ()
+    items = queues.values() if isinstance(queues, Mapping) else queues
+    out = []
+    for q in items:
+        args = getattr(q, "queue_arguments", None)
+        if args is None and isinstance(q, Mapping):
+            args = q.get("queue_arguments")
+        if not isinstance(args, Mapping) or not args.get("x-dead-letter-exchange"):
+            continue
+        safe = args.get("x-queue-type") == "quorum" and args.get("x-dead-letter-strategy") == "at-least-once"
+        if not safe:
+            out.append(str(getattr(q, "name", None) or (q.get("name") if isinstance(q, Mapping) else q)))
+    return out
+
+
 # ---------------------------------------------------------------------------------- the audit
 
 
@@ -457,6 +479,19 @@ def audit_conf(conf: Mapping[str, Any], *, tasks: Mapping[str, Mapping[str, Any]
             ("slow_throughput_recovery", "not_recovered"),
             "Set worker_detect_quorum_queues=True so the worker uses per-consumer QoS with quorum queues.",
             "stall", ("broker_outage:kill_restart", "broker_outage:graceful_stop")))
+
+    at_most_once = _dead_lettered_at_most_once(conf) if broker == "amqp" else []
+    if at_most_once:
+        risks.append(Risk(
+            "dead_letters_at_most_once", 21, "dead-lettering is at most once: a message rejected into the "
+            "dead-letter exchange just before the broker crashes is gone (the reject is applied, the dead "
+            "letter was never stored)",
+            f"x-dead-letter-exchange on {_names(at_most_once)} without quorum queues and "
+            "x-dead-letter-strategy=at-least-once",
+            ("dlq_claimed_not_held", "unit_not_in_dlq", "missing_from_dlq"),
+            "Declare the queues as quorum queues with x-dead-letter-strategy=at-least-once and "
+            "x-overflow=reject-publish (RabbitMQ >= 3.10).",
+            "loss", ("broker_outage:kill_restart",)))
 
     if late and any(v.reject_on_worker_lost for v in late):
         risks.append(Risk(

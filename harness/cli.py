@@ -1,4 +1,7 @@
-"""The `celery-chaos` command: stack up, toxiproxy, check, certify.
+"""The `celery-chaos` command: stack up/down, explore, replay, certify, check, and the delegated ones.
+
+Every command's argument parsing is here (or in its `DELEGATED` module, for those that parse
+their own flags); the work is in the modules each command names.
 
 Exit codes: 0 success / every verdict valid; 1 a verdict is false or unknown; 2 usage or setup error.
 
@@ -17,11 +20,14 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from harness.errors import ConfigError, HarnessError
+
+if TYPE_CHECKING:
+    from harness.stack.base import Stack
 
 
 def _install_signal_handlers() -> None:
@@ -103,16 +109,152 @@ def cmd_stack_down(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_explore(args: argparse.Namespace) -> int:
-    from harness.explore import explore_main
+# -- explore and replay (the driver is harness.explore) ---------------------------------------
 
+
+def _csv(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def parse_variant(items: list[str] | None) -> dict[str, Any]:
+    """``["idempotent_effects=false", "rate_limit=null"]`` -> a dict; values are JSON, else strings.
+
+    >>> parse_variant(["idempotent_effects=false", "max_retries=2", "broker=redis"])
+    {'idempotent_effects': False, 'max_retries': 2, 'broker': 'redis'}
+    """
+    out: dict[str, Any] = {}
+    for item in items or []:
+        name, sep, raw = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--variant takes NAME=VALUE (e.g. idempotent_effects=false), not {item!r}")
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        out[name.strip()] = value
+    return out
+
+
+def _add_stack_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stack", default="local", choices=("local", "containers", "external"),
+                   help="stack provider (default: local)")
+    p.add_argument("--broker-url", help="external stack: broker URL")
+    p.add_argument("--backend-url", help="external stack: result backend URL")
+    p.add_argument("--toxiproxy-url", help="external stack: Toxiproxy API URL")
+
+
+def _open_stack(args: argparse.Namespace, broker: str) -> Stack:
+    """The stack ``--stack`` (and its URLs) asks for, with `broker` for the local one."""
+    from harness.stack import open_stack
+
+    if args.stack == "local":
+        return open_stack("local", broker=broker)
+    if args.stack == "external":
+        return open_stack("external", broker_url=args.broker_url, backend_url=args.backend_url,
+                          toxiproxy_url=args.toxiproxy_url)
+    return open_stack(args.stack)
+
+
+def add_explore_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``celery-chaos explore``."""
+    p.add_argument("--deployment", default="sample_system.deploy:prepare",
+                   help="MODULE:ATTR of prepare(stack, **variant), a context manager of harness.workload.Deployment")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME=VALUE",
+                   help="a configuration override for prepare (repeatable; JSON values), e.g. idempotent_effects=false")
+    p.add_argument("--seed", type=int, default=0, help="Hypothesis seed (same seed, same first schedules)")
+    p.add_argument("--claim", default=None,
+                   help="the guarantee a run must keep: at-least-once (default) | at-most-once, effects=...")
+    p.add_argument("--max-examples", type=int, default=10, help="schedules to generate before giving up")
+    p.add_argument("--n-per-kind", type=int, default=1, help="workload units per kind in each run")
+    p.add_argument("--submit-interval", type=float, default=0.1, help="seconds between submits")
+    p.add_argument("--kinds", help="comma-separated fault kinds to draw from (default: harness.faults.generate."
+                                   "DEFAULT_KINDS)")
+    p.add_argument("--roles", help="comma-separated network fault targets (default: the four client roles)")
+    p.add_argument("--events", help="comma-separated trigger events (effect,execute,receive,publish,worker_lost); "
+                                    "'' for time offsets only")
+    p.add_argument("--task-names", help="comma-separated task names for triggers and kill_worker_child")
+    p.add_argument("--effect-kinds", help="comma-separated effect kinds for on_effect triggers")
+    p.add_argument("--max-faults", type=int, default=3, help="faults per schedule, at most")
+    p.add_argument("--checkers", help="comma-separated checkers whose failures count (default: all)")
+    p.add_argument("--time-budget", type=float, default=300.0,
+                   help="seconds of generation and shrinking before keeping the smallest failure so far")
+    p.add_argument("--confirm", type=int, default=1, help="replays of the minimal schedule to confirm it")
+    p.add_argument("--out", default="chaos-explore", help="output directory (reproducer.json, runs.jsonl, runs/)")
+    _add_stack_arguments(p)
+
+
+def explore_main(args: argparse.Namespace) -> int:
+    """``celery-chaos explore``: 0 when no schedule failed, 1 when a reproducer was written, 2 on bad input."""
+    from harness.explore import explore
+    from harness.faults.generate import FaultSpace
+
+    try:
+        variant = parse_variant(args.variant)
+        overrides: dict[str, Any] = {"max_faults": args.max_faults}
+        for name, value in (("kinds", _csv(args.kinds)), ("roles", _csv(args.roles)),
+                            ("events", _csv(args.events)), ("task_names", _csv(args.task_names)),
+                            ("effect_kinds", _csv(args.effect_kinds))):
+            if value is not None:
+                overrides[name] = value
+        space = FaultSpace(**overrides)
+        stack = _open_stack(args, str(variant.get("broker", "rabbitmq")))
+        with stack:
+            result = explore(args.deployment, stack, max_examples=args.max_examples, seed=args.seed,
+                             out_dir=args.out, variant=variant, space=space, n_per_kind=args.n_per_kind,
+                             submit_interval_s=args.submit_interval, checkers=_csv(args.checkers),
+                             time_budget_s=args.time_budget, confirm=args.confirm, log=_stderr("explore"),
+                             claim=args.claim)
+    except ConfigError as exc:
+        print(f"celery-chaos explore: {exc}", file=sys.stderr)
+        return 2
+    print(result.summary())
+    return 1 if result.found else 0
+
+
+def add_replay_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``celery-chaos replay REPRO.json``."""
+    p.add_argument("reproducer", help="reproducer.json written by celery-chaos explore")
+    p.add_argument("--deployment", default=None, help="MODULE:ATTR overriding the reproducer's deployment")
+    p.add_argument("--directory", default=None, help="keep the run's history and logs here")
+    _add_stack_arguments(p)
+
+
+def replay_main(args: argparse.Namespace) -> int:
+    """``celery-chaos replay``: 1 when the run fails (reproduced or not), 0 when it is valid, 2 on bad input."""
+    from harness.checkers import Validity
+    from harness.explore import Reproducer, replay
+
+    try:
+        repro = Reproducer.read(args.reproducer)
+        stack = _open_stack(args, repro.broker)
+        with stack:
+            result = replay(args.reproducer, stack, deployment_factory=args.deployment, directory=args.directory,
+                            log=_stderr("replay"))
+    except ConfigError as exc:
+        print(f"celery-chaos replay: {exc}", file=sys.stderr)
+        return 2
+    print(result.summary())
+    same = repro.fails_same_way(result)
+    print(f"reproduced: {'yes' if same else 'no'} (expected {repro.target.describe()} to fail)")
+    return 0 if result.valid is Validity.TRUE else 1
+
+
+def _stderr(prefix: str) -> Callable[[str], None]:
+    def say(line: str) -> None:
+        print(f"[{prefix}] {line}", file=sys.stderr, flush=True)
+
+    return say
+
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
     _install_signal_handlers()
     return int(explore_main(args))
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from harness.explore import replay_main
-
     _install_signal_handlers()
     return int(replay_main(args))
 
@@ -150,8 +292,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, (_m, _f, text) in DELEGATED.items():
         sub.add_parser(name, help=text, add_help=False)
-
-    from harness.explore import add_explore_arguments, add_replay_arguments
 
     ex = sub.add_parser("explore", help="generate fault schedules with Hypothesis; shrink a failure to a reproducer")
     add_explore_arguments(ex)

@@ -54,7 +54,7 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGTERM, _term)
 
 
-def build_stack(config: pytest.Config) -> Any:
+def build_stack(config: pytest.Config) -> Stack:
     """The stack the options ask for (not started)."""
     from harness.stack import open_stack
 
@@ -70,7 +70,7 @@ def build_stack(config: pytest.Config) -> Any:
 
 
 @pytest.fixture(scope="session")
-def chaos_stack(request: pytest.FixtureRequest) -> Iterator[Any]:
+def chaos_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     """One stack for the whole session (servers start once; tests share it)."""
     stack = build_stack(request.config)
     with stack:

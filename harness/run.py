@@ -1,11 +1,15 @@
 """One chaos run, end to end: workers, producer, workload, faults, heal, quiesce, drain, check.
 
 Responsibility: wire the roles together for one run (Jepsen's ``run!``), as one explicit `Run`
-object: no globals. In order:
+object: no globals. `run_deployment` (a deployed system and a frozen `RunConfig`) is the one run
+path the harness's drivers use: certify, explore and replay, the pytest route
+(`harness.certification.run_scenario`) and runs under a steady load (`harness.load.under_load`).
+In order:
 
 1. workers: a `WorkerGroup` on the stack's worker-role proxies, recording the history;
 2. producer: the app (import path or object) on the producer-role proxies, recording its publishes;
-3. load: ``workload.setup`` / ``units`` / ``submit`` while the nemesis runs the schedule;
+3. load: ``workload.setup``, then the run's `Load` (default `SubmitUnits`: ``units`` /
+   ``submit`` from this process) while the nemesis runs the schedule;
 4. heal: every fault undone (also on error or Ctrl-C); then the recovery probes: the last
    ``after_heal`` fraction of the units is submitted after the heal;
 5. quiesce (bounded): the consumed queues hold no ready or unacknowledged message and no
@@ -37,7 +41,9 @@ Options (keyword arguments of `Run`):
 - ``after_heal``: fraction of units submitted after the heal (default 0.25 with faults, else 0);
 - ``submit_interval_s``: pause between submits; ``quiesce_timeout_s``; ``fault_timeout_s``;
 - ``directory``: where history and logs go (kept); default a temp dir removed after the run
-  (the merged history stays in `RunResult.history`).
+  (the merged history stays in `RunResult.history`);
+- ``load``: how the work is submitted, a `Load` (default `SubmitUnits` from ``n_per_kind``,
+  ``submit_interval_s``, ``after_heal`` and ``fault_timeout_s``).
 
 Example:
     >>> result = Run(stack, app="tests.engine.engine_app:app", workload=EngineWorkload(),   # doctest: +SKIP
@@ -57,11 +63,11 @@ import secrets
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from harness.checkers import (
     Claim,
@@ -83,13 +89,35 @@ from harness.history import History, HistoryRecorder, read_history
 from harness.history.ops import F, OpType
 from harness.processes import reaper
 from harness.stack.base import Role, Stack, capabilities
-from harness.stack.result_backend import BackendPlan, plan_for_app
+from harness.stack.result_backend import plan_for_app
 from harness.workers.group import WorkerGroup
 from harness.workers.process import WorkerSpec
-from harness.workload import Unit, Workload, validate_units
+from harness.workload import Deployment, Unit, Workload, validate_units
 
-__all__ = ["Run", "RunResult"]
+__all__ = ["Load", "LoadSession", "Run", "RunConfig", "RunContext", "RunResult", "SubmitUnits", "delayed_delivery_queues",
+           "run_deployment"]
 
+
+def delayed_delivery_queues(app: Any) -> list[str]:
+    """The broker queues where Celery's native delayed delivery holds countdown and ETA tasks.
+
+    An app with quorum queues on RabbitMQ publishes a countdown into ``celery_delayed_27`` and
+    the message waits, hop by hop, in ``celery_delayed_<n>`` queues no worker consumes. A quiesce
+    that watched only the task queues and the workers would call the run over while a retry is
+    still in flight, and judge that retry lost.
+
+    >>> from celery import Celery
+    >>> delayed_delivery_queues(Celery(broker="redis://127.0.0.1:1/0"))
+    []
+    """
+    from celery.utils.quorum_queues import detect_quorum_queues
+
+    try:
+        driver = app.connection_for_write().transport.driver_type
+        uses = detect_quorum_queues(app, driver)[0]
+    except Exception:  # noqa: BLE001 - an app we cannot inspect has no delayed-delivery queues we know of
+        return []
+    return [f"celery_delayed_{level}" for level in range(27, -1, -1)] if uses else []
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +141,9 @@ class RunResult:
     history_path: str | None
     notes: tuple[str, ...] = ()
     history: History | None = field(default=None, compare=False, repr=False)
+    #: What the run's `Load` measured (`harness.load.under_load.SteadyLoad`: the Locust result and
+    #: the load's window); None for units submitted from this process.
+    load: Any = field(default=None, compare=False, repr=False)
 
     def verdict(self, name: str) -> Verdict:
         """The verdict of checker `name` (KeyError naming those that ran)."""
@@ -256,6 +287,152 @@ class _Producer:
             self.app.conf.update(self._saved)
 
 
+
+@dataclass
+class RunContext:
+    """What a `Load` sees of the run in progress (built by `Run.execute`, one per execution).
+
+    ``notes``, ``counts`` and ``timings`` are the run's own and end up in its `RunResult`;
+    ``phase(name, **value)`` records a ``phase`` op; ``cleanup`` runs on every exit path
+    (register what the load starts there, so a failure or Ctrl-C reaps it).
+    """
+
+    stack: Stack
+    run_id: str
+    directory: Path
+    history_dir: Path
+    schedule: Schedule
+    workload: Workload
+    app: Any
+    group: WorkerGroup
+    nemesis: Nemesis
+    cleanup: ExitStack
+    phase: Callable[..., None]
+    notes: list[str]
+    counts: dict[str, int]
+    timings: dict[str, float]
+
+
+class LoadSession(Protocol):
+    """One execution's load (see `Load`); the run calls its methods in this order."""
+
+    def under_faults(self) -> None:
+        """Start ``ctx.nemesis`` on the schedule once work flows; return when the load is done."""
+
+    def after_heal(self) -> None:
+        """Submit what comes after every fault is healed (the recovery probes), if anything."""
+
+    def units(self) -> list[Unit]:
+        """The units whose outcomes are judged (asked after the drain)."""
+
+    def expectations(self) -> Mapping[str, Any]:
+        """Expectation overrides this load implies (applied under the caller's own)."""
+
+    def measurements(self) -> Any:
+        """What the load measured, handed back in `RunResult.load` (None: nothing)."""
+
+
+class Load(Protocol):
+    """How a run's work is submitted: `SubmitUnits` (the default: the workload's units, from this
+    process) or `harness.load.under_load.SteadyLoad` (Locust at a steady rate). A frozen plan;
+    `start` makes the session of one execution."""
+
+    def start(self, ctx: RunContext) -> LoadSession: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitUnits:
+    """The workload's ``units(n_per_kind, run_id)``, submitted from this process in a thread
+    (`submit_interval_s` apart) while the schedule runs; the fraction `after_heal` of them
+    (spread over the kinds) once every fault is healed. `fault_timeout_s` bounds the wait for
+    the schedule (default: its horizon + 60 s).
+
+    >>> SubmitUnits(n_per_kind=2, after_heal=0.25).n_per_kind
+    2
+    """
+
+    n_per_kind: int = 10
+    submit_interval_s: float = 0.0
+    after_heal: float = 0.0
+    fault_timeout_s: float | None = None
+
+    def start(self, ctx: RunContext) -> LoadSession:
+        return _UnitsSession(self, ctx)
+
+
+class _UnitsSession:
+    """`SubmitUnits` in one execution: the units are drawn (and checked) when it starts."""
+
+    def __init__(self, plan: SubmitUnits, ctx: RunContext) -> None:
+        self.plan = plan
+        self.ctx = ctx
+        self.all = validate_units(ctx.workload, ctx.workload.units(plan.n_per_kind, ctx.run_id), ctx.run_id)
+        n_after = int(round(len(self.all) * plan.after_heal))
+        if plan.after_heal > 0 and n_after == 0 and len(self.all) > 1:
+            n_after = 1
+        self.during, self.after = split_after_heal(self.all, n_after)
+        ctx.counts.update(units=len(self.all), units_after_heal=len(self.after))
+
+    def under_faults(self) -> None:
+        ctx, plan = self.ctx, self.plan
+        t = time.monotonic()
+        ctx.phase("load_start", units=len(self.during))
+        ctx.nemesis.start(ctx.schedule)
+        horizon = ctx.schedule.horizon_s
+        load_timeout = max(60.0, 2 * horizon + 30.0 + len(self.during) * (plan.submit_interval_s + 0.5))
+        self._submit(self.during, load_timeout, "load")
+        ctx.timings["load_s"] = round(time.monotonic() - t, 3)
+        fault_timeout = plan.fault_timeout_s if plan.fault_timeout_s is not None else horizon + 60.0
+        if not ctx.nemesis.wait(max(0.0, fault_timeout - (time.monotonic() - t))):
+            ctx.notes.append(f"the schedule did not finish within {fault_timeout:.0f} s: stopped early")
+
+    def after_heal(self) -> None:
+        if self.after:
+            self.ctx.phase("after_heal", units=len(self.after))
+            self._submit(self.after, max(60.0, len(self.after) * (self.plan.submit_interval_s + 0.5)), "after heal")
+
+    def units(self) -> list[Unit]:
+        return self.all
+
+    def expectations(self) -> Mapping[str, Any]:
+        return {}
+
+    def measurements(self) -> Any:
+        return None
+
+    def _submit_all(self, units: list[Unit], stop: threading.Event) -> None:
+        ctx, counts = self.ctx, self.ctx.counts
+        for u in units:
+            if stop.is_set():
+                counts["not_submitted"] = counts.get("not_submitted", 0) + 1
+                continue
+            try:
+                ctx.workload.submit(ctx.app, u)
+                counts["submitted"] = counts.get("submitted", 0) + 1
+            except Exception as exc:  # noqa: BLE001 - a publish failing under a fault is data, not a crash
+                counts["submit_errors"] = counts.get("submit_errors", 0) + 1
+                if counts["submit_errors"] <= 3:
+                    ctx.notes.append(f"submit of {u.key} raised {type(exc).__name__}: {str(exc)[:200]}")
+            if self.plan.submit_interval_s:
+                stop.wait(self.plan.submit_interval_s)
+
+    def _submit(self, units: list[Unit], timeout: float, what: str) -> None:
+        """Submit in a thread so a publish stuck on a fault cannot hang the run (bounded by `timeout`)."""
+        if not units:
+            return
+        stop = threading.Event()
+        t = threading.Thread(target=self._submit_all, args=(units, stop), name=f"chaos-load-{what}", daemon=True)
+        t.start()
+        deadline = time.monotonic() + timeout
+        while t.is_alive() and time.monotonic() < deadline:
+            t.join(0.1)  # short slices keep Ctrl-C responsive
+        if t.is_alive():
+            stop.set()
+            t.join(5.0)
+            self.ctx.notes.append(f"{what}: submitting {len(units)} units did not finish within {timeout:.0f} s "
+                                  "(a publish was stuck on a fault); the rest were not submitted")
+
+
 class Run:
     """One chaos run (see the module docstring for the phases and options).
 
@@ -272,6 +449,9 @@ class Run:
     Traceback (most recent call last):
     ...
     harness.errors.ConfigError: workload object lacks ['setup', 'units', 'submit', 'effects', 'dlq_entries'] of the harness.workload.Workload protocol (setup, units, submit, effects, dlq_entries)
+
+    A `Run` is its options: everything one execution finds out (notes, the result backend's
+    plan, counts) lives in that execution and is returned in its `RunResult`.
     """
 
     def __init__(self, stack: Stack, *, app: Any, workload: Workload, workers: Sequence[WorkerSpec] | None = None,
@@ -282,7 +462,7 @@ class Run:
                  fault_timeout_s: float | None = None, run_id: str | None = None,
                  directory: Path | str | None = None, ready_timeout_s: float = 30.0,
                  log: Any = None, claim: Claim | str | None = None,
-                 rate_limits: Mapping[str, float | str] | str | None = None) -> None:
+                 rate_limits: Mapping[str, float | str] | str | None = None, load: Load | None = None) -> None:
         if not isinstance(n_per_kind, int) or isinstance(n_per_kind, bool) or n_per_kind < 1:
             raise ConfigError(f"n_per_kind must be an int >= 1, got {n_per_kind!r}")
         if schedule is not None and not isinstance(schedule, Schedule):
@@ -314,20 +494,19 @@ class Run:
         self.schedule = schedule or Schedule()
         self.expectations_in = expectations
         self.rate_limits_in = rate_limits
-        self.n_per_kind = n_per_kind
         self.checkers = checkers
-        self.after_heal = (0.25 if self.schedule else 0.0) if after_heal is None else after_heal
-        self.submit_interval_s = float(submit_interval_s)
+        after = (0.25 if self.schedule else 0.0) if after_heal is None else after_heal
+        self.load: Load = load if load is not None else SubmitUnits(
+            n_per_kind=n_per_kind, submit_interval_s=float(submit_interval_s), after_heal=after,
+            fault_timeout_s=fault_timeout_s)
         self.quiesce_timeout_s = float(quiesce_timeout_s)
-        self.fault_timeout_s = fault_timeout_s
         self.ready_timeout_s = float(ready_timeout_s)
         self.run_id = run_id or f"run-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         self._keep = directory is not None
         self.directory = Path(directory) if directory is not None else None
         self._log = log if log is not None else (lambda msg: None)
-        self._executed = False
-        self.notes: list[str] = []
-        self.backend: BackendPlan | None = None
+        # Held for good by the first execute(): a run id names one execution.
+        self._once = threading.Lock()
 
     # ------------------------------------------------------------------ helpers
     def _say(self, msg: str) -> None:
@@ -346,19 +525,19 @@ class Run:
             for q in s.queues or (app.conf.task_default_queue or "celery",):
                 if q not in names:
                     names.append(q)
-        return names
+        return names + delayed_delivery_queues(app)
 
-    def _worker_conf(self, group: WorkerGroup, app: Any) -> dict[str, Any]:
+    def _worker_conf(self, group: WorkerGroup, app: Any, notes: list[str]) -> dict[str, Any]:
         """The workers' actual configuration (``inspect conf``); the producer's app conf as fallback."""
         try:
             return group.get(None).conf(timeout=2.0)
         except Exception as exc:  # noqa: BLE001 - fall back, and say so
-            self.notes.append(f"could not read the workers' configuration ({exc!r}); expectations use the app's")
+            notes.append(f"could not read the workers' configuration ({exc!r}); expectations use the app's")
         merged = {k: app.conf.get(k) for k in ("task_acks_late", "task_reject_on_worker_lost")}
         merged.update({k: v for k, v in self._specs()[0].settings.items()})
         return merged
 
-    def _rate_limits(self, group: WorkerGroup) -> dict[str, float]:
+    def _rate_limits(self, group: WorkerGroup, notes: list[str]) -> dict[str, float]:
         """The rate limits to judge (task name -> executions per second), as `rate_limits` asks."""
         asked = self.rate_limits_in
         if asked is None:
@@ -368,21 +547,22 @@ class Run:
             try:
                 raw.update(group.get(None).rate_limits())
             except Exception as exc:  # noqa: BLE001 - said in the notes; the checker is then not run
-                self.notes.append(f"could not read the workers' rate limits ({exc!r})")
+                notes.append(f"could not read the workers' rate limits ({exc!r})")
             raw.update(dict(getattr(self.workload, "rate_limits", None) or {}))
         elif isinstance(asked, Mapping):
             raw.update(asked)
         out = {name: r for name, r in ((n, parse_rate(v)) for n, v in raw.items()) if r is not None}
         if not out:
-            self.notes.append("rate limits not judged: no task of the app declares a rate_limit")
+            notes.append("rate limits not judged: no task of the app declares a rate_limit")
         return out
 
-    def _expectations(self, conf: Mapping[str, Any], units: list[Unit]) -> Expectations:
+    def _expectations(self, conf: Mapping[str, Any], units: list[Unit],
+                      load_overrides: Mapping[str, Any]) -> Expectations:
         outcomes = {u.key: u.expected for u in units}
         kill_kinds = kinds_cutting_running_tasks(self.schedule.kinds)
         if isinstance(self.expectations_in, Expectations):
             exp = self.expectations_in
-            changes: dict[str, Any] = {}
+            changes: dict[str, Any] = dict(load_overrides)
             if exp.run_id is None:
                 changes["run_id"] = self.run_id
             if not exp.expected_outcomes:
@@ -400,42 +580,11 @@ class Run:
             val = getattr(self.workload, attr, None)
             if isinstance(val, bool):
                 derived[attr] = val
+        derived.update(load_overrides)
         derived.update(dict(self.expectations_in or {}))
         return Expectations.from_celery_config(conf, **derived)
 
     # ------------------------------------------------------------------ phases
-    def _submit_all(self, app: Any, units: list[Unit], counts: dict[str, int], stop: threading.Event) -> None:
-        for u in units:
-            if stop.is_set():
-                counts["not_submitted"] = counts.get("not_submitted", 0) + 1
-                continue
-            try:
-                self.workload.submit(app, u)
-                counts["submitted"] = counts.get("submitted", 0) + 1
-            except Exception as exc:  # noqa: BLE001 - a publish failing under a fault is data, not a crash
-                counts["submit_errors"] = counts.get("submit_errors", 0) + 1
-                if counts["submit_errors"] <= 3:
-                    self.notes.append(f"submit of {u.key} raised {type(exc).__name__}: {str(exc)[:200]}")
-            if self.submit_interval_s:
-                stop.wait(self.submit_interval_s)
-
-    def _submit(self, app: Any, units: list[Unit], counts: dict[str, int], timeout: float, what: str) -> None:
-        """Submit in a thread so a publish stuck on a fault cannot hang the run (bounded by `timeout`)."""
-        if not units:
-            return
-        stop = threading.Event()
-        t = threading.Thread(target=self._submit_all, args=(app, units, counts, stop), name=f"chaos-load-{what}",
-                             daemon=True)
-        t.start()
-        deadline = time.monotonic() + timeout
-        while t.is_alive() and time.monotonic() < deadline:
-            t.join(0.1)  # short slices keep Ctrl-C responsive
-        if t.is_alive():
-            stop.set()
-            t.join(5.0)
-            self.notes.append(f"{what}: submitting {len(units)} units did not finish within {timeout:.0f} s "
-                              "(a publish was stuck on a fault); the rest were not submitted")
-
     def _queue_depths(self, queues: list[str]) -> dict[str, tuple[int, int]]:
         """(ready, unacked) per queue through the direct broker URL; unacked is -1 when the
         transport cannot tell (AMQP: see `_unacked_exact`)."""
@@ -488,9 +637,7 @@ class Run:
     def quiesce(self, group: WorkerGroup, queues: list[str]) -> tuple[bool, dict[str, Any]]:
         """Wait (up to ``quiesce_timeout_s``) until `queues` are empty and `group` is idle.
 
-        Returns whether it got there and the last state seen. Public with `drain`,
-        `checkers_for`, `stop_workers` and `close_nemesis`: the phases other
-        drivers (`harness.load.run_under_load`) reuse around their own load.
+        Returns whether it got there and the last state seen.
         """
         deadline = time.monotonic() + self.quiesce_timeout_s
         last: dict[str, Any] = {}
@@ -521,7 +668,8 @@ class Run:
             time.sleep(0.2)
         return False, last
 
-    def drain(self, recorder: HistoryRecorder, app: Any, counts: dict[str, int],
+
+    def drain(self, recorder: HistoryRecorder, app: Any, counts: dict[str, int], notes: list[str],
               queues_left: Mapping[str, Any] | None = None) -> None:
         """Read the final state into the history: one ``stored_effect`` op per record of the effect
         store, one ``dlq_entry`` op per task the dead-letter queue holds, and a ``final_state``
@@ -531,7 +679,7 @@ class Run:
             effects = self.workload.effects() or {}
         except Exception as exc:  # noqa: BLE001 - a store that cannot be read makes the verdict unknown
             state.update(effects_read=False, effects_error=f"{type(exc).__name__}: {str(exc)[:300]}")
-            self.notes.append(f"reading the effect store failed: {state['effects_error']}")
+            notes.append(f"reading the effect store failed: {state['effects_error']}")
             effects = {}
         n_records = 0
         for key, records in sorted(effects.items()):
@@ -545,7 +693,7 @@ class Run:
             entries = self.workload.dlq_entries(app) or []
         except Exception as exc:  # noqa: BLE001
             state.update(dlq_read=False, dlq_error=f"{type(exc).__name__}: {str(exc)[:300]}")
-            self.notes.append(f"reading the dead-letter queue failed: {state['dlq_error']}")
+            notes.append(f"reading the dead-letter queue failed: {state['dlq_error']}")
             entries = []
         for e in entries:
             recorder.record(F.DLQ_ENTRY, OpType.OK, {
@@ -572,12 +720,12 @@ class Run:
 
     def execute(self) -> RunResult:
         """Run every phase and return the result; workers, faults and temp dirs are cleaned up always."""
-        if self._executed:
+        if not self._once.acquire(blocking=False):
             raise ConfigError("this Run was executed already: build a new Run (each run has its own run id)")
-        self._executed = True
         t_start = time.monotonic()
         timings: dict[str, float] = {}
         counts: dict[str, int] = {}
+        notes: list[str] = []
         applied: list[AppliedFault] = []
         quiesced = False
         with ExitStack() as cleanup:
@@ -599,10 +747,10 @@ class Run:
 
             urls = self.stack.urls
             app = _load_app(self.app_ref)
-            self.backend = plan_for_app(app, self.settings, urls.backend_url)
-            if self.backend.note:
-                self.notes.append(self.backend.note)
-            keep = self.backend.keep_app_backend
+            backend = plan_for_app(app, self.settings, urls.backend_url)
+            if backend.note:
+                notes.append(backend.note)
+            keep = backend.keep_app_backend
             group = WorkerGroup(self._specs(), broker_url=urls.url_for(Role.WORKER_BROKER),
                                 backend_url="" if keep else urls.url_for(Role.WORKER_BACKEND),
                                 control_url=urls.broker_url,
@@ -623,29 +771,20 @@ class Run:
             t = time.monotonic()
             group.start()
             timings["workers_ready_s"] = round(time.monotonic() - t, 3)
-            conf = self._worker_conf(group, producer.app)
-            units = validate_units(self.workload, self.workload.units(self.n_per_kind, self.run_id), self.run_id)
-            expectations = self._expectations(conf, units)
-            limits = self._rate_limits(group)
-            if limits:
-                expectations = dataclasses.replace(expectations, rate_limits={**expectations.rate_limits, **limits})
-            n_after = int(round(len(units) * self.after_heal))
-            if self.after_heal > 0 and n_after == 0 and len(units) > 1:
-                n_after = 1
-            during, after = split_after_heal(units, n_after)
-            counts.update(units=len(units), units_after_heal=len(after))
+            conf = self._worker_conf(group, producer.app, notes)
+            ctx = RunContext(stack=self.stack, run_id=self.run_id, directory=directory, history_dir=history_dir,
+                             schedule=self.schedule, workload=self.workload, app=producer.app, group=group,
+                             nemesis=nemesis, cleanup=cleanup, phase=phase, notes=notes, counts=counts,
+                             timings=timings)
+            load = self.load.start(ctx)
+            # Built now only to refuse bad overrides before any work is submitted; the real ones
+            # are built at the check, from the units the load says it submitted.
+            self._expectations(conf, [], load.expectations())
+            limits = self._rate_limits(group, notes)
 
             # -- load under faults
-            t = t_faults = time.monotonic()
-            phase("load_start", units=len(during))
-            nemesis.start(self.schedule)
-            horizon = self.schedule.horizon_s
-            load_timeout = max(60.0, 2 * horizon + 30.0 + len(during) * (self.submit_interval_s + 0.5))
-            self._submit(producer.app, during, counts, load_timeout, "load")
-            timings["load_s"] = round(time.monotonic() - t, 3)
-            fault_timeout = self.fault_timeout_s if self.fault_timeout_s is not None else horizon + 60.0
-            if not nemesis.wait(max(0.0, fault_timeout - (time.monotonic() - t))):
-                self.notes.append(f"the schedule did not finish within {fault_timeout:.0f} s: stopped early")
+            t_faults = time.monotonic()
+            load.under_faults()
             # -- heal
             t = time.monotonic()
             applied = nemesis.stop()
@@ -654,30 +793,37 @@ class Run:
             timings["heal_s"] = round(time.monotonic() - t, 3)
             for a in applied:
                 if not a.bit:  # said at once: the scenario did not exercise what it claims, and why
-                    self.notes.append(f"fault {a.id} ({a.kind}) did not bite: {a.error or a.outcome}")
+                    notes.append(f"fault {a.id} ({a.kind}) did not bite: {a.error or a.outcome}")
             unhealed = [a.id for a in applied if a.outcome == "unhealed"]
             if unhealed:
-                self.notes.append(f"faults {unhealed} could not be healed: verdicts are about a broken system")
-            if after:
-                phase("after_heal", units=len(after))
-                self._submit(producer.app, after, counts, max(60.0, len(after) * (self.submit_interval_s + 0.5)),
-                             "after heal")
+                notes.append(f"faults {unhealed} could not be healed: verdicts are about a broken system")
+            load.after_heal()
             # -- quiesce
             t = time.monotonic()
             quiesced, state = self.quiesce(group, self._queues(producer.app))
             timings["quiesce_s"] = round(time.monotonic() - t, 3)
             phase("quiesce", quiesced=quiesced, state=state)
             if not quiesced:
-                self.notes.append(f"not quiescent after {self.quiesce_timeout_s:.0f} s: {json.dumps(state)[:400]}")
+                notes.append(f"not quiescent after {self.quiesce_timeout_s:.0f} s: "
+                             f"{json.dumps(state, default=str)[:400]}")
             # -- drain
             t = time.monotonic()
             self.stop_workers(group)
-            self.drain(recorder, producer.app, counts, state.get("queues"))
+            self.drain(recorder, producer.app, counts, notes, state.get("queues"))
             phase("drain")
             timings["drain_s"] = round(time.monotonic() - t, 3)
             # -- check
             t = time.monotonic()
             phase("check")
+            units = load.units()
+            counts["units"] = len(units)
+            expectations = self._expectations(conf, units, load.expectations())
+            if limits:
+                # Starts are seen at task_prerun, after the pool: tokens granted while every child
+                # was busy start together once children free up, up to one per pool process.
+                pool = max((s.concurrency or 1 for s in self.worker_specs), default=1)
+                expectations = dataclasses.replace(expectations, rate_limits={**expectations.rate_limits, **limits},
+                                                   rate_limit_burst=max(expectations.rate_limit_burst, pool))
             history = read_history(history_dir)
             index = build_index(history, run_id=expectations.run_id, kill_fault_kinds=expectations.kill_fault_kinds)
             verdicts = check_all(index, expectations, self.checkers_for(expectations, index))
@@ -690,7 +836,7 @@ class Run:
                 run_id=self.run_id, valid=overall(verdicts), verdicts=verdicts, schedule=self.schedule,
                 schedule_as_run=tuple(applied), expectations=expectations, timings=timings, counts=counts,
                 quiesced=quiesced, history_path=str(history_dir) if self._keep else None,
-                notes=tuple(self.notes), history=history)
+                notes=tuple(notes), history=history, load=load.measurements())
             if self._keep:
                 (directory / "result.json").write_text(result.to_json())
         return result
@@ -710,3 +856,75 @@ class Run:
             if nemesis.recorder is not None:
                 nemesis.recorder.close()
 
+
+# -------------------------------------------------------------------------- one run path
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    """How to run a deployed system once (`run_deployment`): the one description of a run that
+    certify, explore and replay, the pytest route and the runs under load all build.
+
+    - ``schedule``: the faults (default none);
+    - ``n_per_kind`` / ``submit_interval_s``: the units submitted from this process (with
+      ``after_heal``, default 0.25 of them after the heal when there are faults), unless ``load``
+      says otherwise (`harness.load.under_load.SteadyLoad`: Locust at a steady rate);
+    - ``workers``: how many workers, each with the deployment's queues, env and concurrency;
+      ``name``: in their node names (``w1-<name>@127.0.0.1``; empty: Celery-unique random names);
+    - ``claim``, ``rate_limits`` (``"app"``: judge the app's declared limits), ``expectations``
+      (overrides), ``quiesce_timeout_s``, ``run_id``, ``directory`` (kept; default a temp dir):
+      as the `Run` options of the same names.
+
+    >>> RunConfig(n_per_kind=2, workers=2, name="broker_blackhole").worker_hostnames()
+    ('w1-broker-blackhole@127.0.0.1', 'w2-broker-blackhole@127.0.0.1')
+    >>> RunConfig(workers=0)
+    Traceback (most recent call last):
+    ...
+    harness.errors.ConfigError: workers must be an int >= 1, got 0
+    """
+
+    schedule: Schedule = field(default_factory=Schedule)
+    n_per_kind: int = 1
+    submit_interval_s: float = 0.1
+    after_heal: float | None = None
+    workers: int = 1
+    name: str = ""
+    claim: Claim | str | None = None
+    rate_limits: Mapping[str, float | str] | str | None = None
+    expectations: Mapping[str, Any] | None = None
+    quiesce_timeout_s: float = 60.0
+    run_id: str | None = None
+    directory: Path | str | None = None
+    load: Load | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 1:
+            raise ConfigError(f"workers must be an int >= 1, got {self.workers!r}")
+
+    def worker_hostnames(self) -> tuple[str, ...] | None:
+        """The workers' node names; None when unnamed (each worker gets a random one)."""
+        if not self.name:
+            return None
+        slug = self.name.replace("_", "-")
+        return tuple(f"w{i + 1}-{slug}@127.0.0.1" for i in range(self.workers))
+
+
+def run_deployment(stack: Stack, deployment: Deployment, config: RunConfig, *,
+                   log: Callable[[str], None] | None = None) -> RunResult:
+    """Run `deployment` (a `harness.workload.Deployment`) on `stack` once, as `config` says.
+
+    Example::
+
+        with prepare(stack, idempotent_effects=False) as d:
+            result = run_deployment(stack, d, RunConfig(Schedule.of(when(on_effect(), KillWorker()))))
+    """
+    names = config.worker_hostnames()
+    workers = [WorkerSpec(app=deployment.app, concurrency=deployment.concurrency, queues=tuple(deployment.queues),
+                          env=dict(deployment.env), hostname=names[i] if names else "")
+               for i in range(config.workers)]
+    return Run(stack, app=deployment.producer, workload=deployment.workload, workers=workers,
+               schedule=config.schedule, settings=dict(deployment.settings) or None, n_per_kind=config.n_per_kind,
+               submit_interval_s=config.submit_interval_s, after_heal=config.after_heal, claim=config.claim,
+               rate_limits=config.rate_limits, expectations=config.expectations,
+               quiesce_timeout_s=config.quiesce_timeout_s, run_id=config.run_id, directory=config.directory,
+               log=log, load=config.load).execute()

@@ -25,7 +25,14 @@ from celery import Celery, bootsteps
 from sample_system.service_task import Runtime
 from sample_system.services import register_all
 from sample_system.settings import Settings
-from sample_system.topology import DEFAULT, celery_routes, dead_letter_queue, task_queues
+from sample_system.topology import (
+    DEFAULT,
+    celery_routes,
+    dead_letter_queue,
+    exchange_for,
+    queue_type_of,
+    task_queues,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +45,7 @@ class DeclareDeadLetterQueue(bootsteps.StartStopStep):
     def start(self, c: Any) -> None:
         try:
             with c.connection.channel() as ch:
-                dead_letter_queue()(ch).declare()
+                dead_letter_queue(queue_type_of(c.app))(ch).declare()
         except Exception:  # noqa: BLE001 - the consumer must start; the producer side declares too
             log.exception("could not declare the dead-letter queue")
 
@@ -96,10 +103,11 @@ def celery_config(s: Settings) -> dict[str, Any]:
         "result_backend_max_sleep_between_retries_ms": 2000,
         "redis_socket_connect_timeout": s.backend_socket_timeout,
         # routing: per-service queues, explicit routes, nothing implicit
-        "task_queues": task_queues(dlq=True),
+        "task_queues": task_queues(dlq=True, queue_type=s.queue_type),
         "task_routes": celery_routes(),
         "task_default_queue": DEFAULT,
-        "task_default_exchange": DEFAULT,
+        "task_default_exchange": exchange_for(DEFAULT, s.queue_type).name,
+        "task_default_exchange_type": exchange_for(DEFAULT, s.queue_type).type,
         "task_default_routing_key": DEFAULT,
         "task_default_rate_limit": None,
         "task_default_retry_delay": 60,

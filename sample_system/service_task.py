@@ -24,6 +24,7 @@ Example (a task of a service module)::
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import threading
@@ -180,6 +181,12 @@ class ServiceTask(Task):
         concluded for the retry-fork guard. Celery calls `on_retry` also when it cancels a running
         task on a lost connection, with nothing published: recording there would drop the
         redelivery that must run, so the record is written here, after the publish."""
+        countdown = options.get("countdown")
+        if countdown and self.settings.queue_type == "quorum" and self.settings.round_up_countdowns:
+            # Native delayed delivery (quorum queues) takes whole seconds: Celery 5.7 truncates
+            # 1.9 s to 1 s and refuses 0.4 s outright (ValueError from kombu's routing-key
+            # calculation), which fails the retry and dead-letters a task that had retries left.
+            options["countdown"] = max(1, math.ceil(countdown))
         ret = self.retry(throw=False, **options)  # raises Reject if the publish failed
         if self.settings.retry_fork_guard and self.request.id:
             try:

@@ -19,7 +19,11 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from kombu import Exchange, Queue
+
+QueueType = Literal["classic", "quorum"]
 
 ORDERS = "orders"
 PAYMENTS = "payments"
@@ -75,23 +79,68 @@ def dead_letter_exchange() -> Exchange:
     return Exchange(DLX_EXCHANGE, type="direct", durable=True)
 
 
-def dead_letter_queue() -> Queue:
-    """The dead-letter queue, bound to the DLX with one routing key for every service queue."""
-    return Queue(DLQ_QUEUE, exchange=dead_letter_exchange(), routing_key=DLQ_ROUTING_KEY, durable=True)
+def dead_letter_queue(queue_type: QueueType = "classic") -> Queue:
+    """The dead-letter queue, bound to the DLX with one routing key for every service queue.
+
+    >>> dead_letter_queue("quorum").queue_arguments
+    {'x-queue-type': 'quorum'}
+    """
+    args = {"x-queue-type": "quorum"} if queue_type == "quorum" else None
+    return Queue(DLQ_QUEUE, exchange=dead_letter_exchange(), routing_key=DLQ_ROUTING_KEY, durable=True,
+                 queue_arguments=args)
 
 
-def task_queues(*, dlq: bool) -> list[Queue]:
-    """The service queues, each with its own direct exchange; with `dlq`, dead-lettered to the DLX.
+def exchange_for(queue: str, queue_type: QueueType = "classic") -> Exchange:
+    """The exchange a service queue is bound to.
+
+    Classic queues keep a direct exchange named after the queue. Quorum queues get a topic
+    exchange (``<queue>.topic``): Celery's native delayed delivery, which quorum queues need for
+    ETA and countdown tasks, cannot route through direct exchanges, and a new name never clashes
+    with the direct exchange a classic deployment left on the same broker.
+
+    >>> exchange_for("orders").type, exchange_for("orders", "quorum").name
+    ('direct', 'orders.topic')
+    """
+    if queue_type == "quorum":
+        return Exchange(f"{queue}.topic", type="topic", durable=True)
+    return Exchange(queue, type="direct", durable=True)
+
+
+def task_queues(*, dlq: bool, queue_type: QueueType = "classic") -> list[Queue]:
+    """The service queues, each with its own exchange; with `dlq`, dead-lettered to the DLX.
 
     Every queue dead-letters with the same routing key, so one DLQ collects failures from all
     services; the original queue stays readable in the message's ``x-death`` header.
+
+    Quorum queues dead-letter *at least once* (``x-dead-letter-strategy``, which RabbitMQ only
+    accepts with ``x-overflow: reject-publish``): the rejected message stays in the source queue
+    until the DLQ has confirmed it. A classic queue dead-letters at most once, so a broker crash
+    right after a reject can lose the dead letter (found by ``certify --load``).
+
+    >>> q = task_queues(dlq=True, queue_type="quorum")[0]
+    >>> q.queue_arguments["x-queue-type"], q.queue_arguments["x-dead-letter-strategy"]
+    ('quorum', 'at-least-once')
     """
-    args = {"x-dead-letter-exchange": DLX_EXCHANGE, "x-dead-letter-routing-key": DLQ_ROUTING_KEY} if dlq else None
+    args: dict[str, Any] = {}
+    if dlq:
+        args.update({"x-dead-letter-exchange": DLX_EXCHANGE, "x-dead-letter-routing-key": DLQ_ROUTING_KEY})
+    if queue_type == "quorum":
+        args["x-queue-type"] = "quorum"
+        if dlq:
+            args.update({"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"})
     return [
-        Queue(name, Exchange(name, type="direct", durable=True), routing_key=name, durable=True,
+        Queue(name, exchange_for(name, queue_type), routing_key=name, durable=True,
               queue_arguments=dict(args) if args else None)
         for name in SERVICE_QUEUES
     ]
+
+
+def queue_type_of(app: Any) -> QueueType:
+    """The queue type an app's task queues declare ("quorum" if any is a quorum queue)."""
+    for q in app.conf.task_queues or ():
+        if (q.queue_arguments or {}).get("x-queue-type") == "quorum":
+            return "quorum"
+    return "classic"
 
 
 def celery_routes() -> dict[str, dict[str, str]]:

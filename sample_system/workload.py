@@ -40,6 +40,7 @@ from celery import Celery
 
 from harness.errors import ConfigError
 from harness.workload import KEY_HEADER, RUN_ID_HEADER, DLQEntry, EffectRecord, Unit
+from sample_system.deployment import deploy_sample
 from sample_system.dlq.queues import dead_letters_for
 from sample_system.effects import EffectStore
 from sample_system.services.orders import order_pipeline
@@ -90,10 +91,8 @@ class SampleWorkload:
 
     # ------------------------------------------------------------------ deployment
     def prepare(self, stack: Any, **variant: Any) -> Any:
-        """Deploy on `stack` (see `sample_system.deploy.prepare`); a context manager of Deployment."""
-        from sample_system.deploy import prepare
-
-        return prepare(stack, **variant)
+        """Deploy on `stack` (see `sample_system.deployment.deploy_sample`); a context manager of Deployment."""
+        return deploy_sample(stack, SampleWorkload, **variant)
 
     # ------------------------------------------------------------------ Workload protocol
     def setup(self, app: Celery) -> None:

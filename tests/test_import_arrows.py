@@ -11,6 +11,7 @@ import ast
 from pathlib import Path
 
 HARNESS = Path(__file__).resolve().parents[1] / "harness"
+SAMPLE = HARNESS.parent / "sample_system"
 
 #: unit -> the units it may import (besides itself); units not listed may import any unit.
 ONLY: dict[str, set[str]] = {
@@ -127,3 +128,20 @@ def test_no_cycle_between_parts() -> None:
 
 def test_the_checker_finds_a_cycle() -> None:
     assert _cycles({"a": {"b": []}, "b": {"c": []}, "c": {"a": []}, "d": {"a": []}}) == [["a", "b", "c"]]
+
+
+def test_no_cycle_between_sample_system_modules() -> None:
+    # The sample system is what users copy: its modules keep one-way arrows too (deploy ->
+    # workload -> deployment; the workload's prepare never imports deploy back).
+    graph: dict[str, dict[str, list[str]]] = {}
+    for path in sorted(SAMPLE.rglob("*.py")):
+        rel = path.relative_to(SAMPLE.parent).with_suffix("")
+        src = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                     else [])
+            for name in names:
+                if name.startswith("sample_system.") and name != src:
+                    graph.setdefault(src, {}).setdefault(name, []).append(f"{path.name}:{node.lineno}")
+    assert not _cycles(graph), _cycles(graph)

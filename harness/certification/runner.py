@@ -1,9 +1,10 @@
 """Run a certification profile against an app and workload, with progress and a report.
 
 Responsibility: deploy the system under test once per scenario (through the workload's
-``prepare(stack)`` when it has one), run each scenario with `harness.run.Run`, turn the
-results into `harness.report` values, and decide the exit code: 0 only when every scenario
-that ran is valid.
+``prepare(stack)`` when it has one), run each scenario with `harness.run.run_deployment` (under a
+steady load with `harness.certification.under_load`), turn each result into a `ScenarioReport`
+(`scenario_report`, the one place that does), collect them into a `CertificationReport`,
+and decide the exit code: 0 only when every scenario that ran is valid.
 
 Example::
 
@@ -18,20 +19,30 @@ import dataclasses
 import platform
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from harness.certification.catalogue import Scenario
 from harness.checkers.claim import Claim
 from harness.checkers.coverage import task_coverage
 from harness.checkers.index import build_index
 from harness.errors import ConfigError
-from harness.report import CertificationReport, ScenarioReport, build_timeline, fault_windows
+from harness.faults.schedule import Schedule
+from harness.report import (
+    CertificationReport,
+    ScenarioReport,
+    build_timeline,
+    fault_windows,
+    scenario_validity,
+)
 from harness.report.audit import audit_statuses
 from harness.report.model import allowed_words
 from harness.stack.base import Stack, capabilities
 from harness.stack.result_backend import BackendPlan, plan_for_app
 from harness.workload import Deployment, load_object, load_workload  # noqa: F401 - re-exported
+
+if TYPE_CHECKING:
+    from harness.run import RunResult
 
 Log = Callable[[str], None]
 
@@ -77,15 +88,20 @@ def check_app_matches(requested: str | None, deployed: str) -> None:
 
 def run_scenario(stack: Stack, system: Any, scenario: Scenario, *, app: str, replay: str = "",
                  log: Log | None = None, claim: Claim | None = None, app_given: bool = False,
-                 keep_history: bool = False) -> ScenarioReport:
+                 keep_history: bool = False, load_rate: float | None = None) -> ScenarioReport:
     """Run one scenario on `stack` and return its report entry (errors become `unknown`).
 
     `claim` is the guarantee judged (default: the workload's, else the default claim);
-    `app_given`: the user named `app`, so a workload deploying another one is refused.
+    `app_given`: the user named `app`, so a workload deploying another one is refused;
+    `load_rate`: run it while Locust holds that many units per second
+    (`harness.certification.under_load`).
     """
-    from harness.run import Run, _load_app
-    from harness.workers import WorkerSpec
+    from harness.certification.under_load import plan_under_load
+    from harness.run import RunConfig, _load_app, run_deployment
 
+    load = plan_under_load(scenario, load_rate) if load_rate else None
+    schedule = load.schedule if load else scenario.schedule
+    description = load.description if load else scenario.description
     t0 = time.monotonic()
     try:
         with deploy(stack, system, app) as d:
@@ -94,47 +110,63 @@ def run_scenario(stack: Stack, system: Any, scenario: Scenario, *, app: str, rep
             backend = plan_for_app(_load_app(d.producer), d.settings, stack.urls.backend_url)
             missing = missing_capabilities(scenario, stack, backend)
             if missing:
-                return ScenarioReport(scenario.name, "skipped", {}, scenario.schedule.to_dict()["faults"], 0.0,
+                return ScenarioReport(scenario.name, "skipped", {}, schedule.to_dict()["faults"], 0.0,
                                       description=scenario.description, error="not applicable: " + "; ".join(missing))
-            workers = [WorkerSpec(app=d.app, concurrency=d.concurrency, queues=tuple(d.queues), env=dict(d.env),
-                                  hostname=f"w{i + 1}-{scenario.name.replace('_', '-')}@127.0.0.1")
-                       for i in range(scenario.workers)]
-            result = Run(stack, app=d.producer, workload=d.workload, workers=workers, schedule=scenario.schedule,
-                         settings=dict(d.settings) or None, n_per_kind=scenario.n_per_kind,
-                         submit_interval_s=scenario.submit_interval_s, log=log, claim=claim,
-                         rate_limits="app" if "rate_limits" in scenario.needs else None).execute()
+            metrics: dict[str, float] = {}
+            if load:
+                result, metrics = load.run(stack, d, scenario, log=log, claim=claim)
+            else:
+                config = RunConfig(schedule=schedule, n_per_kind=scenario.n_per_kind,
+                                   submit_interval_s=scenario.submit_interval_s, workers=scenario.workers,
+                                   name=scenario.name, claim=claim,
+                                   rate_limits="app" if "rate_limits" in scenario.needs else None)
+                result = run_deployment(stack, d, config, log=log)
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - a broken scenario is unknown, never a pass
-        return ScenarioReport(scenario.name, "unknown", {}, scenario.schedule.to_dict()["faults"],
+        return ScenarioReport(scenario.name, "unknown", {}, schedule.to_dict()["faults"],
                               time.monotonic() - t0, description=scenario.description, replay=replay,
                               error=f"{type(exc).__name__}: {exc}")
     if "rate_limits" in scenario.needs and not result.expectations.rate_limits:
-        return ScenarioReport(scenario.name, "skipped", {}, scenario.schedule.to_dict()["faults"],
+        return ScenarioReport(scenario.name, "skipped", {}, schedule.to_dict()["faults"],
                               time.monotonic() - t0, description=scenario.description, app=deployed,
                               error="not applicable: no task of the app declares a rate_limit "
                                     "(read from the workers: inspect registered rate_limit)")
+    return scenario_report(scenario.name, result, schedule=schedule, elapsed_s=time.monotonic() - t0,
+                           description=description, replay=replay, app=deployed, keep_history=keep_history,
+                           bucket_s=load.bucket_s if load else 0.5, metrics=metrics)
+
+
+def scenario_report(name: str, result: RunResult, *, schedule: Schedule, elapsed_s: float, description: str = "",
+                    replay: str = "", app: str = "", keep_history: bool = False, bucket_s: float = 0.5,
+                    metrics: Mapping[str, float] | None = None) -> ScenarioReport:
+    """The report entry of a scenario's run: its verdicts' metrics and timings (plus `metrics`,
+    what a load measured), the schedule as it ran (else `schedule`, as planned), a timeline in
+    `bucket_s` buckets, the task coverage, and the notes as its error when it is not valid.
+
+    The history and expectations are kept when asked, and always for a scenario that is not
+    valid or whose claim allowed an anomaly (the evidence to read); the others' are dropped.
+    """
     history = list(result.history or ())
-    metrics: dict[str, float] = {}
+    merged: dict[str, float] = {}
     for v in result.verdicts.values():
-        metrics.update({k: float(x) for k, x in v.metrics.items()})
-    metrics.update({f"timing_{k}": float(x) for k, x in result.timings.items()})
+        merged.update({k: float(x) for k, x in v.metrics.items()})
+    merged.update({f"timing_{k}": float(x) for k, x in result.timings.items()})
+    merged.update(metrics or {})
     notes = list(result.notes)
     if not result.quiesced:
         notes.insert(0, "the system did not quiesce before the deadline")
+    valid = scenario_validity(result.valid)
+    exp = result.expectations
     rep = ScenarioReport(
-        name=scenario.name, valid=result.valid.value, verdicts=result.verdicts,
-        schedule=[a.to_dict() for a in result.schedule_as_run] or scenario.schedule.to_dict()["faults"],
-        elapsed_s=time.monotonic() - t0, timeline=build_timeline(history, bucket_s=0.5),
-        fault_windows=fault_windows(history), metrics=metrics, description=scenario.description,
-        replay=replay, error="; ".join(notes) if notes and result.valid.value != "true" else None,
-        # Kept when asked, and always for a scenario that is not valid or whose claim allowed an
-        # anomaly (the evidence to read); the others' are not held in memory.
-        task_coverage=task_coverage(build_index(history, run_id=result.expectations.run_id,
-                                                kill_fault_kinds=result.expectations.kill_fault_kinds)),
-        history=tuple(history), expectations={"expectations": result.expectations.to_dict(),
-                                                     "checkers": sorted(result.verdicts)}, keep_history=keep_history,
-        app=deployed)
+        name=name, valid=valid, verdicts=result.verdicts,
+        schedule=[a.to_dict() for a in result.schedule_as_run] or schedule.to_dict()["faults"],
+        elapsed_s=elapsed_s, timeline=build_timeline(history, bucket_s=bucket_s),
+        fault_windows=fault_windows(history), metrics=merged, description=description,
+        replay=replay, error="; ".join(notes) if notes and valid != "true" else None,
+        task_coverage=task_coverage(build_index(history, run_id=exp.run_id, kill_fault_kinds=exp.kill_fault_kinds)),
+        history=tuple(history), expectations={"expectations": exp.to_dict(), "checkers": sorted(result.verdicts)},
+        keep_history=keep_history, app=app)
     if not (keep_history or rep.history_file):
         rep = dataclasses.replace(rep, history=())
     return rep
@@ -150,6 +182,7 @@ def inspect_deployment(stack: Stack, system: Any, app: str, say: Log) -> tuple[l
 
     try:
         with deploy(stack, system, app) as d:
+            say(f"deployed as: {d.description}")
             producer = _load_app(d.producer)
             risks = audit_app(producer)
             plan = plan_for_app(producer, d.settings, stack.urls.backend_url)
@@ -211,8 +244,6 @@ def certify(stack: Stack, system: Any, scenarios: Sequence[Scenario], *, app: st
     `load_rate`: run each scenario under a steady Locust load of that many units per second
     (`harness.certification.under_load`); the rate-limit burst runs as it is (it is its own load).
     """
-    from harness.certification.under_load import run_scenario_under_load
-
     say = progress or (lambda _m: None)
     claim = claim if claim is not None else Claim.from_any(getattr(system, "claim", None))
     say(f"claim: {claim}")
@@ -242,12 +273,10 @@ def certify(stack: Stack, system: Any, scenarios: Sequence[Scenario], *, app: st
                       + f" --workload {workload} --profile {profile} --only {sc.name}"
                       + ("" if claim.is_default else f" --claim delivery={claim.delivery},effects={claim.effects}")
                       + (f" --load {load_rate:g}" if load_rate else ""))
-            if load_rate and "rate_limits" not in sc.needs:
-                rep = run_scenario_under_load(stack, system, sc, app=app, rate_per_s=load_rate, replay=replay,
-                                              claim=claim, app_given=app_given, keep_history=keep_histories)
-            else:
-                rep = run_scenario(stack, system, sc, app=app, replay=replay, claim=claim, app_given=app_given,
-                                   keep_history=keep_histories)
+            # The rate-limit burst runs as it is: it is its own load.
+            rep = run_scenario(stack, system, sc, app=app, replay=replay, claim=claim, app_given=app_given,
+                               keep_history=keep_histories,
+                               load_rate=load_rate if "rate_limits" not in sc.needs else None)
             label = scenario_label(rep)
             say(f"[{i}/{len(scenarios)}] {sc.name}: {label} in {rep.elapsed_s:.1f} s"
                 + (f" ({rep.error})" if rep.error and rep.valid != "true" else ""))

@@ -1,6 +1,7 @@
 """A certification scenario under a steady Locust load (``celery-chaos certify --load RATE``).
 
-Responsibility: turn one catalogue scenario into a run under load and its report entry. Locust,
+Responsibility: turn one catalogue scenario into a run under load (`plan_under_load`; the
+certification runner's `run_scenario` runs it and builds its report entry like any other). Locust,
 in its own process, holds RATE units per second of the workload (an open model: it keeps
 publishing whatever the faults do) for the whole scenario; the scenario's faults land mid-load,
 after a warm-up; the same checkers judge the whole history after heal, quiesce and drain
@@ -26,20 +27,24 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.certification.catalogue import Scenario
 from harness.checkers.claim import Claim
-from harness.checkers.coverage import task_coverage
-from harness.checkers.index import build_index
 from harness.errors import ConfigError
 from harness.faults.schedule import Schedule
-from harness.processes import reaper
-from harness.report import ScenarioReport, build_timeline, fault_windows
+from harness.stack.base import Stack
+from harness.workload import Deployment
 
-__all__ = ["DEFAULT_RATE_PER_S", "load_duration_s", "locustfile_of", "run_scenario_under_load", "shift_schedule"]
+if TYPE_CHECKING:
+    from harness.load.under_load import UnderLoadResult
+    from harness.run import RunResult
+
+__all__ = ["DEFAULT_RATE_PER_S", "ScenarioUnderLoad", "load_duration_s", "locustfile_of", "plan_under_load",
+           "shift_schedule", "window_metrics"]
 
 #: Units per second Locust holds by default: on this project's 2-core reference box the sample
 #: system (about four tasks per unit) then keeps one worker of two pool processes busy without
@@ -88,7 +93,8 @@ def locustfile_of(workload: Any) -> str:
     return str(path)
 
 
-def _window_metrics(result: Any) -> dict[str, float]:
+def window_metrics(result: UnderLoadResult) -> dict[str, float]:
+    """The report metrics of a run under load: per fault window and overall (``load_*`` keys)."""
     out: dict[str, float] = {}
     for w in result.windows:
         for field in ("p50_during_ms", "p99_during_ms", "p50_after_ms", "p99_after_ms",
@@ -108,65 +114,47 @@ def _window_metrics(result: Any) -> dict[str, float]:
     return out
 
 
-def run_scenario_under_load(stack: Any, system: Any, scenario: Scenario, *, app: str, rate_per_s: float,
-                            replay: str = "", log: Any = None, claim: Claim | None = None,
-                            app_given: bool = False, keep_history: bool = False) -> ScenarioReport:
-    """Run `scenario` while Locust holds `rate_per_s` units per second (errors become `unknown`)."""
-    from harness.certification.runner import check_app_matches, deploy, missing_capabilities
-    from harness.load.under_load import run_under_load
-    from harness.run import _load_app
-    from harness.stack.result_backend import plan_for_app
+@dataclass(frozen=True, slots=True)
+class ScenarioUnderLoad:
+    """A catalogue scenario moved under a steady load (`plan_under_load`): its shifted schedule,
+    how long the load runs, and how its report entry differs (description, timeline buckets,
+    the ``load_*`` metrics)."""
 
+    rate_per_s: float
+    schedule: Schedule
+    duration_s: float
+    description: str
+    bucket_s: float = 1.0
+
+    def run(self, stack: Stack, deployment: Deployment, scenario: Scenario, *, log: Callable[[str], None] | None = None,
+            claim: Claim | None = None) -> tuple[RunResult, dict[str, float]]:
+        """Run it (`harness.load.under_load.run_under_load`): the run's result and the report's
+        ``load_*`` metrics (per fault window, throughput, the rate and duration)."""
+        from harness.load.under_load import run_under_load
+
+        locustfile = locustfile_of(deployment.workload)
+        ul = run_under_load(stack, deployment, self.schedule, rate_per_s=self.rate_per_s, duration_s=self.duration_s,
+                            log=log, kinds=(), locustfile=locustfile, claim=claim, workers=scenario.workers,
+                            name=scenario.name, hold_after_heal_s=AFTER_S)
+        assert ul.run is not None
+        metrics = window_metrics(ul)
+        metrics["load_rate_per_s"] = float(self.rate_per_s)
+        metrics["load_duration_s"] = float(self.duration_s)
+        return ul.run, metrics
+
+
+def plan_under_load(scenario: Scenario, rate_per_s: float) -> ScenarioUnderLoad:
+    """`scenario` under `rate_per_s` units per second (a ConfigError for a rate that is not > 0).
+
+    >>> from harness.certification.catalogue import get
+    >>> p = plan_under_load(get("baseline"), 10)
+    >>> p.duration_s, p.description.endswith("(under a load of 10 units/s for 12 s)")
+    (12.0, True)
+    """
     if not rate_per_s > 0:
         raise ConfigError(f"--load {rate_per_s}: the rate is units per second, a number > 0 (e.g. --load 10)")
     schedule = shift_schedule(scenario.schedule, rate_per_s=rate_per_s)
     duration = load_duration_s(schedule)
-    t0 = time.monotonic()
-    out_dir = Path(reaper.make_temp_dir(f"chaos-load-{scenario.name}-"))
-    try:
-        with deploy(stack, system, app) as d:
-            check_app_matches(app if app_given else None, d.app)
-            deployed = d.app
-            missing = missing_capabilities(scenario, stack, plan_for_app(_load_app(d.producer), d.settings, stack.urls.backend_url))
-            if missing:
-                return ScenarioReport(scenario.name, "skipped", {}, schedule.to_dict()["faults"], 0.0,
-                                      description=scenario.description, error="not applicable: " + "; ".join(missing))
-            locustfile = locustfile_of(d.workload)
-            result = run_under_load(stack, d, schedule, rate_per_s=rate_per_s, duration_s=duration,
-                                    out_dir=out_dir, log=log, kinds=(), locustfile=locustfile, claim=claim,
-                                    workers=scenario.workers)
-    except ConfigError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a broken scenario is unknown, never a pass
-        return ScenarioReport(scenario.name, "unknown", {}, schedule.to_dict()["faults"], time.monotonic() - t0,
-                              description=scenario.description, replay=replay, error=f"{type(exc).__name__}: {exc}")
-    finally:
-        reaper.remove_dir(out_dir)
-    history = list(result.history or ())
-    metrics: dict[str, float] = {}
-    for v in result.verdicts.values():
-        metrics.update({k: float(x) for k, x in v.metrics.items()})
-    metrics.update({f"timing_{k}": float(x) for k, x in result.timings.items()})
-    metrics.update(_window_metrics(result))
-    metrics["load_rate_per_s"] = float(rate_per_s)
-    metrics["load_duration_s"] = float(duration)
-    notes = list(result.notes)
-    if not result.quiesced:
-        notes.insert(0, "the system did not quiesce before the deadline")
-    exp = result.expectations
-    rep = ScenarioReport(
-        name=scenario.name, valid=result.valid.value, verdicts=result.verdicts,
-        schedule=[a.to_dict() for a in result.schedule_as_run] or schedule.to_dict()["faults"],
-        elapsed_s=time.monotonic() - t0, timeline=build_timeline(history, bucket_s=1.0),
-        fault_windows=fault_windows(history), metrics=metrics,
-        description=f"{scenario.description} (under a load of {rate_per_s:g} units/s for {duration:g} s)",
-        replay=replay, error="; ".join(notes) if notes and result.valid.value != "true" else None,
-        task_coverage=task_coverage(build_index(history, run_id=result.run_id,
-                                                kill_fault_kinds=exp.kill_fault_kinds if exp else frozenset())),
-        history=tuple(history),
-        expectations={"expectations": exp.to_dict(), "checkers": sorted(result.verdicts)} if exp else {},
-        keep_history=keep_history, app=deployed)
-    if not (keep_history or rep.history_file):
-        rep = dataclasses.replace(rep, history=())
-    return rep
-
+    return ScenarioUnderLoad(rate_per_s=rate_per_s, schedule=schedule, duration_s=duration,
+                             description=f"{scenario.description} (under a load of {rate_per_s:g} units/s for "
+                                         f"{duration:g} s)")

@@ -6,7 +6,9 @@ that are open right now (``execute`` invoke with no completion yet), so the neme
 "the pool child running task X" without asking the worker.
 
 Reading is by byte offset per file: a poll costs a directory scan plus one read per file that
-grew, so polling every few milliseconds is cheap next to the workers.
+grew, so polling every few milliseconds is cheap next to the workers. Each line is read by
+`harness.history.parse_op_line`, as `read_history` reads it: the tail sees the typed ops the
+checkers later judge, never its own reading of the file format.
 
 Example:
     >>> import tempfile, pathlib
@@ -15,17 +17,19 @@ Example:
     >>> tail = HistoryTail(d)
     >>> with HistoryRecorder(d, "w.child-7") as rec:
     ...     _ = rec.record("execute", "invoke", {"task_id": "t1", "name": "slow", "pid": 7})
-    >>> [op["f"] for op in tail.poll()], list(tail.open_executions())
+    >>> [op.f for op in tail.poll()], list(tail.open_executions())
     (['execute'], [{'task_id': 't1', 'name': 'slow', 'pid': 7, 'process': 'w.child-7'}])
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from harness.history import Op, OpType, parse_op_line
+from harness.history.ops import F
 
 __all__ = ["HistoryTail"]
 
@@ -46,9 +50,9 @@ class HistoryTail:
         self._skip = skip_processes
         self.ops_seen = 0
 
-    def poll(self) -> list[dict[str, Any]]:
-        """The ops appended since the last poll, as dicts, file by file."""
-        out: list[dict[str, Any]] = []
+    def poll(self) -> list[Op]:
+        """The ops appended since the last poll, file by file."""
+        out: list[Op] = []
         try:
             entries = list(os.scandir(self.directory))
         except FileNotFoundError:
@@ -75,39 +79,32 @@ class HistoryTail:
             if lines and lines[-1]:
                 self._partial[entry.name] = lines[-1]
             for raw in lines[:-1]:
-                if not raw.strip():
-                    continue
-                try:
-                    op = json.loads(raw)
-                except ValueError:
-                    continue  # a torn line of a killed process: the merged history skips it too
-                if not isinstance(op, dict) or op.get("process") in self._skip:
+                op = parse_op_line(raw)
+                # None: a torn line of a killed process, which the merged history skips too.
+                if op is None or op.process in self._skip:
                     continue
                 self._track(op)
                 out.append(op)
         self.ops_seen += len(out)
         return out
 
-    def _track(self, op: dict[str, Any]) -> None:
-        if op.get("f") != "execute":
+    def _track(self, op: Op) -> None:
+        if op.f != F.EXECUTE:
             return
-        raw = op.get("value")
-        v: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        v: dict[str, Any] = op.value if isinstance(op.value, dict) else {}
         tid = v.get("task_id")
         if tid is None:
             return
-        key = (str(op.get("process")), str(tid))
-        if op.get("type") == "invoke":
-            self._open[key] = {"task_id": tid, "name": v.get("name"), "pid": v.get("pid"),
-                               "process": op.get("process")}
-            t = op.get("time")
-            if isinstance(t, int) and len(self._started) < 100_000:
-                self._started[key] = t
+        key = (op.process, str(tid))
+        if op.type is OpType.INVOKE:
+            self._open[key] = {"task_id": tid, "name": v.get("name"), "pid": v.get("pid"), "process": op.process}
+            if len(self._started) < 100_000:
+                self._started[key] = op.time
         else:
             self._open.pop(key, None)
-            t0, t1 = self._started.pop(key, None), op.get("time")
-            if isinstance(t0, int) and isinstance(t1, int) and len(self.durations_ns) < 10_000:
-                self.durations_ns.append(t1 - t0)
+            t0 = self._started.pop(key, None)
+            if t0 is not None and len(self.durations_ns) < 10_000:
+                self.durations_ns.append(op.time - t0)
 
     def describe_durations(self) -> str:
         """The observed task durations in words, e.g. "12 executions took 2-9 ms (median 4 ms)".

@@ -364,9 +364,9 @@ class Nemesis:
                                 w.seen += 1
                                 if w.seen >= w.trigger.nth:
                                     waiting.remove(w)
-                                    fired.append((time.monotonic() + w.trigger.delay_s, w.sf, op))
+                                    fired.append((time.monotonic() + w.trigger.delay_s, w.sf, op.to_dict()))
                                 elif w.sf.id in held:  # not the nth: let that worker go on at once
-                                    self._release(w.sf.id, str(_value(op).get("task_id")))
+                                    self._release(w.sf.id, str(_value(op.to_dict()).get("task_id")))
                 while timed and t0 + (timed[0].at_s or 0.0) <= now:
                     self._apply_quietly(timed.pop(0), None)
                 for item in [x for x in fired if x[0] <= now]:

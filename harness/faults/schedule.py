@@ -38,6 +38,7 @@ from typing import Any
 
 from harness.errors import InvalidSchedule
 from harness.faults.kinds import Fault, fault_from_dict
+from harness.history.ops import Op
 
 __all__ = [
     "EVENTS",
@@ -113,12 +114,17 @@ class Trigger:
             if v is not None and (not isinstance(v, str) or not v):
                 raise InvalidSchedule(f"trigger {name} must be a non-empty string or None, not {v!r}")
 
-    def matches(self, op: Mapping[str, Any]) -> bool:
-        """Whether history op `op` (a dict with f, type, value) is one this trigger counts."""
+    def matches(self, op: Op | Mapping[str, Any]) -> bool:
+        """Whether history op `op` (an `Op`, or its dict form) is one this trigger counts."""
         f, type_ = EVENTS[self.event]
-        if op.get("f") != f or op.get("type") != type_:
+        op_f: Any
+        op_type: Any
+        if isinstance(op, Op):
+            op_f, op_type, v = op.f, op.type.value, op.value
+        else:
+            op_f, op_type, v = op.get("f"), op.get("type"), op.get("value")
+        if op_f != f or op_type != type_:
             return False
-        v = op.get("value")
         v = v if isinstance(v, Mapping) else {}
         if self.task_name is not None and v.get("name") != self.task_name:
             return False

@@ -3,7 +3,8 @@
 Public API (everything else is an implementation detail):
 
 - vocabulary: `Op`, `OpType`, `F`
-- the merged value: `History`, `SkippedLine`; I/O: `read_history`, `write_history`, `merge_ops`
+- the merged value: `History`, `SkippedLine`; I/O: `read_history`, `write_history`, `merge_ops`,
+  `parse_op_line` (one line, for readers that follow a run as it is written)
 - recording: `HistoryRecorder` (nemesis / harness / producers record directly)
 - effects API for the system under test: `record_effect`, `record_dlq`, `record`,
   `record_stored_effects`, `active_recorder`, `use_recorder`
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from harness.history.active import active_recorder, use_recorder
 from harness.history.effects import record, record_dlq, record_effect, record_stored_effects
 from harness.history.history import History, SkippedLine
-from harness.history.merge import merge_ops, read_history, write_history
+from harness.history.merge import merge_ops, parse_op_line, read_history, write_history
 from harness.history.ops import F, Op, OpType
 from harness.history.recorder import HistoryRecorder
 
@@ -45,6 +46,7 @@ __all__ = [
     "install_from_env",
     "install_worker_option",
     "merge_ops",
+    "parse_op_line",
     "read_history",
     "record",
     "record_dlq",

@@ -36,7 +36,7 @@ from harness.gcpause import gc_paused
 from harness.history.history import History, SkippedLine
 from harness.history.ops import Op
 
-__all__ = ["is_process_file", "merge_ops", "read_history", "write_history"]
+__all__ = ["is_process_file", "merge_ops", "parse_op_line", "read_history", "write_history"]
 
 # Per-process files are "<process>.<pid>.jsonl" (see recorder.history_file_name); any other
 # *.jsonl in the directory (a merged HISTORY.jsonl written next to them) is not merged again.
@@ -111,6 +111,24 @@ def _read_file(path: Path) -> tuple[list[Op], list[SkippedLine]]:
                     bad.append((i, reason))
     skipped = [SkippedLine(file=str(path), line=i + 1, reason=r, torn=(i == last)) for i, r in bad]
     return ops, skipped
+
+
+def parse_op_line(raw: bytes) -> Op | None:
+    """One line of a history file as an `Op`, read exactly as `read_history` reads it; None for
+    a line that is no op (a torn write of a killed process, a blank line).
+
+    >>> parse_op_line(b'{"time": 5, "process": "w1", "type": "ok", "f": "execute", "value": {}}').f
+    'execute'
+    >>> parse_op_line(b'{"time": 5, "proc') is None
+    True
+    """
+    if not raw.strip():
+        return None
+    try:
+        op: Op = _OP_DECODER.decode(raw)
+        return op
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return _read_line_slowly(raw)[0]
 
 
 def _read_line_slowly(raw: bytes) -> tuple[Op | None, str]:

@@ -194,7 +194,7 @@ def _soak(args: argparse.Namespace, workload: Any, kinds: tuple[str, ...] | None
     try:
         with LocalStack(LocalStackOptions(broker=args.broker)) as stack, workload.prepare(stack) as deployment:
             if args.app:
-                deployment = dataclasses.replace(deployment, app=args.app)
+                deployment = dataclasses.replace(deployment, app=args.app, producer_app=None)
             stack_name = f"local {args.broker}"
             ledger = _LedgerRate(run_dir / "history" / "units")
             broker_ctl = stack.broker
@@ -277,6 +277,7 @@ def _write_report(report_dir: Path, run_dir: Path, state: dict[str, Any], series
         ScenarioReport,
         build_timeline,
         fault_windows,
+        scenario_validity,
         write_report,
     )
 
@@ -294,7 +295,7 @@ def _write_report(report_dir: Path, run_dir: Path, state: dict[str, Any], series
         error = state["error"]
     metrics = {k: v for k, v in (result.throughput if result is not None else {}).items() if v is not None}
     scenario = ScenarioReport(
-        name="soak", valid=overall(verdicts).value if verdicts else "unknown", verdicts=verdicts,
+        name="soak", valid=scenario_validity(overall(verdicts)) if verdicts else "unknown", verdicts=verdicts,
         schedule=[a.to_dict() for a in result.schedule_as_run] if result is not None else schedule.to_dict().get(
             "faults", []),
         elapsed_s=elapsed_s, timeline=build_timeline(history, bucket_s=max(1.0, duration_s / 300)) if history else [],

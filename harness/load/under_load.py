@@ -4,18 +4,19 @@ Responsibility: compose the engine's parts around an open-model load (a `Run` su
 list of units itself; here Locust keeps publishing at a steady rate whatever the faults do):
 
 1. setup: the deployment's workload declares and purges its queues and empties its effect store;
-2. workers: a `WorkerGroup` on the worker-role proxies, recording into the run's history;
+2. workers: as every run's, on the worker-role proxies, recording into the run's history;
 3. load: a `LoadRun` (Locust subprocess) through the producer-role proxies, recording its
-   publishes and its units ledger into the same history directory;
-4. faults: once the first unit was submitted, a `Nemesis` runs the schedule in its thread;
+   publishes and its units ledger into the same history directory (`SteadyLoad`);
+4. faults: once the first unit was submitted, the nemesis runs the schedule in its thread;
 5. heal, quiesce, drain (effect store and DLQ into the history), check (`check_all`, with the
    expected outcomes read from the units ledger);
 6. measure: per fault window, the throughput before / during / after, the time until the
    throughput is back at `recovery_fraction` of its pre-fault level, and the p99 completion
    latency (publish to successful execution) of the tasks published during and after it.
 
-Quiesce, drain and the choice of checkers reuse `harness.run.Run`'s own helpers (one place
-decides what "quiet" and "drained" mean).
+It is one `harness.run.run_deployment` whose `RunConfig.load` is a `SteadyLoad`: the workers,
+heal, quiesce, drain and check are the run's own (one place decides what "quiet" and "drained"
+mean); only the load and the measurements are this module's.
 
 Example:
     >>> from harness.faults import KillWorkerChild, Schedule, at
@@ -28,33 +29,31 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import secrets
 import time
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.checkers import Expectations, Validity, Verdict, build_index, check_all, overall
+from harness.checkers import Claim, Expectations, Validity, Verdict
 from harness.errors import ConfigError
-from harness.faults.drivers import kinds_cutting_running_tasks
-from harness.faults.nemesis import AppliedFault, Nemesis
+from harness.faults.nemesis import AppliedFault
 from harness.faults.schedule import Schedule
-from harness.history import History, HistoryRecorder, read_history
+from harness.history import History
 from harness.history.ops import F, Op, OpType
 from harness.load.runner import LoadRun, LoadSpec
 from harness.load.stats import LoadResult
 from harness.load.target import LoadTarget
 from harness.load.units import read_units
-from harness.stack.base import Role, Stack
+from harness.run import LoadSession, RunConfig, RunContext, RunResult, run_deployment
+from harness.stack.base import Stack
 from harness.workers.group import WorkerGroup
-from harness.workers.process import WorkerSpec
+from harness.workload import Deployment, Unit
 
-__all__ = ["DEFAULT_KINDS", "FaultWindowStats", "LoadHooks", "UnderLoadResult", "completion_latencies",
-           "run_under_load", "window_stats"]
+__all__ = ["DEFAULT_KINDS", "FaultWindowStats", "LoadHooks", "LoadWindow", "SteadyLoad", "UnderLoadResult",
+           "completion_latencies", "run_under_load", "under_load_result", "window_stats"]
 
 #: Kinds that complete quickly and always (no DLQ, no retries): a steady rate stays steady.
 DEFAULT_KINDS: tuple[str, ...] = ("order", "notification", "event")
@@ -114,6 +113,8 @@ class UnderLoadResult:
     history: History | None = field(default=None, compare=False, repr=False)
     #: What the verdicts were derived under (saved beside a kept history for `celery-chaos check`).
     expectations: Expectations | None = field(default=None, compare=False, repr=False)
+    #: The run itself (what `harness.certification` builds a scenario's report from).
+    run: RunResult | None = field(default=None, compare=False, repr=False)
 
     def verdict(self, name: str) -> Verdict:
         try:
@@ -270,7 +271,116 @@ def window_stats(history: Sequence[Op], *, load_start_ns: int, load_end_ns: int,
     return out, overall_rates
 
 
-# ------------------------------------------------------------------------------ the run
+# ------------------------------------------------------------------------------ the load
+
+
+@dataclass
+class LoadWindow:
+    """What a `SteadyLoad` measured in one run: when its load ran (monotonic ns, from the first
+    unit submitted to Locust's end) and Locust's result."""
+
+    start_ns: int = 0
+    end_ns: int = 0
+    result: LoadResult | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SteadyLoad:
+    """A run's load held by Locust at `rate_per_s` units per second for `duration_s` (an open
+    model: it keeps publishing whatever the faults do); a `harness.run.Load`.
+
+    The schedule starts once the first unit was submitted; the judged units are those of the
+    units ledger Locust's users write; `expectations` adds the throughput-recovery settings.
+
+    >>> SteadyLoad(rate_per_s=10, duration_s=20).expectations()["throughput_window_s"]
+    2.0
+    """
+
+    rate_per_s: float
+    duration_s: float
+    users: int | None = None
+    kinds: tuple[str, ...] = DEFAULT_KINDS
+    locustfile: str = str(LOCUSTFILE)
+    env: Mapping[str, str] = field(default_factory=dict)
+    hooks: LoadHooks | None = None
+    window_s: float = 2.0
+    recovery_fraction: float = 0.8
+    recovery_slo_s: float = 15.0
+    #: Keep the load on until this long after the schedule's *actual* last heal (at most
+    #: `hold_max_extra_s` past `duration_s`); None: stop at `duration_s`.
+    hold_after_heal_s: float | None = None
+    hold_max_extra_s: float = 20.0
+
+    def expectations(self) -> dict[str, Any]:
+        return {"throughput_recovery_fraction": self.recovery_fraction, "throughput_window_s": self.window_s,
+                "throughput_recovery_slo_s": self.recovery_slo_s}
+
+    def start(self, ctx: RunContext) -> LoadSession:
+        return _SteadySession(self, ctx)
+
+
+class _SteadySession:
+    def __init__(self, plan: SteadyLoad, ctx: RunContext) -> None:
+        self.plan = plan
+        self.ctx = ctx
+        target = LoadTarget.from_urls(ctx.stack.urls, run_id=ctx.run_id, history_dir=ctx.history_dir,
+                                      kinds=tuple(plan.kinds))
+        run_time_s = plan.duration_s + (plan.hold_max_extra_s if plan.hold_after_heal_s is not None else 0.0)
+        self.spec = LoadSpec(plan.locustfile, users=plan.users or max(2, min(20, int(plan.rate_per_s))),
+                             rate_per_s=plan.rate_per_s, run_time_s=run_time_s, env=dict(plan.env),
+                             loglevel="WARNING")
+        self.load = LoadRun(self.spec, target, work_dir=ctx.directory / "load")
+        ctx.cleanup.callback(self.load.close)
+        self.window = LoadWindow()
+
+    def under_faults(self) -> None:
+        ctx, plan, load, hooks = self.ctx, self.plan, self.load, self.plan.hooks
+        t = time.monotonic()
+        ctx.phase("load_start", rate_per_s=plan.rate_per_s, duration_s=plan.duration_s)
+        load.start()
+        if not _wait_first_unit(ctx.history_dir / "units", load, self.spec.startup_timeout_s):
+            raise ConfigError("Locust submitted nothing within its start-up time: see the log tail:\n"
+                              + load.log_tail())
+        ctx.timings["load_startup_s"] = round(time.monotonic() - t, 3)
+        self.window.start_ns = time.monotonic_ns()
+        if hooks and hooks.on_load_start:
+            hooks.on_load_start(ctx.group, load)
+        ctx.nemesis.start(ctx.schedule)
+        t_load = time.monotonic()
+        deadline = t_load + self.spec.deadline_s
+        next_tick = t_load
+        healed_at: float | None = None
+        while load.is_running() and time.monotonic() < deadline:
+            if hooks and hooks.on_tick and time.monotonic() >= next_tick:
+                hooks.on_tick(time.monotonic() - t_load)
+                next_tick += hooks.tick_s
+            if plan.hold_after_heal_s is not None:
+                now = time.monotonic()
+                if healed_at is None and ctx.nemesis.wait(0.0):
+                    healed_at = now
+                if healed_at is not None and now - t_load >= plan.duration_s and now - healed_at >= plan.hold_after_heal_s:
+                    load.stop()
+                    break
+            time.sleep(0.1)
+        self.window.end_ns = time.monotonic_ns()
+        self.window.result = load.wait(timeout=30.0)
+        if hooks and hooks.on_load_end:
+            hooks.on_load_end()
+        ctx.timings["load_s"] = round(time.monotonic() - t_load, 3)
+        if not ctx.nemesis.wait(1.0):
+            ctx.notes.append("the schedule had not finished when the load ended: its remaining faults were skipped")
+
+    def after_heal(self) -> None:
+        """Nothing: the load ran past the last heal by itself."""
+
+    def units(self) -> list[Unit]:
+        return read_units(self.ctx.history_dir / "units")
+
+    def expectations(self) -> Mapping[str, Any]:
+        return self.plan.expectations()
+
+    def measurements(self) -> LoadWindow:
+        return self.window
 
 
 def _wait_first_unit(units_dir: Path, load: LoadRun, timeout_s: float) -> bool:
@@ -284,23 +394,45 @@ def _wait_first_unit(units_dir: Path, load: LoadRun, timeout_s: float) -> bool:
     return False
 
 
-def run_under_load(stack: Stack, deployment: Any, schedule: Schedule, *, rate_per_s: float = 10.0,
-                   duration_s: float = 30.0, out_dir: str | Path, log: Callable[[str], None] | None = None,
-                   users: int | None = None, kinds: Sequence[str] = DEFAULT_KINDS,
-                   expectations: dict[str, Any] | None = None, recovery_slo_s: float = 15.0,
-                   recovery_fraction: float = 0.8, window_s: float = 2.0, quiesce_timeout_s: float = 45.0,
-                   run_id: str | None = None, hooks: LoadHooks | None = None,
-                   locustfile: str | Path | None = None, claim: Any = None, workers: int = 1) -> UnderLoadResult:
+# ------------------------------------------------------------------------------ the run
+
+
+def under_load_result(result: RunResult, *, directory: str = "", window_s: float = 2.0,
+                      recovery_fraction: float = 0.8) -> UnderLoadResult:
+    """A run under a `SteadyLoad` with its per-fault windows and throughput measured."""
+    window = result.load if isinstance(result.load, LoadWindow) else LoadWindow()
+    history = result.history if result.history is not None else ()
+    windows, rates = window_stats(history, load_start_ns=window.start_ns, load_end_ns=window.end_ns,
+                                  window_s=window_s, recovery_fraction=recovery_fraction)
+    return UnderLoadResult(
+        run_id=result.run_id, valid=result.valid, verdicts=result.verdicts, schedule=result.schedule,
+        schedule_as_run=result.schedule_as_run, load=window.result, windows=tuple(windows), throughput=rates,
+        quiesced=result.quiesced, timings=result.timings, counts=result.counts, directory=directory,
+        notes=result.notes, history=result.history, expectations=result.expectations, run=result)
+
+
+def run_under_load(stack: Stack, deployment: Deployment, schedule: Schedule, *, rate_per_s: float = 10.0,
+                   duration_s: float = 30.0, out_dir: str | Path | None = None,
+                   log: Callable[[str], None] | None = None, users: int | None = None,
+                   kinds: Sequence[str] = DEFAULT_KINDS, expectations: dict[str, Any] | None = None,
+                   recovery_slo_s: float = 15.0, recovery_fraction: float = 0.8, window_s: float = 2.0,
+                   quiesce_timeout_s: float = 45.0, run_id: str | None = None, hooks: LoadHooks | None = None,
+                   locustfile: str | Path | None = None, claim: Claim | str | None = None, workers: int = 1,
+                   name: str = "", hold_after_heal_s: float | None = None,
+                   hold_max_extra_s: float = 20.0) -> UnderLoadResult:
     """Hold `rate_per_s` unit submits per second for `duration_s` while `schedule` runs (its time
     0 is the load's first submit), then heal, quiesce, drain and check. Everything goes to
-    `out_dir` (history/, logs/, load/, result.json). `deployment` is a `harness.workload.Deployment`
-    (e.g. from ``sample_system.deploy.prepare(stack)``); `expectations` overrides derived ones.
-    Workers, Locust and faults are reaped and healed on every exit path, Ctrl-C included.
+    `out_dir` (history/, logs/, load/, result.json; default a temp dir removed after the run).
+    `deployment` is a `harness.workload.Deployment` (e.g. from
+    ``sample_system.deploy.prepare(stack)``); `expectations` overrides derived ones; `workers`
+    and `name` as in `harness.run.RunConfig`. Workers, Locust and faults are reaped and healed
+    on every exit path, Ctrl-C included.
+
+    `hold_after_heal_s`: keep the load on until that long after the schedule's *actual* last heal
+    (at most `hold_max_extra_s` past `duration_s`). A restart that takes longer than planned (a
+    broker recovering its quorum queues) would otherwise end the load before the heal, and the
+    recovery after it could not be measured.
     """
-    from celery.app.utils import find_app
-
-    from harness.run import Run
-
     if not (rate_per_s > 0 and duration_s >= 5):
         raise ConfigError(f"rate_per_s={rate_per_s} must be > 0 and duration_s={duration_s} >= 5 seconds")
     if not isinstance(schedule, Schedule):
@@ -310,124 +442,17 @@ def run_under_load(stack: Stack, deployment: Any, schedule: Schedule, *, rate_pe
         raise ConfigError(f"the schedule's last fault heals at {timed_end:.0f} s but the load lasts {duration_s:.0f} s: "
                           "leave at least 3 s of load after the last heal (raise duration_s) to see recovery")
     rid = run_id or f"load-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-    say = (lambda m: log(f"[under-load {rid}] {m}")) if log else (lambda m: None)
-    directory = Path(out_dir)
-    history_dir = directory / "history"
-    history_dir.mkdir(parents=True, exist_ok=True)
-    (directory / "schedule.json").write_text(schedule.to_json())
-    users = users or max(2, min(20, int(rate_per_s)))
-    # Run's helpers for quiesce / drain / checkers (it is never executed).
-    helper = Run(stack, app=deployment.app, workload=deployment.workload, schedule=schedule, run_id=rid,
-                 quiesce_timeout_s=quiesce_timeout_s, claim=claim)
-    timings: dict[str, float] = {}
-    counts: dict[str, int] = {}
-    applied: list[AppliedFault] = []
-    load_result: LoadResult | None = None
-    t_start = time.monotonic()
-    with ExitStack() as cleanup:
-        recorder = cleanup.enter_context(HistoryRecorder(history_dir, "harness"))
-
-        def phase(name: str, **value: Any) -> None:
-            recorder.record(F.PHASE, OpType.OK, {"phase": name, "run_id": rid, **value})
-            say(name)
-
-        urls = stack.urls
-        settings = dict(getattr(deployment, "settings", {}) or {})
-        specs = [WorkerSpec(app=deployment.app, concurrency=deployment.concurrency, hostname=f"w{i + 1}@127.0.0.1",
-                            queues=tuple(deployment.queues), env=dict(deployment.env), settings=settings)
-                 for i in range(workers)]
-        group = WorkerGroup(specs, broker_url=urls.url_for(Role.WORKER_BROKER),
-                            backend_url=urls.url_for(Role.WORKER_BACKEND), control_url=urls.broker_url,
-                            history_dir=history_dir, run_id=rid, log_dir=directory / "logs")
-        cleanup.callback(helper.stop_workers, group)
-        nemesis = Nemesis(stack, recorder=HistoryRecorder(history_dir, "nemesis"), workers=group)
-        cleanup.callback(helper.close_nemesis, nemesis)
-        nemesis.preflight(schedule)
-
-        # The producer side of this process: the app on the direct URLs (setup, DLQ reads only).
-        app = find_app(deployment.app)
-        with contextlib.suppress(Exception):
-            app.conf.update(broker_url=urls.broker_url, result_backend=urls.backend_url, **settings)
-        deployment.workload.setup(app)
-        t = time.monotonic()
-        group.start()
-        timings["workers_ready_s"] = round(time.monotonic() - t, 3)
-        try:
-            conf = group.get(None).conf(timeout=2.0)
-        except Exception as exc:  # noqa: BLE001 - fall back to the app's, and say so
-            helper.notes.append(f"could not read the workers' configuration ({exc!r}); expectations use the app's")
-            conf = {k: app.conf.get(k) for k in ("task_acks_late", "task_reject_on_worker_lost")}
-
-        target = LoadTarget.from_urls(urls, run_id=rid, history_dir=history_dir, kinds=tuple(kinds))
-        spec = LoadSpec(str(locustfile or LOCUSTFILE), users=users, rate_per_s=rate_per_s, run_time_s=duration_s,
-                        env=dict(deployment.env), loglevel="WARNING")
-        load = LoadRun(spec, target, work_dir=directory / "load")
-        cleanup.callback(load.close)
-        t = time.monotonic()
-        phase("load_start", rate_per_s=rate_per_s, duration_s=duration_s)
-        load.start()
-        if not _wait_first_unit(Path(history_dir / "units"), load, spec.startup_timeout_s):
-            raise ConfigError("Locust submitted nothing within its start-up time: see the log tail:\n"
-                              + load.log_tail())
-        timings["load_startup_s"] = round(time.monotonic() - t, 3)
-        load_start_ns = time.monotonic_ns()
-        if hooks and hooks.on_load_start:
-            hooks.on_load_start(group, load)
-        nemesis.start(schedule)
-        t_load = time.monotonic()
-        deadline = t_load + spec.deadline_s
-        next_tick = t_load
-        while load.is_running() and time.monotonic() < deadline:
-            if hooks and hooks.on_tick and time.monotonic() >= next_tick:
-                hooks.on_tick(time.monotonic() - t_load)
-                next_tick += hooks.tick_s
-            time.sleep(0.1)
-        load_end_ns = time.monotonic_ns()
-        load_result = load.wait(timeout=30.0)
-        if hooks and hooks.on_load_end:
-            hooks.on_load_end()
-        timings["load_s"] = round(time.monotonic() - t_load, 3)
-        if not nemesis.wait(1.0):
-            helper.notes.append("the schedule had not finished when the load ended: its remaining faults were skipped")
-        applied = nemesis.stop()
-        phase("heal", faults=[a.id for a in applied])
-        unhealed = [a.id for a in applied if a.outcome == "unhealed"]
-        if unhealed:
-            helper.notes.append(f"faults {unhealed} could not be healed: verdicts are about a broken system")
-        t = time.monotonic()
-        quiesced, state = helper.quiesce(group, list(deployment.queues))
-        timings["quiesce_s"] = round(time.monotonic() - t, 3)
-        phase("quiesce", quiesced=quiesced, state=state)
-        if not quiesced:
-            helper.notes.append(f"not quiescent after {quiesce_timeout_s:.0f} s: {json.dumps(state, default=str)[:400]}")
-        t = time.monotonic()
-        helper.stop_workers(group)
-        helper.drain(recorder, app, counts, state.get("queues") if isinstance(state, dict) else None)
-        phase("drain")
-        timings["drain_s"] = round(time.monotonic() - t, 3)
-        phase("check")
-        history = read_history(history_dir)
-        units = read_units(history_dir / "units")
-        kill_kinds = kinds_cutting_running_tasks(schedule.kinds)
-        exp_opts: dict[str, Any] = {
-            "run_id": rid, "expected_outcomes": {u.key: u.expected for u in units},
-            "declared_effects": {u.key: u.effects for u in units}, "claim": helper.claim,
-            "require_fault_bite": bool(schedule), "kill_fault_kinds": kill_kinds,
-            "throughput_recovery_fraction": recovery_fraction, "throughput_window_s": window_s,
-            "throughput_recovery_slo_s": recovery_slo_s, **(expectations or {})}
-        exp = Expectations.from_celery_config(conf, **exp_opts)
-        index = build_index(history, run_id=exp.run_id, kill_fault_kinds=exp.kill_fault_kinds)
-        verdicts = check_all(index, exp, helper.checkers_for(exp, index))
-        windows, rates = window_stats(history, load_start_ns=load_start_ns, load_end_ns=load_end_ns,
-                                      window_s=window_s, recovery_fraction=recovery_fraction)
-        counts.update(units=len(units), ops=len(history), faults_bit=sum(1 for a in applied if a.bit))
-        timings["total_s"] = round(time.monotonic() - t_start, 3)
-        result = UnderLoadResult(
-            run_id=rid, valid=overall(verdicts), verdicts=verdicts, schedule=schedule,
-            schedule_as_run=tuple(applied), load=load_result, windows=tuple(windows), throughput=rates,
-            quiesced=quiesced, timings=timings, counts=counts, directory=str(directory),
-            notes=tuple(helper.notes), history=history, expectations=exp)
-        (directory / "result.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
+    plan = SteadyLoad(rate_per_s=rate_per_s, duration_s=duration_s, users=users, kinds=tuple(kinds),
+                      locustfile=str(locustfile or LOCUSTFILE), env=dict(deployment.env), hooks=hooks,
+                      window_s=window_s, recovery_fraction=recovery_fraction, recovery_slo_s=recovery_slo_s,
+                      hold_after_heal_s=hold_after_heal_s, hold_max_extra_s=hold_max_extra_s)
+    config = RunConfig(schedule=schedule, workers=workers, name=name, claim=claim, expectations=expectations,
+                       quiesce_timeout_s=quiesce_timeout_s, run_id=rid, directory=out_dir, load=plan)
+    result = under_load_result(run_deployment(stack, deployment, config, log=log),
+                               directory="" if out_dir is None else str(out_dir), window_s=window_s,
+                               recovery_fraction=recovery_fraction)
+    if out_dir is not None:
+        (Path(out_dir) / "result.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
     if log:
         log(result.summary())
     return result

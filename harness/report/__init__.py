@@ -16,7 +16,15 @@ from pathlib import Path
 from harness.report.audit import audit_statuses, scenario_observation
 from harness.report.html import to_html
 from harness.report.junit import to_junit_xml
-from harness.report.model import AuditEntry, CertificationReport, FaultWindow, ScenarioReport, TimelinePoint
+from harness.report.model import (
+    AuditEntry,
+    CertificationReport,
+    FaultWindow,
+    ScenarioReport,
+    ScenarioValidity,
+    TimelinePoint,
+    scenario_validity,
+)
 from harness.report.timeline import build_timeline, fault_windows
 
 
@@ -63,6 +71,6 @@ def write_text_atomically(path: Path, text: str) -> None:
         raise
 
 
-__all__ = ["AuditEntry", "CertificationReport", "FaultWindow", "ScenarioReport", "TimelinePoint", "audit_statuses",
-           "build_timeline", "fault_windows", "scenario_observation", "to_html", "to_junit_xml", "write_report",
-           "write_text_atomically"]
+__all__ = ["AuditEntry", "CertificationReport", "FaultWindow", "ScenarioReport", "ScenarioValidity", "TimelinePoint",
+           "audit_statuses", "build_timeline", "fault_windows", "scenario_observation", "scenario_validity", "to_html",
+           "to_junit_xml", "write_report", "write_text_atomically"]

@@ -12,10 +12,26 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from harness.audit import STATUSES, Risk
 from harness.checkers.verdict import Validity, Verdict, merge_valid
+
+#: A scenario's outcome: a checker `Validity`'s value, or "skipped" (not applicable to this
+#: system or stack: it ran nothing, so it proves nothing either way).
+ScenarioValidity = Literal["true", "false", "unknown", "skipped"]
+_OF_VALIDITY: dict[Validity, ScenarioValidity] = {Validity.TRUE: "true", Validity.FALSE: "false",
+                                                  Validity.UNKNOWN: "unknown"}
+
+
+def scenario_validity(valid: Validity) -> ScenarioValidity:
+    """The scenario outcome for a run's overall `Validity`.
+
+    >>> scenario_validity(Validity.UNKNOWN)
+    'unknown'
+    """
+    return _OF_VALIDITY[valid]
+
 
 #: How an anomaly allowed by a weaker claim reads to a person ("2 tasks lost").
 _ALLOWED_WORDS = {"lost": "tasks lost", "stuck": "units stuck", "missing_effect": "effects missing",
@@ -74,7 +90,7 @@ class ScenarioReport:
     """One scenario's outcome: its verdicts, the schedule as it ran, and a timeline for the chart."""
 
     name: str
-    valid: str  # "true" | "false" | "unknown" | "skipped" (not applicable to this system or stack)
+    valid: ScenarioValidity
     verdicts: dict[str, Verdict]
     schedule: list[dict[str, Any]]
     elapsed_s: float
@@ -205,14 +221,14 @@ class CertificationReport:
         return out
 
     @property
-    def valid(self) -> str:
+    def valid(self) -> ScenarioValidity:
         ran = [s for s in self.scenarios if s.valid != "skipped"]
         if not ran:
-            return Validity.UNKNOWN.value  # nothing ran: not a pass
+            return "unknown"  # nothing ran: not a pass
         merged = merge_valid(Validity(s.valid) for s in ran)
         if self.interrupted:
             merged = merge_valid([merged, Validity.UNKNOWN])  # scenarios that never ran prove nothing
-        return merged.value
+        return scenario_validity(merged)
 
     def to_dict(self) -> dict[str, Any]:
         return {

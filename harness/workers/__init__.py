@@ -1,7 +1,8 @@
 """Real `celery worker` processes: start, ping-ready, inspect, kill the pool child or the worker, shut down, restart, scale.
 
 Public API: `WorkerSpec` (what to run), `WorkerProcess` (one worker), `WorkerGroup` (a run's
-workers), `KilledChild`. Workers are started through ``python -m harness.workers.launch`` so any
+workers), `KilledChild`; `harness.workers.container.ContainerWorker` (a worker in a container
+on a containers stack, which `worker_for` picks when the stack says so). Workers are started through ``python -m harness.workers.launch`` so any
 app gets the stack's URLs, extra settings and history recording with no code change.
 
 Example:
@@ -38,7 +39,9 @@ def worker_for(stack: Stack, spec: WorkerSpec, **kwargs: Any) -> Any:
     from harness.stack.base import Role
 
     options = getattr(stack, "options", None)
-    if getattr(options, "workers", "host") == "containers":
-        return stack.container_worker(spec)  # type: ignore[attr-defined]  # containers stack only
+    if getattr(options, "workers", "host") == "containers":  # a containers stack (only it has the option)
+        from harness.workers.container import ContainerWorker
+
+        return ContainerWorker(stack, spec)  # type: ignore[arg-type]
     return WorkerProcess(spec, broker_url=stack.urls.url_for(Role.WORKER_BROKER),
                          backend_url=stack.urls.url_for(Role.WORKER_BACKEND), **kwargs)

@@ -33,6 +33,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 import redis as redis_lib
+from amqp.exceptions import PreconditionFailed
 from celery import Celery
 from kombu import Connection, Producer
 
@@ -52,6 +53,7 @@ from sample_system.topology import (
     REDIS_DLQ_KEY,
     dead_letter_exchange,
     dead_letter_queue,
+    queue_type_of,
 )
 
 log = logging.getLogger(__name__)
@@ -130,11 +132,23 @@ class RabbitDeadLetters:
     def _connection(self) -> Connection:
         return self.app.connection_for_write()
 
+    def _queue(self) -> Any:
+        return dead_letter_queue(queue_type_of(self.app))
+
     def declare(self) -> None:
+        """Declare the DLQ; one left with other arguments (the other queue type) is re-created."""
         with self._connection() as conn:
             conn.ensure_connection(max_retries=3, timeout=self.timeout)
+            try:
+                with conn.channel() as ch:
+                    self._queue()(ch).declare()
+                return
+            except PreconditionFailed as exc:
+                log.warning("%s exists with other arguments (%s): deleting and re-declaring it", DLQ_QUEUE, exc)
             with conn.channel() as ch:
-                dead_letter_queue()(ch).declare()
+                q = self._queue()(ch)
+                q.delete()
+                q.declare()
 
     def land(self, envelope: dict[str, Any]) -> bool:
         with self._connection() as conn:
@@ -142,7 +156,7 @@ class RabbitDeadLetters:
             with conn.channel() as ch:
                 Producer(ch).publish(
                     envelope, exchange=dead_letter_exchange(), routing_key=DLQ_ROUTING_KEY, serializer="json",
-                    declare=[dead_letter_queue()], delivery_mode=2, message_id=envelope["task_id"],
+                    declare=[self._queue()], delivery_mode=2, message_id=envelope["task_id"],
                     correlation_id=envelope["task_id"], headers={"x-sample-envelope": envelope["envelope"]},
                     retry=True, retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
                     timeout=self.timeout,
@@ -150,7 +164,7 @@ class RabbitDeadLetters:
         return True
 
     def _drain(self, ch: Any, limit: int) -> list[Any]:
-        queue = dead_letter_queue()(ch)
+        queue = self._queue()(ch)
         queue.declare()
         msgs = []
         for _ in range(limit):
@@ -224,7 +238,7 @@ class RabbitDeadLetters:
         with self._connection() as conn:
             conn.ensure_connection(max_retries=3, timeout=self.timeout)
             with conn.channel() as ch:
-                q = dead_letter_queue()(ch)
+                q = self._queue()(ch)
                 q.declare()
                 return int(q.purge() or 0)
 

@@ -220,3 +220,15 @@ def test_confirm_a_risk_that_needs_no_fault_is_never_refuted():
 def test_confirm_keeps_the_order_of_the_risks():
     out = confirm([VT, EARLY], {"lost": 1}, ["kill_worker"])
     assert [(r.id, s) for r, s in out] == [("visibility_timeout", NOT_EXERCISED), ("early_acks", CONFIRMED)]
+
+
+def test_dead_lettering_into_classic_queues_is_an_at_most_once_loss_and_quorum_fixes_it():
+    from harness.audit import audit_app
+    from sample_system.factory import make_app
+    from sample_system.settings import Settings
+
+    classic = {r.id: r for r in audit_app(make_app(Settings()))}
+    risk = classic["dead_letters_at_most_once"]
+    assert risk.severity == "loss" and "dlq_claimed_not_held" in risk.predicts
+    assert "at-least-once" in risk.fix and "orders" in risk.setting
+    assert "dead_letters_at_most_once" not in {r.id for r in audit_app(make_app(Settings(queue_type="quorum")))}

@@ -179,12 +179,13 @@ def test_worker_in_a_container_runs_tasks_through_the_worker_proxies(container_s
     from celery import Celery
 
     from harness.workers import WorkerSpec
+    from harness.workers.container import ContainerWorker
 
     spec = WorkerSpec(app="harness.smoke:app", pool="solo", concurrency=1, queues=("ct-container",))
     urls = container_stack.urls
     broker_inside, _ = container_stack.worker_urls()
     assert broker_inside == urls.url_for(Role.WORKER_BROKER)  # the worker shares the host's network
-    with container_stack.container_worker(spec, project_dir=REPO) as worker:
+    with ContainerWorker(container_stack, spec, project_dir=REPO) as worker:
         assert worker.is_running()
         client = Celery("ct-client", broker=urls.url_for(Role.PRODUCER_BROKER),
                         backend=urls.url_for(Role.PRODUCER_BACKEND))

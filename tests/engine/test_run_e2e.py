@@ -188,7 +188,7 @@ def test_a_run_refuses_bad_input_before_starting_anything(chaos_stack: Any, tmp_
     with pytest.raises(ConfigError, match="cannot import the Celery app 'nowhere_app:app'"):
         Run(chaos_stack, app="nowhere_app:app", workload=w, workers=[spec], directory=tmp_path / "r3").execute()
     run = Run(chaos_stack, app=APP, workload=w, workers=[spec])
-    run._executed = True
+    assert run._once.acquire(blocking=False)  # held from here on, as by a first execute()
     with pytest.raises(ConfigError, match="executed already"):
         run.execute()
 

@@ -17,22 +17,12 @@ from typing import Any
 import pytest
 
 from harness.checkers import Expectations, Validity, Verdict
+from harness.cli import add_explore_arguments, add_replay_arguments, explore_main, parse_variant
 from harness.errors import ConfigError, UnsupportedFault
-from harness.explore import (
-    ExploreResult,
-    Reproducer,
-    Target,
-    add_explore_arguments,
-    add_replay_arguments,
-    explore,
-    explore_main,
-    failing_verdicts,
-    parse_variant,
-    replay,
-)
+from harness.explore import ExploreResult, Reproducer, Target, explore, failing_verdicts, replay
 from harness.faults import KillWorker, Schedule
 from harness.faults.generate import FaultSpace
-from harness.run import RunResult
+from harness.run import RunConfig, RunResult
 from harness.workload import Deployment
 
 SPACE = FaultSpace(kinds=("latency", "reset_peer", "kill_worker_child", "kill_worker"),
@@ -231,7 +221,7 @@ def test_reproducer_round_trip_and_read_errors(tmp_path):
 
 
 def test_replay_runs_the_reproducer_s_schedule_with_its_variant(tmp_path, monkeypatch):
-    import harness.explore as explore_mod
+    import harness.explore.reproducer as explore_mod
 
     seen: dict[str, Any] = {}
 
@@ -240,9 +230,10 @@ def test_replay_runs_the_reproducer_s_schedule_with_its_variant(tmp_path, monkey
         seen["variant"] = variant
         yield Deployment(app="x:app", workload=None, queues=("q",))
 
-    def fake_run(stack: Any, d: Deployment, schedule: Schedule, **kw: Any) -> RunResult:
-        seen.update(schedule=schedule, **kw)
-        return _result(schedule, {"duplicates": (Validity.FALSE, ("duplicate_effect",))})
+    def fake_run(stack: Any, d: Deployment, config: RunConfig, **kw: Any) -> RunResult:
+        seen.update(schedule=config.schedule, n_per_kind=config.n_per_kind,
+                    submit_interval_s=config.submit_interval_s)
+        return _result(config.schedule, {"duplicates": (Validity.FALSE, ("duplicate_effect",))})
 
     monkeypatch.setattr(explore_mod, "run_deployment", fake_run)
     out = tmp_path / "x"

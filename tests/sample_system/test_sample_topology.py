@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from harness.errors import ConfigError
 from sample_system import Settings, make_app
 from sample_system.topology import (
     DLQ_QUEUE,
@@ -9,6 +12,8 @@ from sample_system.topology import (
     EVENT_SUBSCRIBERS,
     SERVICE_QUEUES,
     TASK_ROUTES,
+    dead_letter_queue,
+    queue_type_of,
     route_for,
     task_queues,
 )
@@ -49,3 +54,22 @@ def test_event_subscribers_are_routed_tasks_in_different_services() -> None:
         for s in subscribers:
             assert s in TASK_ROUTES
     assert {route_for(s) for s in EVENT_SUBSCRIBERS["user.created"]} == {"notifications", "payments"}
+
+
+def test_quorum_queues_dead_letter_at_least_once_through_topic_exchanges() -> None:
+    app = make_app(Settings(queue_type="quorum"))
+    queues = app.conf.task_queues
+    assert {q.queue_arguments["x-queue-type"] for q in queues} == {"quorum"}
+    # at-least-once dead-lettering is only honoured with reject-publish overflow
+    assert all(q.queue_arguments["x-dead-letter-strategy"] == "at-least-once" for q in queues)
+    assert all(q.queue_arguments["x-overflow"] == "reject-publish" for q in queues)
+    # native delayed delivery (countdowns on quorum queues) cannot route through direct exchanges
+    assert {q.exchange.type for q in queues} == {"topic"}
+    assert app.conf.task_default_exchange_type == "topic"
+    assert queue_type_of(app) == "quorum" and queue_type_of(make_app(Settings())) == "classic"
+    assert dead_letter_queue("quorum").queue_arguments == {"x-queue-type": "quorum"}
+
+
+def test_quorum_queues_need_a_rabbitmq_broker() -> None:
+    with pytest.raises(ConfigError, match="needs broker='rabbitmq'"):
+        Settings(broker="redis", queue_type="quorum")
