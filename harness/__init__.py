@@ -3,7 +3,7 @@
 The names a user needs, importable from ``harness``: a stack (`open_stack`, `Stack`), a run
 (`Run`) of a `Workload` whose `Unit` values declare their effects (`EffectRecord`), a
 `Deployment`; faults (every fault kind, e.g. `KillWorkerChild`, `Latency`) in a `Schedule` at
-times (`at`) or on history events (`when` with `on_execute`, `on_effect`, `on_receive`,
+times (`at`) or on history events (`when` with `on_execute`, `on_success`, `on_effect`, `on_receive`,
 `on_worker_lost`, `after_publishes`); the guarantee judged (`Claim`, `Expectations`); and the
 checkers over a recorded history (`check_all`). docs/architecture.md says where each part lives.
 
@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from harness.faults.schedule import on_effect as on_effect
     from harness.faults.schedule import on_execute as on_execute
     from harness.faults.schedule import on_receive as on_receive
+    from harness.faults.schedule import on_success as on_success
     from harness.faults.schedule import on_worker_lost as on_worker_lost
     from harness.faults.schedule import when as when
     from harness.run import Run as Run
@@ -65,6 +66,7 @@ _CORE: dict[str, str] = {
     "on_execute": "harness.faults.schedule",
     "on_effect": "harness.faults.schedule",
     "on_receive": "harness.faults.schedule",
+    "on_success": "harness.faults.schedule",
     "on_worker_lost": "harness.faults.schedule",
     "after_publishes": "harness.faults.schedule",
     "Claim": "harness.checkers.claim",

@@ -747,7 +747,7 @@ class Run:
 
             urls = self.stack.urls
             app = _load_app(self.app_ref)
-            backend = plan_for_app(app, self.settings)
+            backend = plan_for_app(app, self.settings, urls.backend_url)
             if backend.note:
                 notes.append(backend.note)
             keep = backend.keep_app_backend

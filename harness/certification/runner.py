@@ -109,7 +109,7 @@ def run_scenario(stack: Stack, system: Any, scenario: Scenario, *, app: str, rep
         with deploy(stack, system, app) as d:
             check_app_matches(app if app_given else None, d.app)
             deployed = d.app
-            backend = plan_for_app(_load_app(d.producer), d.settings)
+            backend = plan_for_app(_load_app(d.producer), d.settings, stack.urls.backend_url)
             missing = missing_capabilities(scenario, stack, backend)
             if missing:
                 return ScenarioReport(scenario.name, "skipped", {}, schedule.to_dict()["faults"], 0.0,
@@ -187,7 +187,7 @@ def inspect_deployment(stack: Stack, system: Any, app: str, say: Log) -> tuple[l
             say(f"deployed as: {d.description}")
             producer = _load_app(d.producer)
             risks = audit_app(producer)
-            plan = plan_for_app(producer, d.settings)
+            plan = plan_for_app(producer, d.settings, stack.urls.backend_url)
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - the audit explains; it never stops a certification

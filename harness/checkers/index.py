@@ -116,6 +116,9 @@ class Kill:
     pids: frozenset[int] = frozenset()
     task_id: str | None = None
     process: str | None = None  # worker_lost: the recording worker; its children were hit
+    #: A kill triggered by a task's success with a hold (``on_success(hold_s=...)``): that
+    #: task's result was stored and its message not acked when the kill landed.
+    held_success_of: str | None = None
 
     def matches(self, ex: Execution) -> bool:
         """Whether `ex` ran on what this kill hit (ignoring time)."""
@@ -726,9 +729,13 @@ def _index_kills(ix: HistoryIndex, worker_lost_ops: list[tuple[int, Op]]) -> Non
         if scope not in ("worker", "child"):
             scope = "worker"
         tid = v.get("task_id")
+        raw = v.get("event")
+        ev: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        held = (str(ev["task_id"]) if ev.get("held") is True and ev.get("f") == F.EXECUTE and ev.get("type") == "ok"
+                and ev.get("task_id") is not None else None)
         ix.kills.append(Kill("fault", fault.start_lo, fault.start_hi, scope, fault.start_pos, kind=kind,
                              fault_id=fault.fault_id, hostnames=_hostnames_of(v), pids=_pids_of(v),
-                             task_id=str(tid) if tid is not None else None))
+                             task_id=str(tid) if tid is not None else None, held_success_of=held))
     for pos, op in worker_lost_ops:
         v = op.value if isinstance(op.value, dict) else {}
         tid = v.get("task_id")

@@ -15,7 +15,11 @@ child kill without reject-on-worker-lost explain why it did not, in the countere
 A whole worker's kill also takes the messages it had received and not started yet (prefetched,
 or waiting for their ETA): unacked, they must come back too. Each such task must execute to
 completion after the kill (or reach the DLQ), else ``not_redelivered`` with
-``state_at_kill: "reserved"``; they count as ``reserved_at_kill``.
+``state_at_kill: "reserved"``; they count as ``reserved_at_kill``. So does a task whose
+success was stored while the worker was held before the ack by the kill's trigger
+(``on_success(hold_s=...)``): its message must be delivered again (a receive with
+``redelivered`` true is enough: a deduplicated redelivery executes nothing), else
+``not_redelivered`` with ``state_at_kill: "succeeded_unacked"``.
 
 Also ``redelivery_loop``: more than ``exp.max_deliveries`` executions of one attempt of a task
 (the poison-message loop), when that bound is set.
@@ -138,10 +142,24 @@ def _reserved_at_kills(ix: Any, exp: Expectations, fx: Findings) -> tuple[int, i
             if not before:
                 continue
             last = max(before)
-            if any(ex.start >= last and ex.start < kill.time_lo for ex in exs):
+            unacked = kill.held_success_of == rec.task_id
+            if not unacked and any(ex.start >= last and ex.start < kill.time_lo for ex in exs):
                 continue  # it started before the kill: the executing case above judges it
-            if any(ex.end is not None and ex.end < kill.time_lo and ex.outcome in (OK, FAILURE) for ex in exs):
+            if not unacked and any(ex.end is not None and ex.end < kill.time_lo and ex.outcome in (OK, FAILURE)
+                                   for ex in exs):
                 continue  # it had already finished elsewhere
+            if unacked:
+                # Its success was stored and the worker held before the ack: the message must come
+                # back; a redelivery may be deduplicated (no execution), so its receive is enough.
+                held += 1
+                if any(red and t >= kill.time_lo for t, red, _h, _p in got) or \
+                        any(ex.start >= kill.time_lo and ex.outcome in (OK, FAILURE) for ex in exs):
+                    back += 1
+                else:
+                    fx.anomaly("not_redelivered", task_id=rec.task_id, key=rec.key, killed_by=kill_summary(kill),
+                               state_at_kill="succeeded_unacked", positions=[*rec.positions, kill.pos],
+                               **explain.loss_on_kill(exp, scope=kill.scope))
+                break
             held += 1
             if any(ex.start >= kill.time_lo and ex.outcome in (OK, FAILURE) for ex in exs) or \
                     (rec.dlq and any(ix.history[p].time >= kill.time_lo for p in rec.dlq)) or rec.dlq_stored:

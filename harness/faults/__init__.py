@@ -6,7 +6,7 @@ Public API:
   `KillWorkerChild`, ... and `fault_from_dict`; what each does is its driver's
   (`harness.faults.drivers`);
 - schedules (`harness.faults.schedule`): `Schedule`, `ScheduledFault`, `Trigger`, `at`, `when`,
-  `on_execute`, `on_effect`, `on_receive`, `on_worker_lost`, `after_publishes`;
+  `on_execute`, `on_success`, `on_effect`, `on_receive`, `on_worker_lost`, `after_publishes`;
 - `Nemesis` and `AppliedFault` (imported lazily: kinds and schedules stay free of I/O imports).
 
 Example:
@@ -32,6 +32,7 @@ from harness.faults.schedule import (
     on_effect,
     on_execute,
     on_receive,
+    on_success,
     on_worker_lost,
     when,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "on_effect",
     "on_execute",
     "on_receive",
+    "on_success",
     "on_worker_lost",
     "when",
 ]

@@ -213,6 +213,11 @@ def triggers(space: FaultSpace) -> st.SearchStrategy[Trigger]:
         "publish": st.builds(Trigger, event=st.just("publish"), nth=st.integers(1, 20),
                              delay_s=common["delay_s"], timeout_s=common["timeout_s"]),
         "worker_lost": st.builds(Trigger, event=st.just("worker_lost"), **common),
+        # Held (the fault lands before the ack) half of the time; a hold excludes a delay.
+        "success": st.one_of(
+            st.builds(Trigger, event=st.just("success"), task_name=task_names, **common),
+            st.builds(Trigger, event=st.just("success"), task_name=task_names, nth=common["nth"],
+                      hold_s=st.just(5.0), timeout_s=common["timeout_s"])),
     }
     return st.one_of(*(by_event[e] for e in space.events))
 

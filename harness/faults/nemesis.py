@@ -43,6 +43,7 @@ from harness.errors import ConfigError, HarnessError
 from harness.faults.drivers import Application, FaultContext, NeverBit, driver_for
 from harness.faults.kinds import Fault
 from harness.faults.schedule import Schedule, ScheduledFault, Trigger
+from harness.history import holds
 from harness.history.ops import F, OpType
 from harness.history.recorder import HistoryRecorder
 from harness.stack.base import Stack
@@ -200,8 +201,14 @@ class Nemesis:
             invoke = {**base, "fault": sf.fault.to_dict(), "planned": _planned(sf)}
             if event is not None:
                 ev = _value(event)
-                invoke["event"] = {"f": event.get("f"), "process": event.get("process"),
-                                   "task_id": ev.get("task_id"), "name": ev.get("name")}
+                trigger_op: dict[str, Any] = {"f": event.get("f"), "type": event.get("type"),
+                                              "process": event.get("process"), "task_id": ev.get("task_id"),
+                                              "name": ev.get("name")}
+                if sf.trigger is not None and sf.trigger.hold_s:
+                    # The worker waits at that op until this fault is applied: a success it
+                    # recorded is stored and not acked when the fault lands (the checkers read it).
+                    trigger_op["held"] = True
+                invoke["event"] = trigger_op
             self._record(F.FAULT_START, OpType.INVOKE, invoke)
             now = time.monotonic()
             act = _Active(sf, now, now + sf.duration_s, Application(sf.id, event))
@@ -339,6 +346,11 @@ class Nemesis:
         fired: list[tuple[float, ScheduledFault, dict[str, Any]]] = []
         if waiting and self.history_dir is not None:
             self.ctx.history_tail()
+        held = [w.sf.id for w in waiting if w.trigger.hold_s and self.history_dir is not None]
+        for w in waiting:
+            if w.sf.id in held:
+                assert self.history_dir is not None
+                holds.request_hold(self.history_dir, w.sf.id, w.trigger.event, w.trigger.task_name, w.trigger.hold_s)
         try:
             for _ in range(100_000_000):  # bounded by `limit` in practice
                 now = time.monotonic()
@@ -353,14 +365,20 @@ class Nemesis:
                                 if w.seen >= w.trigger.nth:
                                     waiting.remove(w)
                                     fired.append((time.monotonic() + w.trigger.delay_s, w.sf, op.to_dict()))
+                                elif w.sf.id in held:  # not the nth: let that worker go on at once
+                                    self._release(w.sf.id, str(_value(op.to_dict()).get("task_id")))
                 while timed and t0 + (timed[0].at_s or 0.0) <= now:
                     self._apply_quietly(timed.pop(0), None)
                 for item in [x for x in fired if x[0] <= now]:
                     fired.remove(item)
                     self._apply_quietly(item[1], item[2])
+                    if item[1].id in held:  # applied (or failed): the held worker goes on
+                        self._release(item[1].id)
                 for w in list(waiting):
                     if now - t0 > w.trigger.timeout_s:
                         waiting.remove(w)
+                        if w.sf.id in held:
+                            self._release(w.sf.id)
                         self._never_bit(w.sf, f"trigger {w.trigger.describe()} did not fire within "
                                               f"{w.trigger.timeout_s:g} s")
                 if not (timed or waiting or fired or ours & set(self._active)):
@@ -371,8 +389,17 @@ class Nemesis:
                     break
                 stop.wait(self.poll_s)
         finally:
+            for fid in held:
+                self._release(fid)
             self.heal_all()
         return self.applied
+
+    def _release(self, fault_id: str, task_id: str | None = None) -> None:
+        assert self.history_dir is not None
+        try:
+            holds.release(self.history_dir, fault_id, task_id)
+        except OSError:  # noqa: S110 - a held worker lets itself go after hold_s anyway
+            pass
 
     def _apply_quietly(self, sf: ScheduledFault, event: dict[str, Any] | None) -> None:
         # A fault that fails to apply is recorded (fault_start fail) and the schedule goes on.

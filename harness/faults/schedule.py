@@ -8,6 +8,10 @@ A `Trigger` fires on an op of the run's history, seen as the workers write it:
 
 - ``on_execute("orders.charge")``: a task named so starts executing (``execute`` invoke);
 - ``on_effect("charge")``: a task applied a side effect of that kind (``effect`` ok);
+- ``on_success("orders.charge", hold_s=5)``: a task succeeded: its result is stored, its
+  message not yet acked. With ``hold_s`` the worker waits there (at most that long) until the
+  fault is applied, so a kill lands between the result write and the ack
+  (`harness.history.holds`);
 - ``after_publishes(50)``: the 50th confirmed publish of the run;
 - ``on_receive(...)``, ``on_worker_lost()``: likewise.
 
@@ -46,6 +50,7 @@ __all__ = [
     "on_effect",
     "on_execute",
     "on_receive",
+    "on_success",
     "on_worker_lost",
     "when",
 ]
@@ -57,6 +62,9 @@ EVENTS: Mapping[str, tuple[str, str]] = {
     "publish": ("publish", "ok"),
     "receive": ("receive", "ok"),
     "worker_lost": ("worker_lost", "ok"),
+    # A task's success (execute ok, state SUCCESS): recorded after its result is stored and
+    # before its message is acked (with late acks).
+    "success": ("execute", "ok"),
 }
 
 
@@ -80,6 +88,7 @@ class Trigger:
     nth: int = 1
     delay_s: float = 0.0
     timeout_s: float = 60.0
+    hold_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.event not in EVENTS:
@@ -90,6 +99,14 @@ class Trigger:
             raise InvalidSchedule(f"trigger delay_s must be a number of seconds >= 0, not {self.delay_s!r}")
         if not _finite(self.timeout_s, positive=True):
             raise InvalidSchedule(f"trigger timeout_s must be a number of seconds > 0, not {self.timeout_s!r}")
+        if not _finite(self.hold_s):
+            raise InvalidSchedule(f"trigger hold_s must be a number of seconds >= 0, not {self.hold_s!r}")
+        if self.hold_s and self.event != "success":
+            raise InvalidSchedule(f"trigger hold_s holds a worker after a task's success only (on_success); "
+                                  f"event {self.event!r} cannot hold")
+        if self.hold_s and self.delay_s:
+            raise InvalidSchedule("trigger hold_s and delay_s together would hold the worker through the delay: "
+                                  "use one (hold_s: the fault lands before the ack)")
         if self.kind is not None and self.event != "effect":
             raise InvalidSchedule(f"trigger kind= filters effects only; for event {self.event!r} use task_name=")
         for name in ("task_name", "kind"):
@@ -111,6 +128,8 @@ class Trigger:
         v = v if isinstance(v, Mapping) else {}
         if self.task_name is not None and v.get("name") != self.task_name:
             return False
+        if self.event == "success" and v.get("state") != "SUCCESS":
+            return False
         return not (self.kind is not None and v.get("kind") != self.kind)
 
     def describe(self) -> str:
@@ -118,15 +137,19 @@ class Trigger:
             f" kind {self.kind}" if self.kind else "")
         nth = "" if self.nth == 1 else f" #{self.nth}"
         delay = f" + {self.delay_s:g} s" if self.delay_s else ""
-        return f"on {what}{nth}{delay}"
+        hold = f" (held up to {self.hold_s:g} s)" if self.hold_s else ""
+        return f"on {what}{nth}{delay}{hold}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"event": self.event, "task_name": self.task_name, "kind": self.kind, "nth": self.nth,
-                "delay_s": self.delay_s, "timeout_s": self.timeout_s}
+        d: dict[str, Any] = {"event": self.event, "task_name": self.task_name, "kind": self.kind, "nth": self.nth,
+                             "delay_s": self.delay_s, "timeout_s": self.timeout_s}
+        if self.hold_s:
+            d["hold_s"] = self.hold_s
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Trigger:
-        known = {"event", "task_name", "kind", "nth", "delay_s", "timeout_s"}
+        known = {"event", "task_name", "kind", "nth", "delay_s", "timeout_s", "hold_s"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise InvalidSchedule(f"a trigger has no option(s) {unknown}; its options are {sorted(known)}")
@@ -143,6 +166,18 @@ def on_execute(task_name: str | None = None, *, nth: int = 1, delay_s: float = 0
     'on execute of orders.charge #2'
     """
     return Trigger("execute", task_name=task_name, nth=nth, delay_s=delay_s, timeout_s=timeout_s)
+
+
+def on_success(task_name: str | None = None, *, nth: int = 1, hold_s: float = 0.0,
+               timeout_s: float = 60.0) -> Trigger:
+    """When a task (named `task_name`, or any) succeeds: its result is stored, its message
+    not acked yet (late acks). With `hold_s` > 0 the worker waits right there until the
+    fault is applied (at most `hold_s` s), so the fault lands inside that window.
+
+    >>> on_success("probes.work", hold_s=5).describe()
+    'on success of probes.work (held up to 5 s)'
+    """
+    return Trigger("success", task_name=task_name, nth=nth, hold_s=hold_s, timeout_s=timeout_s)
 
 
 def on_effect(kind: str | None = None, *, task_name: str | None = None, nth: int = 1, delay_s: float = 0.0,

@@ -17,7 +17,8 @@ publish raised before anything was     publish/invoke + publish/fail (known not 
 sent (e.g. the result backend is down)
 ``task_received``                      receive/ok (worker main; value.redelivered)
 ``task_prerun``                        execute/invoke (pool child)
-``task_success``                       execute/ok
+``task_success``                       execute/ok (then a hold may keep the worker there:
+                                       `harness.history.holds`)
 ``task_failure``                       execute/fail, value.state FAILURE
 ``task_retry``                         retry/ok and execute/fail with value.state RETRY
 ``task_postrun`` for Reject/Ignore     execute/fail state REJECTED / execute/ok state IGNORED
@@ -71,7 +72,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.history import active
+from harness.history import active, holds
 from harness.history.ops import F, OpType
 from harness.history.recorder import HistoryRecorder, child_process_name
 
@@ -567,7 +568,13 @@ def _on_task_success(sender: Any = None, **_: Any) -> None:
     inst = installation_for(getattr(sender, "app", None))
     if inst is None:
         return
+    entry = _open_for(sender.request.id)
+    recorded = entry is not None and not entry.done
     _complete(inst, sender.request.id, OpType.OK, {"state": "SUCCESS"})
+    if recorded:
+        # The result is stored and the message not acked yet: a fault triggered on this
+        # success may ask the worker to wait here until it lands (harness.history.holds).
+        holds.hold_here(inst.directory, "success", getattr(sender, "name", None), str(sender.request.id))
 
 
 def _on_task_failure(sender: Any = None, task_id: Any = None, exception: Any = None, **_: Any) -> None:

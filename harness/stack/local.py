@@ -31,7 +31,11 @@ from harness.stack.rabbitmq import LocalRabbitMQ
 from harness.stack.rabbitmq_cluster import LocalRabbitMQCluster
 from harness.stack.rabbitmq_config import RabbitMQSettings
 from harness.stack.redis import LocalRedis
+from harness.stack.sqlite_backend import LocalSQLiteBackend
 from harness.toxiproxy.client import ToxiproxyClient
+
+#: The result backends the local stack can serve (`LocalStackOptions.result_backend`).
+RESULT_BACKENDS: tuple[str, ...] = ("redis", "sqlite", "rpc")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +54,11 @@ class LocalStackOptions:
     rabbitmq:          the scenario's own RabbitMQ configuration (`RabbitMQSettings`: rabbitmq.conf
                        settings, application environment, policies), checked before the node starts
                        (single topology only)
+    result_backend:    "redis" (default: a redis-server behind the backend proxies), "sqlite"
+                       (Celery's SQLAlchemy backend on a local file, ``db+sqlite://``: chords
+                       take ``chord_unlock``; backend outages move the file away or lock it,
+                       see `harness.stack.sqlite_backend`) or "rpc" (``rpc://``: results travel
+                       on the broker, so broker faults are the backend faults)
 
     Example:
         >>> from harness.stack.rabbitmq_config import RabbitMQSettings
@@ -67,6 +76,7 @@ class LocalStackOptions:
     env: dict[str, str] = field(default_factory=dict)
     rabbitmq: RabbitMQSettings = field(default_factory=RabbitMQSettings)
     topology: Literal["single", "cluster"] = "single"
+    result_backend: Literal["redis", "sqlite", "rpc"] = "redis"
 
     def __post_init__(self) -> None:
         if self.broker not in ("rabbitmq", "redis"):
@@ -80,6 +90,11 @@ class LocalStackOptions:
         if self.rabbitmq and self.broker != "rabbitmq":
             raise ConfigError(f"rabbitmq settings need broker='rabbitmq', not {self.broker!r}: drop them or use "
                               "RabbitMQ")
+        if self.result_backend not in RESULT_BACKENDS:
+            raise ConfigError(f"result_backend must be one of {', '.join(RESULT_BACKENDS)}, not "
+                              f"{self.result_backend!r}")
+        if self.result_backend == "rpc" and self.broker != "rabbitmq":
+            raise ConfigError("result_backend='rpc' needs broker='rabbitmq' (Celery's rpc:// backend is AMQP only)")
         if not (self.toxiproxy in ("auto", "builtin", "real") or self.toxiproxy.startswith("http")):
             raise ConfigError(
                 f"toxiproxy must be 'auto', 'builtin', 'real' or an http:// URL, not {self.toxiproxy!r}")
@@ -87,6 +102,9 @@ class LocalStackOptions:
             raise ConfigError(f"topology must be 'single' or 'cluster', not {self.topology!r}")
         if self.topology == "cluster" and self.broker != "rabbitmq":
             raise ConfigError("topology='cluster' needs broker='rabbitmq' (a Redis broker has no cluster here)")
+        if self.topology == "cluster" and self.result_backend != "redis":
+            raise ConfigError(f"topology='cluster' serves a Redis result backend only, not {self.result_backend!r}: "
+                              "use result_backend='redis' or topology='single'")
         if self.startup_timeout <= 0:
             raise ConfigError(f"startup_timeout must be positive, not {self.startup_timeout}")
 
@@ -110,7 +128,8 @@ class LocalStack(StackLifecycle):
         self._tag = secrets.token_hex(3)
         self._exit = ExitStack()
         self._broker: LocalRabbitMQ | LocalRabbitMQCluster | LocalRedis | None = None
-        self._backend: LocalRedis | None = None
+        self._backend: LocalRedis | LocalSQLiteBackend | None = None
+        self._booted = False
         self._toxiproxy_proc: ManagedProcess | None = None
         self._toxiproxy_dir: Path | None = None
         self._external_toxiproxy = False
@@ -151,10 +170,11 @@ class LocalStack(StackLifecycle):
 
     def await_ready(self) -> LocalStack:
         """Wait until the backend and the broker answer (after `boot`); stop everything on failure."""
-        if self._broker is None or self._backend is None:
+        if self._broker is None or not self._booted:
             raise RuntimeError("the stack is not booted: call boot() or start() first")
         try:
-            self._backend.await_ready()
+            if self._backend is not None:
+                self._backend.await_ready()
             self.timings["backend"] = time.monotonic() - self._t0
             self._broker.await_ready()
             self.timings["broker"] = time.monotonic() - self._t0
@@ -177,10 +197,16 @@ class LocalStack(StackLifecycle):
         else:
             self._broker = LocalRedis(name="redis-broker", aof=o.redis_aof, startup_timeout=o.startup_timeout)
             self._exit.callback(self._broker.close)
-        self._backend = LocalRedis(name="redis-backend", aof=o.redis_aof, startup_timeout=o.startup_timeout)
-        self._exit.callback(self._backend.close)
+        if o.result_backend == "redis":
+            self._backend = LocalRedis(name="redis-backend", aof=o.redis_aof, startup_timeout=o.startup_timeout)
+        elif o.result_backend == "sqlite":
+            self._backend = LocalSQLiteBackend()
+        if self._backend is not None:
+            self._exit.callback(self._backend.close)
         self._broker.spawn()
-        self._backend.spawn()
+        if self._backend is not None:
+            self._backend.spawn()
+        self._booted = True
         self._start_toxiproxy()
         self.timings["toxiproxy"] = time.monotonic() - self._t0
         # Proxies are created while the servers boot: creating one does not dial its upstream.
@@ -206,6 +232,7 @@ class LocalStack(StackLifecycle):
         self._broker = cluster
         self._exit.callback(cluster.close)
         cluster.spawn()
+        self._booted = True
         self._urls = self._make_cluster_urls(cluster)
         self.timings["proxies"] = time.monotonic() - self._t0
 
@@ -282,13 +309,17 @@ class LocalStack(StackLifecycle):
             pass
 
     def _make_urls(self) -> StackURLs:
-        assert self._broker is not None and self._backend is not None and self.toxiproxy is not None
-        broker_url, backend_url = self._broker.url, self._backend.url
+        assert self._broker is not None and self.toxiproxy is not None
+        broker_url = self._broker.url
+        backend_url = self._backend.url if self._backend is not None else "rpc://"
         proxied = {}
         for role in Role:
-            direct = self._broker if role.is_broker else self._backend
-            template = broker_url if role.is_broker else backend_url
-            proxied[role] = self._make_proxy(role, direct.address, template)
+            if role.is_broker:
+                proxied[role] = self._make_proxy(role, self._broker.address, broker_url)
+            elif isinstance(self._backend, LocalRedis):
+                proxied[role] = self._make_proxy(role, self._backend.address, backend_url)
+            # A SQLite file has no connection to proxy, and rpc:// results ride the broker's
+            # proxies: the backend roles have no proxy of their own (url_for gives the direct URL).
         return StackURLs(broker_url=broker_url, backend_url=backend_url,
                          toxiproxy_url=self.toxiproxy.url, proxied=proxied,
                          broker_kind="amqp" if self.options.broker == "rabbitmq" else "redis")
@@ -318,6 +349,7 @@ class LocalStack(StackLifecycle):
         """Tear down everything this stack started; safe to call twice."""
         self._exit.close()
         self._urls = None
+        self._booted = False
 
     # -- accessors ----------------------------------------------------------------
     @property
@@ -325,13 +357,14 @@ class LocalStack(StackLifecycle):
         return self._broker
 
     @property
-    def backend(self) -> LocalRedis | None:
+    def backend(self) -> LocalRedis | LocalSQLiteBackend | None:
+        """The result backend's control; None for ``rpc://`` (the broker is the backend)."""
         return self._backend
 
     def temp_dirs(self) -> list[str]:
         """Data and log directories this stack created (removed by stop(); for leak checks)."""
         dirs = [d for s in (self._broker, self._backend) if s is not None
-                for d in ([str(s.base_dir)] if isinstance(s, LocalRedis) else
+                for d in ([str(s.base_dir)] if isinstance(s, (LocalRedis, LocalSQLiteBackend)) else
                           s.temp_dirs() if isinstance(s, LocalRabbitMQCluster) else [str(s.config.base_dir)])]
         if self._toxiproxy_dir is not None:
             dirs.append(str(self._toxiproxy_dir))

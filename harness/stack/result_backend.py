@@ -7,12 +7,18 @@ Redis through the per-role fault proxies; a backend the stack cannot provide (Po
 MongoDB ...) is replaced by the stack's Redis, and the plan says so in a sentence the report and
 the terminal show. ``faults_apply`` tells whether backend faults act on what the app uses.
 
+A stack that itself serves a ``db+sqlite://`` or ``rpc://`` backend (the local stack's
+``result_backend`` option) names it in ``stack_backend``: an app configured with that URL gets
+it with its faults (the SQLite file moved away or locked; for ``rpc://``, the broker's faults).
+
 Example:
     >>> plan = plan_result_backend("db+sqlite:////tmp/results.db")
     >>> plan.keep_app_backend, plan.faults_apply
     (True, False)
     >>> plan_result_backend("redis://cache:6379/1").keep_app_backend
     False
+    >>> plan_result_backend("rpc://", stack_backend="rpc://").faults_apply
+    True
 """
 
 from __future__ import annotations
@@ -47,8 +53,14 @@ def _scheme(url: str) -> str:
     return head.split("+", 1)[0].lower()
 
 
-def plan_result_backend(app_backend: object) -> BackendPlan:
-    """The plan for an app whose ``result_backend`` setting is `app_backend` (a URL, or None).
+def _stack_name(stack_backend: str) -> str:
+    scheme = _scheme(stack_backend) if stack_backend else "redis"
+    return "Redis" if scheme in _STACK_SERVES else f"{stack_backend.split('://', 1)[0]}:// backend"
+
+
+def plan_result_backend(app_backend: object, stack_backend: str = "") -> BackendPlan:
+    """The plan for an app whose ``result_backend`` setting is `app_backend` (a URL, or None),
+    on a stack whose own backend URL is `stack_backend` ("" or a ``redis://`` URL: Redis).
 
     >>> plan_result_backend(None).keep_app_backend
     False
@@ -56,6 +68,15 @@ def plan_result_backend(app_backend: object) -> BackendPlan:
     "the app's result backend db+postgresql:// is replaced by the stack's Redis (through the fault proxy): chords and results behave as on Redis, not as in production"
     """
     url = str(app_backend or "").strip()
+    served = stack_backend.strip()
+    if served and _scheme(served) not in _STACK_SERVES:
+        if url == served or (_scheme(url) == "rpc" and _scheme(served) == "rpc"):
+            # The stack serves exactly this backend, with its faults: nothing to keep or replace.
+            return BackendPlan(url.split("://", 1)[0], False, True, "")
+        head = url.split("://", 1)[0] if "://" in url else (url or "none")
+        return BackendPlan(head, False, True,
+                           f"the app's result backend {head}:// is replaced by the stack's {_stack_name(served)}: "
+                           "chords and results behave as on that backend, not as in production")
     if not url or url.lower() in ("disabled", "none"):
         # Apps commonly read the backend URL from the environment the harness sets for workers:
         # the producer process cannot tell "none by design", so the workers get the stack's Redis.
@@ -78,11 +99,12 @@ def plan_result_backend(app_backend: object) -> BackendPlan:
                        "proxy): chords and results behave as on Redis, not as in production")
 
 
-def plan_for_app(app: Any, settings: Mapping[str, Any] | None = None) -> BackendPlan:
-    """The plan for a Celery `app` run with `settings` overrides (their ``result_backend`` wins).
+def plan_for_app(app: Any, settings: Mapping[str, Any] | None = None, stack_backend: str = "") -> BackendPlan:
+    """The plan for a Celery `app` run with `settings` overrides (their ``result_backend`` wins),
+    on a stack whose backend URL is `stack_backend`.
 
     >>> from celery import Celery
     >>> plan_for_app(Celery("x", set_as_current=False), {"result_backend": "rpc://"}).keep_app_backend
     True
     """
-    return plan_result_backend(dict(settings or {}).get("result_backend", app.conf.result_backend))
+    return plan_result_backend(dict(settings or {}).get("result_backend", app.conf.result_backend), stack_backend)

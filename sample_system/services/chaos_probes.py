@@ -77,6 +77,18 @@ def register(app: Celery) -> None:
         return {"key": key, "parts": got}
 
 
+def chain_of_probes(app: Celery, key: str, parts: int, *, seconds: float, headers: dict[str, str],
+                    first_id: str) -> Any:
+    """A chain of `parts` ``probes.work`` steps (parts ``p0``, ``p1``...), each ignoring the result
+    of the one before (immutable signatures); the first step's task id is `first_id`."""
+    from celery import chain
+
+    steps = [app.signature(PROBE_TASK, kwargs={"key": key, "seconds": seconds, "part": f"p{i}"},
+                           options={"headers": dict(headers), **({"task_id": first_id} if i == 0 else {})},
+                           immutable=True) for i in range(parts)]
+    return chain(*steps)
+
+
 def chord_of_probes(app: Celery, key: str, parts: int, *, seconds: float, headers: dict[str, str],
                     callback_id: str) -> Any:
     """A chord of `parts` ``probes.work`` headers (parts ``p0``, ``p1``...) and its ``probes.collect`` callback."""

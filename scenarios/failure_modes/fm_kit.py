@@ -34,7 +34,13 @@ from harness.workers import WorkerSpec
 from harness.workload import KEY_HEADER, RUN_ID_HEADER, DLQEntry, EffectRecord, Unit
 from sample_system.deploy import prepare
 from sample_system.factory import make_app
-from sample_system.services.chaos_probes import COLLECT_EFFECT, PROBE_EFFECT, PROBE_TASK, chord_of_probes
+from sample_system.services.chaos_probes import (
+    COLLECT_EFFECT,
+    PROBE_EFFECT,
+    PROBE_TASK,
+    chain_of_probes,
+    chord_of_probes,
+)
 from sample_system.settings import Settings
 from sample_system.topology import DEFAULT
 from sample_system.workload import SampleWorkload
@@ -50,7 +56,7 @@ class ProbeWorkload:
 
     def __init__(self, settings: Settings, *, seconds: float = 0.0, effect: str = "after",
                  countdown: float | None = None, confirm_timeout: float | None = None,
-                 failing: bool = False, chord_parts: int = 0) -> None:
+                 failing: bool = False, chord_parts: int = 0, chain_parts: int = 0) -> None:
         if effect not in ("before", "after"):
             raise ConfigError(f"effect={effect!r}: the probe applies its effect 'before' or 'after' its work")
         self.settings = settings
@@ -59,7 +65,9 @@ class ProbeWorkload:
         self.countdown = countdown
         self.confirm_timeout = confirm_timeout
         self.chord_parts = chord_parts
-        self.kinds: tuple[str, ...] = ("chord",) if chord_parts else ("probe", "failing") if failing else ("probe",)
+        self.chain_parts = chain_parts
+        self.kinds: tuple[str, ...] = (("chord",) if chord_parts else ("chain",) if chain_parts
+                                       else ("probe", "failing") if failing else ("probe",))
         if failing:
             self.dead_letter_queue = True  # read by Run: the DLQ claim is part of the expectations
         self._base = SampleWorkload(settings, kinds=("order",))
@@ -69,6 +77,10 @@ class ProbeWorkload:
         self._base.setup(app)
 
     def units(self, n_per_kind: int, run_id: str) -> list[Unit]:
+        if self.chain_parts:
+            return [Unit(key=f"{run_id}:chain:{i}", kind="chain", expected="complete", run_id=run_id,
+                         effects=tuple(f"{PROBE_EFFECT}:{run_id}:chain:{i}:p{j}" for j in range(self.chain_parts)))
+                    for i in range(n_per_kind)]
         if self.chord_parts:
             return [Unit(key=f"{run_id}:chord:{i}", kind="chord", expected="complete", run_id=run_id,
                          effects=(*(f"{PROBE_EFFECT}:{run_id}:chord:{i}:p{j}" for j in range(self.chord_parts)),
@@ -85,6 +97,11 @@ class ProbeWorkload:
 
     def submit(self, app: Any, unit: Unit) -> str:
         task_id = str(uuid.uuid4())
+        if unit.kind == "chain":
+            chain_of_probes(app, unit.key, self.chain_parts, seconds=self.seconds, first_id=task_id,
+                            headers={KEY_HEADER: unit.key, RUN_ID_HEADER: unit.run_id}).apply_async()
+            self.submitted[unit.key] = task_id
+            return task_id
         if unit.kind == "chord":
             chord_of_probes(app, unit.key, self.chord_parts, seconds=self.seconds, callback_id=task_id,
                             headers={KEY_HEADER: unit.key, RUN_ID_HEADER: unit.run_id}).apply_async()
@@ -111,7 +128,7 @@ class ProbeWorkload:
 
 def probe_run(stack: Any, *, variant: Mapping[str, Any] | None = None, seconds: float = 0.0,
               effect: str = "after", countdown: float | None = None, confirm_timeout: float | None = None,
-              failing: bool = False, chord_parts: int = 0, n: int = 2,
+              failing: bool = False, chord_parts: int = 0, chain_parts: int = 0, n: int = 2,
               schedule: Schedule | None = None, expectations: Mapping[str, Any] | None = None,
               pool: str = "prefork", concurrency: int = 2, worker_settings: Mapping[str, Any] | None = None,
               workers: int = 1, **run_options: Any) -> tuple[RunResult, ProbeWorkload]:
@@ -125,7 +142,8 @@ def probe_run(stack: Any, *, variant: Mapping[str, Any] | None = None, seconds: 
     fresh_broker(stack)
     with prepare(stack, concurrency=concurrency, **dict(variant or {})) as d:
         workload = ProbeWorkload(d.workload.settings, seconds=seconds, effect=effect, countdown=countdown,
-                                 confirm_timeout=confirm_timeout, failing=failing, chord_parts=chord_parts)
+                                 confirm_timeout=confirm_timeout, failing=failing, chord_parts=chord_parts,
+                                 chain_parts=chain_parts)
         specs = [WorkerSpec(app=d.app, pool=pool, concurrency=concurrency, queues=(DEFAULT,), env=dict(d.env),
                             hostname=f"w{i + 1}@127.0.0.1", settings=dict(worker_settings or {}))
                  for i in range(workers)]

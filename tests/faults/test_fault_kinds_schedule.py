@@ -35,6 +35,7 @@ from harness.faults import (
     fault_from_dict,
     on_effect,
     on_execute,
+    on_success,
     when,
 )
 
@@ -150,6 +151,49 @@ def test_trigger_matching() -> None:
     assert on_execute().matches({"f": "execute", "type": "invoke", "value": {"name": "x"}})
     assert not on_execute().matches({"f": "execute", "type": "ok", "value": {"name": "x"}})
     assert after_publishes(3).matches({"f": "publish", "type": "ok", "value": {}})
+
+
+def test_success_trigger_matches_a_stored_success_only_and_holds_round_trip() -> None:
+    ok = {"f": "execute", "type": "ok", "value": {"name": "probes.work", "state": "SUCCESS"}}
+    assert on_success("probes.work").matches(ok)
+    assert not on_success("probes.work").matches({**ok, "value": {"name": "probes.work", "state": "IGNORED"}})
+    assert not on_success("other").matches(ok)
+    assert not on_success().matches({**ok, "type": "invoke"})
+    s = Schedule.of(when(on_success("probes.work", hold_s=5), KillWorkerChild()))
+    assert Schedule.from_json(s.to_json()) == s and s.faults[0].trigger.hold_s == 5
+    assert "(held up to 5 s)" in s.describe()
+    assert "hold_s" not in on_success("x").to_dict()  # schedules without holds serialise as before
+
+
+@pytest.mark.parametrize(("build", "message"), [
+    (lambda: Trigger("execute", hold_s=1.0), "after a task's success only"),
+    (lambda: Trigger("success", hold_s=1.0, delay_s=0.5), "use one"),
+    (lambda: Trigger("success", hold_s=-1), "hold_s must be"),
+])
+def test_invalid_holds_say_how_to_fix(build, message) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InvalidSchedule, match=message):
+        build()
+
+
+def test_a_hold_waits_for_its_release_and_no_longer_than_hold_s(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import threading
+    import time
+
+    from harness.history import holds
+
+    holds.request_hold(tmp_path, "f1", "success", "probes.work", 3.0)
+    threading.Timer(0.3, holds.release, (tmp_path, "f1")).start()
+    t = time.monotonic()
+    holds.hold_here(tmp_path, "success", "probes.work", "t1")
+    assert 0.25 < time.monotonic() - t < 2.0  # held until released, not for the whole 3 s
+    holds.request_hold(tmp_path, "f2", "success", None, 0.4)
+    holds.release(tmp_path, "f2", "t2")
+    t = time.monotonic()
+    holds.hold_here(tmp_path, "success", "any.task", "t2")  # f1 released; f2 released for t2 only
+    assert time.monotonic() - t < 0.3
+    t = time.monotonic()
+    holds.hold_here(tmp_path, "success", "any.task", "t3")  # f2 still holds t3: until hold_s
+    assert 0.35 < time.monotonic() - t < 2.0
 
 
 _faults = st.sampled_from(ONE_OF_EACH)

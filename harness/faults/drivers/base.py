@@ -43,6 +43,13 @@ if TYPE_CHECKING:
 __all__ = ["Application", "Draws", "FaultContext", "FaultDriver", "NeverBit", "tenths"]
 
 _ROLES = ("producer_broker", "worker_broker", "producer_backend", "worker_backend")
+#: backend scheme -> the fault that acts on that backend, for a fault that cannot.
+_NO_BACKEND_PROXY = {
+    "db+sqlite": "a SQLite file is made unavailable with backend_outage(mode='kill_restart') (the file moved "
+                 "away) or mode='graceful_stop' (the file locked)",
+    "rpc": "the rpc:// backend is the broker (results travel on the broker connection): use a broker fault "
+           "(broker_outage, or role_partition on worker_broker / producer_broker)",
+}
 
 FaultT = TypeVar("FaultT", bound=Fault)
 Undo = Callable[[], "dict[str, Any] | None"]
@@ -109,6 +116,10 @@ class FaultContext:
         for r in role_proxies(role):
             if r in _ROLES:
                 ep = urls.proxied.get(Role(r))
+                if ep is None and not Role(r).is_broker and urls.backend_url and not urls.backend_url.startswith("redis"):
+                    raise UnsupportedFault(f"a network fault on {r} needs a proxy in front of the result backend, and "
+                                           f"this stack's backend ({urls.backend_url.split('://', 1)[0]}://) has "
+                                           f"none: {_NO_BACKEND_PROXY.get(urls.backend_url.split('://', 1)[0], '')}")
                 if ep is None:
                     raise ConfigError(f"the stack has no proxy for role {r}: network faults on it need the "
                                       "stack's per-role proxies (start the stack with a Toxiproxy)")
@@ -130,6 +141,8 @@ class FaultContext:
         """The stack's control of its ``broker`` or ``backend`` process (UnsupportedFault without)."""
         require(self.stack, "process_control", what)
         ctl: ServerControl | None = self.stack.broker if which == "broker" else self.stack.backend
+        if ctl is None and which == "backend" and self.stack.urls.backend_url.startswith("rpc"):
+            raise UnsupportedFault(f"{what}: {_NO_BACKEND_PROXY['rpc']}")
         if ctl is None:
             raise UnsupportedFault(f"{what} needs control of the {which} process, which this stack does not have: "
                                    "use the local stack, or a network fault instead")

@@ -5,7 +5,8 @@ kind                 apply                                                      
 ===================  ==========================================================  ====================
 broker_outage        proxy_down: disable both broker proxies; blackhole: timeout  enable / remove the
 backend_outage       toxic (0 ms: drop everything) both ways; kill_restart:       toxics / start the
-                     SIGKILL the server; graceful_stop: stop it                   server again
+                     SIGKILL the server; graceful_stop: stop it (a SQLite         server again
+                     backend: the file moved away / locked)
 memory_alarm         ``rabbitmqctl set_vm_memory_high_watermark <tiny>``           set it to ``restore``
 broker_pause         SIGSTOP to each process group of the broker (``docker        SIGCONT (``docker
                      pause`` for a container)                                     unpause``)
@@ -66,12 +67,13 @@ class _OutageDriver(FaultDriver[Any]):
 
         app.on_heal(f"start the {self.server} again", start_again)
         t = time.monotonic()
+        # A server without a process (a SQLite file) says what its kill and stop really do.
+        actions = getattr(ctl, "outage_actions", None) or {"kill_restart": "SIGKILL", "graceful_stop": "graceful stop"}
         if fault.mode == "kill_restart":
             ctl.kill()
-            action = "SIGKILL"
         else:
             ctl.stop()
-            action = "graceful stop"
+        action = actions[fault.mode]
         return {"server": ctl.name, "role": self.server, "action": action, "stop_s": round(time.monotonic() - t, 3)}
 
     def strategy(self, draws: Draws) -> SearchStrategy[Fault]:

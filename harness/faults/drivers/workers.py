@@ -87,7 +87,11 @@ class KillWorkerChildDriver(FaultDriver[KillWorkerChild]):
                 elif owner is not None and pid == owner.pid:
                     raise NeverBit(f"the triggering op came from worker {owner.hostname}'s main process "
                                    f"(pool {owner.pool}): there is no pool child to kill")
-        if target is not None and ctx.tail is not None and not _still_running(ctx, target[1], target[2]):
+        # A success trigger (execute ok) means "after the result write, before the ack": its child
+        # is the target though its task has finished (held there by the trigger's hold_s).
+        after_success = event is not None and event.get("f") == "execute" and event.get("type") == "ok"
+        if (target is not None and ctx.tail is not None and not after_success
+                and not _still_running(ctx, target[1], target[2])):
             # The triggering task finished before the kill could land (fast tasks take a few ms,
             # the trigger ~10 ms): killing that idle child would cut nothing. Cut the next task
             # that is running instead, so the fault bites whatever the task durations.
