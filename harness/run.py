@@ -113,7 +113,8 @@ def delayed_delivery_queues(app: Any) -> list[str]:
     from celery.utils.quorum_queues import detect_quorum_queues
 
     try:
-        driver = app.connection_for_write().transport.driver_type
+        with app.connection_for_write() as conn:  # never dials: only the transport's kind is read
+            driver = conn.transport.driver_type
         uses = detect_quorum_queues(app, driver)[0]
     except Exception:  # noqa: BLE001 - an app we cannot inspect has no delayed-delivery queues we know of
         return []
