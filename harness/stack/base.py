@@ -179,7 +179,7 @@ CAPABILITIES: Mapping[str, str] = {
     "rabbitmqctl": "needs a RabbitMQ broker the harness runs (it calls rabbitmqctl): use the local or containers "
                    "stack with broker='rabbitmq'",
     "cluster": "needs a RabbitMQ cluster: start the local stack with topology='cluster' (certify --topology "
-               "cluster)",
+               "cluster), or the containers stack with ContainerStackOptions(topology='cluster')",
 }
 
 

@@ -12,10 +12,15 @@ node_partition       its four inter-node proxies (to and from each peer)        
                                                                                   above
 ===================  ==========================================================  ====================
 
-Both need ``LocalStack(LocalStackOptions(topology="cluster"))``: the partition works because the
-cluster routes each node's traffic to each peer through its own proxy (`harness.stack.epmd`),
-so no root, iptables or change to the nodes is needed. The effect names the node, its Erlang
-node name and the pids signalled or the proxies cut.
+Both need a cluster stack: ``LocalStack(LocalStackOptions(topology="cluster"))``, where the
+partition works because the cluster routes each node's traffic to each peer through its own
+proxy (`harness.stack.epmd`), so no root, iptables or change to the nodes is needed; or
+``ContainerStack(ContainerStackOptions(topology="cluster"))``, where a node is a container:
+kill/stop/start are docker kill/stop/start, pause is docker pause (cgroup freezer), and the
+partition is the node's container disconnected from the cluster's own network (``isolate``; both
+partition modes do the same there: the peers' packets go nowhere, seen after the net tick
+time). The effect names the node, its Erlang node name and the pids signalled or the proxies cut
+(or the network left).
 
 Example:
     >>> from harness.faults.kinds import NodeOutage
@@ -72,6 +77,17 @@ class NodeOutageDriver(FaultDriver[NodeOutage]):
         pids = list(node.pids)
         seen = {"node": fault.node, "node_name": cluster.node_name(fault.node), "pids": pids}
         t = time.monotonic()
+        if fault.mode == "pause" and callable(getattr(node, "pause", None)):
+            # A node in a container: docker pause freezes every process of it (cgroup freezer).
+            app.on_heal(f"wait until {fault.node} runs in the cluster again", lambda: _rejoin(cluster))
+
+            def unpause() -> dict[str, Any]:
+                node.unpause()
+                return {"unpaused": fault.node}
+
+            app.on_heal(f"docker unpause {fault.node}", unpause)
+            node.pause()
+            return {**seen, "action": "docker pause", "paused": node.is_paused()}
         if fault.mode == "pause":
             app.on_heal(f"wait until {fault.node} runs in the cluster again", lambda: _rejoin(cluster))
             frozen = []
@@ -119,6 +135,8 @@ class NodePartitionDriver(FaultDriver[NodePartition]):
 
     def preflight(self, ctx: FaultContext, fault: NodePartition, what: str) -> None:
         cluster = _cluster(ctx, fault, what)
+        if callable(getattr(cluster, "isolate", None)):
+            return  # a container cluster: the partition is a network of its own, no proxy
         ctx.toxiproxy  # noqa: B018 - raises when absent
         if not cluster.dist_proxies:
             raise UnsupportedFault(f"{what} needs the cluster's inter-node traffic behind the fault proxy: start it "
@@ -126,12 +144,18 @@ class NodePartitionDriver(FaultDriver[NodePartition]):
 
     def apply(self, ctx: FaultContext, fault: NodePartition, app: Application) -> dict[str, Any]:
         cluster = _cluster(ctx, fault, fault.kind)
+        peers = [lb for lb in cluster.labels if lb != fault.node]
+        seen = {"node": fault.node, "node_name": cluster.node_name(fault.node),
+                "pids": list(cluster.node(fault.node).pids), "peers": peers}
+        if callable(getattr(cluster, "isolate", None)):
+            app.on_heal(f"wait until {fault.node} runs in the cluster again", lambda: _rejoin(cluster))
+            app.on_heal(f"put {fault.node} back on the cluster's network", lambda: dict(cluster.reconnect(fault.node)))
+            return {**seen, "mode": fault.mode, **cluster.isolate(fault.node)}
         proxies = sorted(name for pair, name in cluster.dist_proxies.items() if fault.node in pair)
         # Registered first, so it runs last at heal: after the links carry traffic again.
         app.on_heal(f"wait until {fault.node} runs in the cluster again", lambda: _rejoin(cluster))
         effect = outage(ctx, app, proxies, fault.mode)
-        return {"node": fault.node, "node_name": cluster.node_name(fault.node), "pids": list(cluster.node(fault.node).pids),
-                "peers": [lb for lb in cluster.labels if lb != fault.node], **effect}
+        return {**seen, **effect}
 
     def strategy(self, draws: Draws) -> SearchStrategy[NodePartition]:
         from hypothesis import strategies as st

@@ -43,6 +43,7 @@ class ContainerStackOptions:
     spare_proxies: int = 6
     labels: dict[str, str] = field(default_factory=dict)
     rabbitmq: RabbitMQSettings = field(default_factory=RabbitMQSettings)
+    topology: Literal["single", "cluster"] = "single"
 
     def __post_init__(self) -> None:
         ImageMode.parse(self.images)
@@ -54,6 +55,12 @@ class ContainerStackOptions:
         if self.rabbitmq and self.broker != "rabbitmq":
             raise ConfigError(f"rabbitmq settings need broker='rabbitmq', not {self.broker!r}: drop them or use "
                               "RabbitMQ")
+        if self.topology not in ("single", "cluster"):
+            raise ConfigError(f"topology must be 'single' or 'cluster', not {self.topology!r}")
+        if self.topology == "cluster":
+            if self.broker != "rabbitmq":
+                raise ConfigError("topology='cluster' needs broker='rabbitmq' (a Redis broker has no cluster here)")
+            self.rabbitmq.check_for_cluster()
         if self.proxy_network not in ("bridge", "host"):
             raise ConfigError(f"proxy_network must be 'bridge' or 'host', not {self.proxy_network!r} "
                               "(CHAOS_PROXY_NETWORK)")

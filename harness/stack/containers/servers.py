@@ -236,9 +236,11 @@ class ContainerRabbitMQ(ContainerServer):
     start keeps).
     """
 
-    def __init__(self, *args: Any, settings: RabbitMQSettings | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, settings: RabbitMQSettings | None = None, ctl_options: tuple[str, ...] = (),
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.settings = settings or RabbitMQSettings()
+        self.ctl_options = ctl_options  # rabbitmqctl's global options (a cluster node: --erlang-cookie)
         self._policies_applied = False
 
     def await_ready(self) -> None:
@@ -274,7 +276,7 @@ class ContainerRabbitMQ(ContainerServer):
         def run() -> None:
             try:
                 # HOME: where the Erlang cookie is, in the official image and in chaos/rabbitmq:local.
-                result.append(self.container.exec_run(["rabbitmqctl", *args],
+                result.append(self.container.exec_run(["rabbitmqctl", *self.ctl_options, *args],
                                                       environment={"HOME": "/var/lib/rabbitmq"}))
             except Exception as exc:  # noqa: BLE001 - reported below
                 result.append(exc)

@@ -26,6 +26,7 @@ from harness.images.names import LABEL_PROJECT, LABEL_ROLE, LABEL_RUN, ResolvedI
 from harness.images.resolve import resolve_images
 from harness.processes.managed import free_port
 from harness.stack.base import ProxiedEndpoint, Role, StackLifecycle, StackURLs
+from harness.stack.containers.cluster import ContainerRabbitMQCluster, cluster_conf, erl_args, host_name
 from harness.stack.containers.options import ContainerStackOptions
 from harness.stack.containers.servers import (
     ContainerRabbitMQ,
@@ -37,7 +38,7 @@ from harness.stack.containers.servers import (
     wait_ready,
     with_hostport,
 )
-from harness.stack.rabbitmq_config import container_files
+from harness.stack.rabbitmq_config import CONTAINER_CONF, container_files, merge_conf
 from harness.toxiproxy.client import ToxiproxyClient
 
 __all__ = ["ContainerStack"]
@@ -74,7 +75,7 @@ class ContainerStack(StackLifecycle):
         self._client: Any = None
         self._network: Any = None
         self._own_network = True
-        self._broker: ContainerServer | None = None
+        self._broker: ContainerServer | ContainerRabbitMQCluster | None = None
         self._backend: ContainerServer | None = None
         self._toxiproxy_container: Any = None
         self.toxiproxy: ToxiproxyClient | None = None
@@ -120,7 +121,9 @@ class ContainerStack(StackLifecycle):
         net.name = f"chaos-{self.run_id}"
         self._network = net.create()
         t1 = time.monotonic()
-        if o.broker == "rabbitmq":
+        if o.topology == "cluster":
+            self._broker = self._rabbitmq_cluster()  # created here; await_ready boots the seed, then the rest
+        elif o.broker == "rabbitmq":
             self._broker = self._rabbitmq()
         else:
             self._broker = self._redis("broker", aof=True)
@@ -131,6 +134,8 @@ class ContainerStack(StackLifecycle):
         self.timings["backend"] = time.monotonic() - t1
         self._broker.await_ready()
         self.timings["broker"] = time.monotonic() - t1
+        if isinstance(self._broker, ContainerRabbitMQCluster):
+            self.timings.update({f"cluster_{k}": v for k, v in self._broker.timings.items()})
         self._urls = self._make_urls()
 
     def labels(self, role: str) -> dict[str, str]:
@@ -141,7 +146,7 @@ class ContainerStack(StackLifecycle):
     def _container(self, role: str, image: str, *, alias: str, ports: Mapping[int, int], env: Mapping[str, str],
                    command: list[str] | None = None, network_mode_host: bool = False,
                    files: Mapping[str, str] | None = None, before_start: Callable[[Any], None] | None = None,
-                   **kwargs: Any) -> Any:
+                   start: bool = True, **kwargs: Any) -> Any:
         """Create one labelled container, ports published on 127.0.0.1 only, then start it.
 
         Created and started in two steps (the docker SDK's create, then start) so that
@@ -168,7 +173,8 @@ class ContainerStack(StackLifecycle):
             before_start(container)
         if files:
             container.put_archive("/", files_tar(files))
-        container.start()
+        if start:
+            container.start()
         return container
 
     @staticmethod
@@ -207,6 +213,65 @@ class ContainerStack(StackLifecycle):
                   "RABBITMQ_DEFAULT_USER/PASS (the official image and chaos/rabbitmq:local do)."),
             settings=o.rabbitmq)
 
+    def _rabbitmq_cluster(self) -> ContainerRabbitMQCluster:
+        """Three RabbitMQ containers (created, not started) on the stack's network and the cluster's own."""
+        o = self.options
+        user, password = f"chaos-{self.run_id}", secrets.token_urlsafe(18)
+        cookie = secrets.token_hex(16).upper()
+        image = self.images[Service.RABBITMQ].image
+        # Internal: no way out, and never the containers' gateway (their published ports stay on the
+        # stack's network). Inter-node traffic alone crosses it: the node host names resolve only here.
+        dist = self._client.networks.create(f"chaos-{self.run_id}-dist", driver="bridge", internal=True,
+                                            labels=self.labels("cluster-network"))
+        self._exit.callback(self._remove_network, dist)  # after the containers (LIFO)
+        env = {"RABBITMQ_DEFAULT_USER": user, "RABBITMQ_DEFAULT_PASS": password,
+               "CHAOS_RABBITMQ_MANAGEMENT": "1" if o.rabbitmq_management else "0",
+               "RABBITMQ_SERVER_ERL_ARGS": erl_args(cookie)}
+        checked: list[bool] = []
+
+        def before_start(label: str) -> Callable[[Any], None]:
+            def prepare(container: Any) -> None:
+                if o.rabbitmq and not checked:
+                    t0 = time.monotonic()
+                    image_schema(container, management=o.rabbitmq_management).check(o.rabbitmq)
+                    self.timings["rabbitmq_settings_check"] = time.monotonic() - t0
+                    checked.append(True)
+                dist.connect(container, aliases=[host_name(label)])
+            return prepare
+
+        nodes: dict[str, ContainerRabbitMQ] = {}
+        for label in ("n1", "n2", "n3"):
+            port = free_port()
+            files = container_files(o.rabbitmq.without_policies())
+            files[CONTAINER_CONF] = "".join(f"{line}\n" for line in merge_conf(cluster_conf(label), o.rabbitmq))
+            # The node's name is rabbit@rmq-nX, but not its container's host name: Docker's DNS answers a
+            # container's host name on every network it is on (seen: rmq-n1 resolved to n1's address on the
+            # stack's network from an isolated n3, which reconnected that way), the alias on the cluster
+            # network only. Its own name is loopback to itself (rabbitmqctl reaches it while it is cut off).
+            c = self._container(f"broker-{label}", image, alias=f"broker-{label}", ports={5672: port},
+                                env={**env, "RABBITMQ_NODENAME": f"rabbit@{host_name(label)}"},
+                                hostname=f"broker-{label}", extra_hosts={host_name(label): "127.0.0.1"},
+                                files=files, before_start=before_start(label), start=False)
+            nodes[label] = ContainerRabbitMQ(
+                f"rabbitmq-{label}", lambda c=c: c, amqp_probe("127.0.0.1", user, password), host_port=port,
+                container_port=5672, network_host=f"broker-{label}", startup_timeout=o.startup_timeout,
+                what=f"an AMQP connection to 127.0.0.1:{port} as {user} (node {label})",
+                hint=(f"Check the image {image} starts RabbitMQ on 5672 and honours RABBITMQ_DEFAULT_USER/PASS "
+                      "and RABBITMQ_SERVER_ERL_ARGS."),
+                settings=o.rabbitmq.without_policies(), ctl_options=("--erlang-cookie", cookie))
+        self._credentials["broker"] = ";".join(f"amqp://{user}:{password}@127.0.0.1:{n.host_port}//"
+                                               for n in nodes.values())
+        # The three VMs boot on a shared box: the whole formation gets twice one server's budget.
+        return ContainerRabbitMQCluster(nodes, dist_network=dist, user=user, password=password,
+                                        startup_timeout=2 * o.startup_timeout, settings=o.rabbitmq)
+
+    @staticmethod
+    def _remove_network(network: Any) -> None:
+        try:
+            network.remove()
+        except Exception:  # noqa: BLE001 - remove_run tries again by label
+            pass
+
     def _redis(self, role: str, *, aof: bool) -> ContainerServer:
         password = secrets.token_urlsafe(18)
         port = free_port()
@@ -230,7 +295,8 @@ class ContainerStack(StackLifecycle):
                                 command=["-host=127.0.0.1", f"-port={api}"], network_mode_host=True)
         else:
             api = free_port()
-            count = len(Role) + o.spare_proxies
+            # A cluster has one proxy per node per broker role.
+            count = len(Role) + (4 if o.topology == "cluster" else 0) + o.spare_proxies
             self._proxy_ports = {_PROXY_BASE_PORT + i: free_port() for i in range(count)}
             self._free_proxy_ports = sorted(self._proxy_ports)
             c = self._container("toxiproxy", image, alias="toxiproxy",
@@ -260,7 +326,9 @@ class ContainerStack(StackLifecycle):
         return ProxiedEndpoint(role=role, proxy_name=name, listen_host="127.0.0.1", listen_port=host_port,
                                upstream=upstream, url=url)
 
-    def _upstream(self, server: ContainerServer) -> str:
+    def _upstream(self, server: ContainerServer | ContainerRabbitMQCluster) -> str:
+        if isinstance(server, ContainerRabbitMQCluster):
+            raise HarnessError("a cluster has one upstream per node: proxy each node (stack.broker.node(label))")
         if self.options.proxy_network == "host":
             return server.address
         return f"{server.network_host}:{server.container_port}"
@@ -268,6 +336,8 @@ class ContainerStack(StackLifecycle):
     def _make_urls(self) -> StackURLs:
         assert self._broker is not None and self._backend is not None and self.toxiproxy is not None
         broker_url, backend_url = self._credentials["broker"], self._credentials["backend"]
+        if isinstance(self._broker, ContainerRabbitMQCluster):
+            return self._make_cluster_urls(self._broker, broker_url, backend_url)
         proxied = {}
         for role in Role:
             server = self._broker if role.is_broker else self._backend
@@ -275,6 +345,25 @@ class ContainerStack(StackLifecycle):
             proxied[role] = self._make_proxy(role.proxy_name, role, self._upstream(server), template)
         return StackURLs(broker_url=broker_url, backend_url=backend_url, toxiproxy_url=self.toxiproxy.url,
                          proxied=proxied, broker_kind="amqp" if self.options.broker == "rabbitmq" else "redis")
+
+    def _make_cluster_urls(self, cluster: ContainerRabbitMQCluster, broker_url: str, backend_url: str) -> StackURLs:
+        """One proxy per node per broker role; each role's URL lists them all (kombu fails over)."""
+        assert self._backend is not None and self.toxiproxy is not None
+        proxied: dict[Role, ProxiedEndpoint] = {}
+        per_node: dict[Role, tuple[ProxiedEndpoint, ...]] = {}
+        node_urls = dict(zip(cluster.labels, broker_url.split(";"), strict=True))
+        for role in Role:
+            if not role.is_broker:
+                proxied[role] = self._make_proxy(role.proxy_name, role, self._upstream(self._backend), backend_url)
+                continue
+            eps = tuple(self._make_proxy(f"{role.proxy_name}_{lb}", role, self._upstream(cluster.node(lb)),
+                                         node_urls[lb]) for lb in cluster.labels)
+            per_node[role] = eps
+            first = eps[0]
+            proxied[role] = ProxiedEndpoint(role, first.proxy_name, first.listen_host, first.listen_port,
+                                            first.upstream, ";".join(e.url for e in eps))
+        return StackURLs(broker_url=broker_url, backend_url=backend_url, toxiproxy_url=self.toxiproxy.url,
+                         proxied=proxied, broker_kind="amqp", node_proxies=per_node)
 
     def add_proxy(self, name: str, upstream: str) -> ProxiedEndpoint:
         """Route another dependency (a partner API, a database) through the fault proxy.
@@ -356,7 +445,7 @@ class ContainerStack(StackLifecycle):
 
     # -- accessors ------------------------------------------------------------------------------
     @property
-    def broker(self) -> ContainerServer | None:
+    def broker(self) -> ContainerServer | ContainerRabbitMQCluster | None:
         return self._broker
 
     @property
@@ -423,9 +512,9 @@ class ContainerStack(StackLifecycle):
         urls = self.urls
         if self.options.proxy_network == "host":
             return urls.url_for(Role.WORKER_BROKER), urls.url_for(Role.WORKER_BACKEND)
-        by_host = {cport: hport for cport, hport in self._proxy_ports.items()}
-        inside = {hport: cport for cport, hport in by_host.items()}
-        wb, wk = urls.proxied[Role.WORKER_BROKER], urls.proxied[Role.WORKER_BACKEND]
+        inside = {hport: cport for cport, hport in self._proxy_ports.items()}
         host = f"chaos-{self.run_id}-toxiproxy"  # the container's name resolves on its network
-        return (with_hostport(wb.url, host, inside[wb.listen_port]),
+        wk = urls.proxied[Role.WORKER_BACKEND]
+        brokers = urls.node_proxies.get(Role.WORKER_BROKER) or (urls.proxied[Role.WORKER_BROKER],)
+        return (";".join(with_hostport(ep.url, host, inside[ep.listen_port]) for ep in brokers),
                 with_hostport(wk.url, host, inside[wk.listen_port]))
