@@ -443,10 +443,11 @@ def audit_conf(conf: Mapping[str, Any], *, tasks: Mapping[str, Mapping[str, Any]
             "workers.", "loss"))
     if broker == "amqp" and not heartbeat:
         risks.append(Risk(
-            "no_heartbeat", 1, "no AMQP heartbeat: a half-open broker connection (silent partition, paused "
-            "broker) is never noticed and the worker waits forever",
+            "no_heartbeat", 1, "no AMQP heartbeat: a half-open broker connection (a broker host that vanished "
+            "silently, behind a proxy or load balancer) is never noticed and the worker waits forever",
             f"broker_heartbeat={_fmt(_get(conf, 'broker_heartbeat'))}", ("stuck", "not_recovered"),
-            "Set broker_heartbeat=30 (or Celery's default 120).", "stall", ("broker_outage:blackhole",)))
+            "Set broker_heartbeat=30 (or Celery's default 120).", "stall",
+            ("broker_vanish:worker_broker", "broker_vanish:broker")))
 
     unlimited = [v for v in views if v.time_limit is None]
     if unlimited:

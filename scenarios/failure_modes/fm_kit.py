@@ -131,12 +131,14 @@ def probe_run(stack: Any, *, variant: Mapping[str, Any] | None = None, seconds: 
               failing: bool = False, chord_parts: int = 0, chain_parts: int = 0, n: int = 2,
               schedule: Schedule | None = None, expectations: Mapping[str, Any] | None = None,
               pool: str = "prefork", concurrency: int = 2, worker_settings: Mapping[str, Any] | None = None,
-              workers: int = 1, **run_options: Any) -> tuple[RunResult, ProbeWorkload]:
+              workers: int = 1, worker_args: tuple[str, ...] = (),
+              **run_options: Any) -> tuple[RunResult, ProbeWorkload]:
     """Deploy the sample system with `variant` (Settings overrides) on `stack`, run `n` probes
     under `schedule` and return the result and the workload (its ``submitted`` task ids).
 
     Workers consume only the ``default`` queue, where the probes go; `worker_settings` are
-    Celery settings on top of the sample system's (e.g. ``broker_transport_options``).
+    Celery settings on top of the sample system's (e.g. ``broker_transport_options``), and
+    `worker_args` extra ``celery worker`` options (e.g. ``--without-heartbeat``).
     `failing` adds `n` units that fail for good and must be dead-lettered.
     """
     fresh_broker(stack)
@@ -145,7 +147,8 @@ def probe_run(stack: Any, *, variant: Mapping[str, Any] | None = None, seconds: 
                                  confirm_timeout=confirm_timeout, failing=failing, chord_parts=chord_parts,
                                  chain_parts=chain_parts)
         specs = [WorkerSpec(app=d.app, pool=pool, concurrency=concurrency, queues=(DEFAULT,), env=dict(d.env),
-                            hostname=f"w{i + 1}@127.0.0.1", settings=dict(worker_settings or {}))
+                            hostname=f"w{i + 1}@127.0.0.1", settings=dict(worker_settings or {}),
+                            extra_args=tuple(worker_args))
                  for i in range(workers)]
         options: dict[str, Any] = {"quiesce_timeout_s": 30.0, "log": print, **run_options}
         # The producer is a new app built from the variant's settings: the module-level
