@@ -288,7 +288,7 @@ def audit_conf(conf: Mapping[str, Any], *, tasks: Mapping[str, Mapping[str, Any]
     Example:
         >>> hardened = {"broker_url": "amqp://h//", "task_acks_late": True, "task_reject_on_worker_lost": True,
         ...             "task_acks_on_failure_or_timeout": False, "worker_prefetch_multiplier": 1,
-        ...             "broker_transport_options": {"confirm_publish": True}, "task_time_limit": 300,
+        ...             "broker_transport_options": {"confirm_publish": True, "read_timeout": 45}, "task_time_limit": 300,
         ...             "worker_cancel_long_running_tasks_on_connection_loss": True}
         >>> [r.id for r in audit_conf(hardened)]
         ['poison_redelivery']
