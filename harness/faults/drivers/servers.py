@@ -24,10 +24,7 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
-import signal
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +42,7 @@ from harness.faults.kinds import (
     MemoryAlarm,
     role_proxies,
 )
+from harness.processes.freeze import freeze_group, thaw_group
 
 if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy
@@ -162,16 +160,17 @@ class BrokerPauseDriver(FaultDriver[BrokerPause]):
             broker.pause()
             return {"server": broker.name, "role": "broker", "action": "docker pause"}
         groups = list(broker.pids)
+        frozen = []
         for pgid in groups:
 
             def thaw(pgid: int = pgid) -> dict[str, Any]:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pgid, signal.SIGCONT)
+                thaw_group(pgid)
                 return {"thawed": [pgid]}
 
             app.on_heal(f"SIGCONT {broker.name} process group {pgid}", thaw)
-            os.killpg(pgid, signal.SIGSTOP)
-        return {"server": broker.name, "role": "broker", "signal": "SIGSTOP", "process_groups": groups}
+            frozen.append(freeze_group(pgid))
+        return {"server": broker.name, "role": "broker", "signal": "SIGSTOP", "process_groups": groups,
+                "frozen": frozen}
 
     def strategy(self, draws: Draws) -> SearchStrategy[BrokerPause]:
         from hypothesis import strategies as st
