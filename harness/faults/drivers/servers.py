@@ -20,9 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +27,7 @@ from harness.errors import UnsupportedFault
 from harness.faults.drivers.base import Application, Draws, FaultContext, FaultDriver
 from harness.faults.drivers.network import outage
 from harness.faults.kinds import OUTAGE_MODES, BackendOutage, BrokerOutage, BrokerPause, Fault, MemoryAlarm
+from harness.processes.freeze import freeze_group, thaw_group
 
 if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy
@@ -147,16 +145,17 @@ class BrokerPauseDriver(FaultDriver[BrokerPause]):
             broker.pause()
             return {"server": broker.name, "role": "broker", "action": "docker pause"}
         groups = list(broker.pids)
+        frozen = []
         for pgid in groups:
 
             def thaw(pgid: int = pgid) -> dict[str, Any]:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pgid, signal.SIGCONT)
+                thaw_group(pgid)
                 return {"thawed": [pgid]}
 
             app.on_heal(f"SIGCONT {broker.name} process group {pgid}", thaw)
-            os.killpg(pgid, signal.SIGSTOP)
-        return {"server": broker.name, "role": "broker", "signal": "SIGSTOP", "process_groups": groups}
+            frozen.append(freeze_group(pgid))
+        return {"server": broker.name, "role": "broker", "signal": "SIGSTOP", "process_groups": groups,
+                "frozen": frozen}
 
     def strategy(self, draws: Draws) -> SearchStrategy[BrokerPause]:
         from hypothesis import strategies as st
