@@ -9,7 +9,11 @@ vulnerable variant and the safe one, the same fault, and what the harness must s
 one ``probes.work`` task (work for `seconds`, effect ``probe.done`` before or after the work,
 optional countdown) and must leave that effect exactly once. With ``failing=True`` it also has
 the kind ``failing``: a probe that fails for good and must land in the dead-letter queue, so
-the DLQ claim is exercised (the workload then says ``dead_letter_queue = True``). Queue
+the DLQ claim is exercised (the workload then says ``dead_letter_queue = True``).
+``first_seconds`` makes a probe work that long on its first delivery only (it hangs once, past its time limit,
+and is quick when redelivered); ``hanging_seconds`` adds the kind ``hanging``: a probe that
+works that long on every delivery, so it hits its time limit every time and must end in the
+dead-letter queue (a poison message). Queue
 declaration, the effect store and the dead-letter queue are the sample system's own
 (`SampleWorkload`).
 
@@ -56,7 +60,8 @@ class ProbeWorkload:
 
     def __init__(self, settings: Settings, *, seconds: float = 0.0, effect: str = "after",
                  countdown: float | None = None, confirm_timeout: float | None = None,
-                 failing: bool = False, chord_parts: int = 0, chain_parts: int = 0) -> None:
+                 failing: bool = False, chord_parts: int = 0, chain_parts: int = 0,
+                 first_seconds: float | None = None, hanging_seconds: float | None = None) -> None:
         if effect not in ("before", "after"):
             raise ConfigError(f"effect={effect!r}: the probe applies its effect 'before' or 'after' its work")
         self.settings = settings
@@ -66,9 +71,12 @@ class ProbeWorkload:
         self.confirm_timeout = confirm_timeout
         self.chord_parts = chord_parts
         self.chain_parts = chain_parts
+        self.first_seconds = first_seconds
+        self.hanging_seconds = hanging_seconds
         self.kinds: tuple[str, ...] = (("chord",) if chord_parts else ("chain",) if chain_parts
-                                       else ("probe", "failing") if failing else ("probe",))
-        if failing:
+                                       else ("probe", "failing") if failing
+                                       else ("probe", "hanging") if hanging_seconds is not None else ("probe",))
+        if failing or hanging_seconds is not None:
             self.dead_letter_queue = True  # read by Run: the DLQ claim is part of the expectations
         self._base = SampleWorkload(settings, kinds=("order",))
         self.submitted: dict[str, str] = {}  # unit key -> task id
@@ -87,9 +95,10 @@ class ProbeWorkload:
                                   f"{COLLECT_EFFECT}:{run_id}:chord:{i}")) for i in range(n_per_kind)]
         probes = [Unit(key=f"{run_id}:probe:{i}", kind="probe", expected="complete",
                        effects=(f"{PROBE_EFFECT}:{run_id}:probe:{i}",), run_id=run_id) for i in range(n_per_kind)]
-        if "failing" not in self.kinds:
+        bad_kind = next((k for k in ("failing", "hanging") if k in self.kinds), None)
+        if bad_kind is None:
             return probes
-        failing = [Unit(key=f"{run_id}:failing:{i}", kind="failing", expected="dlq", run_id=run_id)
+        failing = [Unit(key=f"{run_id}:{bad_kind}:{i}", kind=bad_kind, expected="dlq", run_id=run_id)
                    for i in range(n_per_kind)]
         # The first probe runs when the fault starts; the last unit is a probe because a run
         # submits its last units after the heal, as recovery probes that must complete.
@@ -112,7 +121,12 @@ class ProbeWorkload:
             options["countdown"] = self.countdown
         if self.confirm_timeout is not None:
             options["confirm_timeout"] = self.confirm_timeout  # with publisher confirms: wait this long at most
-        kwargs = {"key": unit.key, "seconds": self.seconds, "effect": self.effect, "fail": unit.kind == "failing"}
+        kwargs: dict[str, Any] = {"key": unit.key, "seconds": self.seconds, "effect": self.effect,
+                                  "fail": unit.kind == "failing"}
+        if unit.kind == "hanging":
+            kwargs["seconds"] = self.hanging_seconds
+        elif self.first_seconds is not None:
+            kwargs["first_seconds"] = self.first_seconds
         app.send_task(PROBE_TASK, kwargs=kwargs,
                       task_id=task_id, headers={KEY_HEADER: unit.key, RUN_ID_HEADER: unit.run_id},
                       queue=DEFAULT, **options)
@@ -129,6 +143,7 @@ class ProbeWorkload:
 def probe_run(stack: Any, *, variant: Mapping[str, Any] | None = None, seconds: float = 0.0,
               effect: str = "after", countdown: float | None = None, confirm_timeout: float | None = None,
               failing: bool = False, chord_parts: int = 0, chain_parts: int = 0, n: int = 2,
+              first_seconds: float | None = None, hanging_seconds: float | None = None,
               schedule: Schedule | None = None, expectations: Mapping[str, Any] | None = None,
               pool: str = "prefork", concurrency: int = 2, worker_settings: Mapping[str, Any] | None = None,
               workers: int = 1, **run_options: Any) -> tuple[RunResult, ProbeWorkload]:
@@ -137,13 +152,16 @@ def probe_run(stack: Any, *, variant: Mapping[str, Any] | None = None, seconds: 
 
     Workers consume only the ``default`` queue, where the probes go; `worker_settings` are
     Celery settings on top of the sample system's (e.g. ``broker_transport_options``).
-    `failing` adds `n` units that fail for good and must be dead-lettered.
+    `failing` adds `n` units that fail for good and must be dead-lettered; `hanging_seconds`
+    adds `n` that work that long on every delivery (past the variant's hard ``time_limit``)
+    and must be dead-lettered too.
     """
     fresh_broker(stack)
     with prepare(stack, concurrency=concurrency, **dict(variant or {})) as d:
         workload = ProbeWorkload(d.workload.settings, seconds=seconds, effect=effect, countdown=countdown,
                                  confirm_timeout=confirm_timeout, failing=failing, chord_parts=chord_parts,
-                                 chain_parts=chain_parts)
+                                 chain_parts=chain_parts, first_seconds=first_seconds,
+                                 hanging_seconds=hanging_seconds)
         specs = [WorkerSpec(app=d.app, pool=pool, concurrency=concurrency, queues=(DEFAULT,), env=dict(d.env),
                             hostname=f"w{i + 1}@127.0.0.1", settings=dict(worker_settings or {}))
                  for i in range(workers)]
