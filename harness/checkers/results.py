@@ -100,6 +100,8 @@ def check_results(history: History, exp: Expectations | None = None) -> Verdict:
                    finished=finished[-1].outcome, positions=related,
                    cause="the task finished and its result was sent, but the client that waited for it never "
                          "received it",
-                   setting="result_backend (rpc:// loses transient results on a broker restart: "
-                           "result_persistent)")
+                   setting="result_backend / result_persistent",
+                   fix="with rpc:// set result_persistent=True (results are transient messages by default: a "
+                       "broker restart drops them from the durable reply queue), or use a result backend that "
+                       "stores results (Redis with persistence, a database)")
     return fx.verdict()
