@@ -13,7 +13,8 @@ Stack: a local stack of its own serving ``rpc://`` (``LocalStackOptions(result_b
 The client (`harness.run.AwaitResults`) submits three 0.3 s probes; 1.5 s after the third
 has applied its effect (its result sent, its message acked) the broker is SIGKILLed and restarted (``BrokerOutage
 ("kill_restart")``); after the heal the client submits one more probe, then asks every
-result with ``get(timeout=3)``, each ask a ``result`` op judged by the ``results`` checker.
+result with ``get(timeout=...)`` (3 s in the vulnerable run, 10 s otherwise), each ask a
+``result`` op judged by the ``results`` checker.
 
 - vulnerable: Celery's default ``result_persistent=False``: the three results sent before the
   restart are gone: ``result_not_delivered`` for each (the task succeeded once); the probe
@@ -46,7 +47,11 @@ from harness.stack.local import LocalStack, LocalStackOptions
 pytestmark = [pytest.mark.chaos, pytest.mark.full]
 
 BEFORE = 3  # probes whose results wait in the reply queue when the broker dies
-ASK_TIMEOUT_S = 3.0
+# How long each ask waits. The probe submitted after the heal runs once the worker is back:
+# Celery's worker reconnects on kombu's schedule (2, 4, 6 s apart), up to ~8 s after the heal
+# on this box. The vulnerable run asks the after-heal probe last, after three lost results.
+ASK_TIMEOUT_S = 10.0
+LOST_ASK_TIMEOUT_S = 3.0
 # 1.5 s after the third probe's effect: its result is sent and its message acked (killed at its
 # success, the ack is lost and the probe runs again after the restart, sending a new result).
 RESTART = Schedule.of(when(on_effect("probe.done", nth=BEFORE, delay_s=1.5), BrokerOutage("kill_restart"),
@@ -59,9 +64,9 @@ def rpc_stack() -> Iterator[LocalStack]:
         yield stack
 
 
-def _run(stack: Any, ask: str = "after_heal", **worker_settings: Any) -> tuple[Any, list[str], str,
-                                                                            dict[str, list[Any]]]:
-    load = AwaitResults(n_per_kind=BEFORE + 1, timeout_s=ASK_TIMEOUT_S, after_heal=1 / (BEFORE + 1), ask=ask)
+def _run(stack: Any, ask: str = "after_heal", timeout_s: float = ASK_TIMEOUT_S,
+         **worker_settings: Any) -> tuple[Any, list[str], str, dict[str, list[Any]]]:
+    load = AwaitResults(n_per_kind=BEFORE + 1, timeout_s=timeout_s, after_heal=1 / (BEFORE + 1), ask=ask)
     result, workload = probe_run(stack, n=BEFORE + 1, seconds=0.3, schedule=RESTART, load=load,
                                  expectations=AT_LEAST_ONCE, worker_settings=worker_settings)
     the_fault(result)
@@ -78,7 +83,7 @@ def _run(stack: Any, ask: str = "after_heal", **worker_settings: Any) -> tuple[A
 
 
 def test_fm18_vulnerable_transient_rpc_results_are_lost_in_a_broker_restart(rpc_stack: Any) -> None:
-    result, before, after, asks = _run(rpc_stack)
+    result, before, after, asks = _run(rpc_stack, timeout_s=LOST_ASK_TIMEOUT_S)
     assert result.valid is Validity.FALSE, result.summary()
     lost = {v["task_id"]: v for v in violations(result, "results", "result_not_delivered")}
     assert set(lost) == set(before), result.summary()
