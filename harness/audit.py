@@ -288,7 +288,7 @@ def audit_conf(conf: Mapping[str, Any], *, tasks: Mapping[str, Mapping[str, Any]
     Example:
         >>> hardened = {"broker_url": "amqp://h//", "task_acks_late": True, "task_reject_on_worker_lost": True,
         ...             "task_acks_on_failure_or_timeout": False, "worker_prefetch_multiplier": 1,
-        ...             "broker_transport_options": {"confirm_publish": True}, "task_time_limit": 300,
+        ...             "broker_transport_options": {"confirm_publish": True, "read_timeout": 45}, "task_time_limit": 300,
         ...             "worker_cancel_long_running_tasks_on_connection_loss": True}
         >>> [r.id for r in audit_conf(hardened)]
         ['poison_redelivery']
@@ -443,10 +443,24 @@ def audit_conf(conf: Mapping[str, Any], *, tasks: Mapping[str, Mapping[str, Any]
             "workers.", "loss"))
     if broker == "amqp" and not heartbeat:
         risks.append(Risk(
-            "no_heartbeat", 1, "no AMQP heartbeat: a half-open broker connection (silent partition, paused "
-            "broker) is never noticed and the worker waits forever",
+            "no_heartbeat", 1, "no AMQP heartbeat: a half-open broker connection (a broker host that vanished "
+            "silently, behind a proxy or load balancer) is never noticed and the worker waits forever",
             f"broker_heartbeat={_fmt(_get(conf, 'broker_heartbeat'))}", ("stuck", "not_recovered"),
-            "Set broker_heartbeat=30 (or Celery's default 120).", "stall", ("broker_outage:blackhole",)))
+            "Set broker_heartbeat=30 (or Celery's default 120).", "stall",
+            ("broker_vanish:worker_broker", "broker_vanish:broker")))
+    transport = _get(conf, "broker_transport_options") or {}
+    read_timeout = transport.get("read_timeout") if isinstance(transport, Mapping) else None
+    if broker == "amqp" and heartbeat and not read_timeout:
+        risks.append(Risk(
+            "no_read_timeout", 1, "AMQP heartbeats without a socket read timeout: after a broker host vanished "
+            "silently, the worker notices the dead connection but blocks for good on another one (Celery 5.7 "
+            "closes the event dispatcher's old connection on reconnect and waits for the broker's reply; a "
+            "confirmed event publish waits the same way)",
+            f"broker_heartbeat={_fmt(heartbeat)}, no broker_transport_options['read_timeout']",
+            ("stuck", "not_recovered"),
+            "Set broker_transport_options['read_timeout'] to a few heartbeats (e.g. 1.5 x broker_heartbeat): "
+            "every blocking read on a broker socket then gives up.", "stall",
+            ("broker_vanish:worker_broker", "broker_vanish:broker")))
 
     unlimited = [v for v in views if v.time_limit is None]
     if unlimited:
@@ -473,12 +487,14 @@ def audit_conf(conf: Mapping[str, Any], *, tasks: Mapping[str, Mapping[str, Any]
     quorum = _queues_quorum(conf) if broker == "amqp" else []
     if quorum and not _truthy(_get(conf, "worker_detect_quorum_queues")):
         risks.append(Risk(
-            "quorum_global_qos", 12, "quorum queues with global QoS: quorum queues do not support global "
-            "prefetch, and the prefetch reduced after a reconnect never comes back: throughput collapses",
+            "quorum_global_qos", 12, "quorum queues with global QoS: RabbitMQ refuses to consume from a quorum "
+            "queue on a channel with global prefetch (NOT_IMPLEMENTED ... does not support global qos): the "
+            "worker reconnects in a loop and never consumes (Celery < 5.7 with per-consumer QoS: the prefetch "
+            "reduced after a reconnect never came back)",
             f"worker_detect_quorum_queues=False with quorum queues ({_names(quorum)})",
-            ("slow_throughput_recovery", "not_recovered"),
+            ("stuck", "not_recovered", "slow_throughput_recovery"),
             "Set worker_detect_quorum_queues=True so the worker uses per-consumer QoS with quorum queues.",
-            "stall", ("broker_outage:kill_restart", "broker_outage:graceful_stop")))
+            "stall", ()))
 
     at_most_once = _dead_lettered_at_most_once(conf) if broker == "amqp" else []
     if at_most_once:

@@ -14,8 +14,9 @@ In order:
    ``after_heal`` fraction of the units is submitted after the heal;
 5. quiesce (bounded): the consumed queues hold no ready or unacknowledged message and no
    worker holds an active, reserved or scheduled task, twice in a row;
-6. drain: the workers are stopped, the effect store and the dead-letter queue are read back
-   into the history (``stored_effect`` / ``dlq`` ops);
+6. drain: what healed faults left behind on purpose is released (`Nemesis.release`), the
+   workers are stopped, the effect store and the dead-letter queue are read back into the
+   history (``stored_effect`` / ``dlq`` ops);
 7. check: the merged history against `Expectations` derived from the workers' actual Celery
    configuration (``inspect conf``: task_acks_late, task_reject_on_worker_lost) and the workload
    (``idempotent_effects`` / ``dead_letter_queue`` attributes when it has them), with explicit
@@ -974,6 +975,12 @@ class Run:
                              f"{json.dumps(state, default=str)[:400]}")
             # -- drain
             t = time.monotonic()
+            # The run has been observed: undo what faults left behind on purpose (connections a
+            # vanished broker left half-open) before the workers stop, or their shutdown would
+            # wait on those connections.
+            released = nemesis.release()
+            if released["released"]:
+                phase("release", faults=sorted(released["released"]), errors=released["errors"])
             self.stop_workers(group)
             self.drain(recorder, producer.app, counts, notes, state.get("queues"))
             phase("drain")
@@ -1015,9 +1022,10 @@ class Run:
             print(f"[run {self.run_id}] stopping workers: {exc!r}", file=sys.stderr)
 
     def close_nemesis(self, nemesis: Nemesis) -> None:
-        """Heal whatever `nemesis` still holds and close its recorder."""
+        """Heal and release whatever `nemesis` still holds and close its recorder."""
         try:
             nemesis.stop()
+            nemesis.release()
         finally:
             if nemesis.recorder is not None:
                 nemesis.recorder.close()

@@ -1,4 +1,5 @@
-"""Chord conformance: the callback runs exactly once, and only after every header task completed.
+"""Chord conformance: every chord ends (its callback runs exactly once, after every header
+task completed, or Celery records the chord's error), within the run.
 
 Responsibility: one verdict per run on chords.
 
@@ -13,13 +14,22 @@ of header tasks, so a header never seen at all is noticed.
   more than once with no cause a delivery explains (the chord fired twice, failure mode 14);
   a callback run again after a kill or a redelivery is ``callback_redelivered``, allowed
   under at-least-once executions (its effects are judged by the effects checker);
-- ``callback_missing``: every header task succeeded and no callback execution succeeded
-  (a chord that never completes);
+- ``chord_not_terminal``: on a result backend without native joins, the chord's
+  ``celery.chord_unlock`` was still polling when the run ended (every poll retried, none
+  published the callback or recorded the chord's error) and the callback never ran: the
+  chord never reaches a terminal state (failure mode 13, ``chord_unlock`` retrying for ever);
+- ``callback_missing``: every header task succeeded and no callback execution succeeded, and
+  Celery recorded no error for the chord (a chord that never completes);
 - ``premature_callback``: a callback execution started before every header had succeeded
   (a header failed, never ran, or finished later). The header whose successful execution
   published the callback (same process, during that execution) is exempt from the ordering: Celery publishes the callback from the
   last header's ``on_chord_part_return``, before that header's ``task_success`` is recorded,
   so the callback may legitimately start a moment before that header's ``execute`` ok.
+
+A chord whose callback never ran but whose error Celery recorded (``chord_error`` ops: a
+header failed, including the first step of a chain in the header, which carries no chord id)
+ended, in failure: counted in ``chords_failed``. Whether its error callback ran, and how many
+times, is for the effects checker (declare the errback's effect).
 
 Unknown when the history has no chord ops.
 
@@ -39,7 +49,7 @@ from typing import Any
 
 from harness.checkers._base import Findings, History, as_index, loss_fields
 from harness.checkers.expectations import Expectations
-from harness.checkers.index import OK, HistoryIndex, TaskRecord
+from harness.checkers.index import OK, RETRY, HistoryIndex, TaskRecord
 from harness.checkers.verdict import Verdict
 
 __all__ = ["check_chords"]
@@ -54,8 +64,9 @@ def check_chords(history: History, exp: Expectations | None = None) -> Verdict:
     """
     exp = exp or Expectations()
     ix = as_index(history, exp)
-    fx = Findings("chords", exp, ix, kinds=("callback_duplicated", "callback_missing", "premature_callback"))
-    completed = headerless = 0
+    fx = Findings("chords", exp, ix, kinds=("callback_duplicated", "callback_missing", "premature_callback",
+                                            "chord_not_terminal"))
+    completed = headerless = failed = 0
     for ch in ix.chords.values():
         expected_headers = max(ch.size or 0, len(ch.headers))
         header_done: list[int] = []
@@ -81,11 +92,23 @@ def check_chords(history: History, exp: Expectations | None = None) -> Verdict:
             # it again: at-least-once delivery, judged by the effects checker, not a second chord firing.
             fx.anomaly("callback_redelivered", allowed=True, callback_executions_ok=len(cb_oks), positions=positions,
                        **fields)
-        if all_done and not cb_oks:
+        errored = [p for cb in ch.callbacks for p in cb.chord_errors or ()]
+        if errored and not cb_oks:
+            failed += 1
+        if ch.unlocks and not errored and not cb_starts and not any(u.is_terminal for u in ch.unlocks):
+            polls = [ex for u in ch.unlocks for ex in u.executions or ()]
+            if polls:
+                # Still polling at the end of the run: a livelock, not a loss (no claim allows it).
+                fx.anomaly("chord_not_terminal", unlock_task_ids=[u.task_id for u in ch.unlocks],
+                           unlock_polls=len(polls), unlock_retries=sum(1 for ex in polls if ex.outcome == RETRY),
+                           first_poll=min(ex.start for ex in polls), last_poll=max(ex.start for ex in polls),
+                           positions=positions + [p for u in ch.unlocks for p in u.positions], **fields)
+                continue
+        if all_done and not cb_oks and not errored:
             # A callback lost on the way (killed mid-run, or its chord_unlock lost) is allowed
             # only by an at-most-once claim; the counterexample names the loss and its cause.
             lost = [cb for cb in ch.callbacks if cb.outcome is None and (cb.executions or cb.publish_status == "ok")]
-            lost = lost or [t for t in ix.tasks.values() if t.outcome is None and t.publish_status == "ok"
+            lost = lost or [u for u in ch.unlocks if u.outcome is None] or [t for t in ix.tasks.values() if t.outcome is None and t.publish_status == "ok"
                             and (t.name or "").startswith("celery.chord_unlock")]
             why = loss_fields(lost[0], exp)[1] if lost else {}
             fx.anomaly("callback_missing", allowed=exp.claim.allows_loss and bool(lost), by_claim=True,
@@ -99,7 +122,8 @@ def check_chords(history: History, exp: Expectations | None = None) -> Verdict:
                            headers_pending=pending[:20], positions=positions, **fields)
         if len(cb_oks) == 1 and all_done:
             completed += 1
-    fx.counts.update(chords=len(ix.chords), chords_completed=completed, chords_without_headers=headerless)
+    fx.counts.update(chords=len(ix.chords), chords_completed=completed, chords_failed=failed,
+                     chords_without_headers=headerless)
     if headerless:
         fx.notes.append(f"{headerless} chords had a callback but no header op with role 'header': "
                         "premature callbacks cannot be judged for them")

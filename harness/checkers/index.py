@@ -31,6 +31,9 @@ How ops are read (the contract with harness/history):
   every worker.
 - A ``worker_lost`` op is a child kill of the recording worker's children (``value.task_id``
   narrows it to one task).
+- A ``chord_error`` ok op (Celery recorded a chord's failure instead of running its callback)
+  makes the callback's task terminal, outcome "failed", without an execution. A task whose ops
+  carry ``role: "unlock"`` (``celery.chord_unlock``) joins its chord's `ChordRecord.unlocks`.
 - An execution that never completed (or completed ``info``) is *cut* by the earliest kill that
   matches its target and happened while it ran (`Execution.killed_by`).
 
@@ -89,10 +92,11 @@ _EMPTY: dict[str, Any] = {}
 
 # Op kinds as small ints (one dict lookup per op instead of a chain of string compares).
 _C_EXECUTE, _C_RECEIVE, _C_PUBLISH, _C_EFFECT, _C_RETRY, _C_DLQ, _C_REVOKE, _C_REJECT, _C_WORKER_LOST = range(1, 10)
+_C_CHORD_ERROR = 10
 _C_FAULT, _C_PHASE, _C_STORED, _C_DLQ_ENTRY = 20, 21, 22, 23
 _CODES = {F.EXECUTE: _C_EXECUTE, F.RECEIVE: _C_RECEIVE, F.PUBLISH: _C_PUBLISH, F.EFFECT: _C_EFFECT,
           F.RETRY: _C_RETRY, F.DLQ: _C_DLQ, F.REVOKE: _C_REVOKE, F.REJECT: _C_REJECT,
-          F.WORKER_LOST: _C_WORKER_LOST, F.FAULT_START: _C_FAULT, F.FAULT_STOP: _C_FAULT, F.PHASE: _C_PHASE,
+          F.WORKER_LOST: _C_WORKER_LOST, F.CHORD_ERROR: _C_CHORD_ERROR, F.FAULT_START: _C_FAULT, F.FAULT_STOP: _C_FAULT, F.PHASE: _C_PHASE,
           _STORED_EFFECT: _C_STORED, F.DLQ_ENTRY: _C_DLQ_ENTRY}
 
 _INVOKE = OpType.INVOKE
@@ -193,6 +197,9 @@ class TaskRecord:
     revokes: int = 0
     rejects: list[tuple[int, bool, int]] | None = None  # (time, requeue, pos)
     worker_lost: list[int] | None = None  # positions
+    #: positions of ``chord_error`` ok ops: Celery recorded this chord callback's failure
+    #: (a header failed, the join raised...) instead of running it: a terminal state.
+    chord_errors: list[int] | None = None
     positions: list[int] = field(default_factory=list)
 
     @property
@@ -230,8 +237,9 @@ class TaskRecord:
 
     @property
     def is_terminal(self) -> bool:
-        """Executed to completion (success or terminal failure), dead-lettered, or revoked."""
-        if self.dlq or self.dlq_stored or self.revokes:
+        """Executed to completion (success or terminal failure), dead-lettered, revoked, or (a
+        chord callback) failed by its chord's error."""
+        if self.dlq or self.dlq_stored or self.revokes or self.chord_errors:
             return True
         for ex in self.executions or ():
             o = ex.outcome
@@ -251,7 +259,7 @@ class TaskRecord:
                 failure = True
         if self.dlq or self.dlq_stored:
             return "dlq"
-        if failure:
+        if failure or self.chord_errors:
             return "failed"
         if self.revokes:
             return "revoked"
@@ -293,10 +301,14 @@ class Fault:
 
 @dataclass(slots=True, eq=False)
 class ChordRecord:
+    """One chord: its header tasks, its callback task(s) and, on a result backend without native
+    joins, the ``celery.chord_unlock`` task(s) polling its header (``role: "unlock"``)."""
+
     chord_id: str
     headers: list[TaskRecord] = field(default_factory=list)
     callbacks: list[TaskRecord] = field(default_factory=list)
     size: int | None = None
+    unlocks: list[TaskRecord] = field(default_factory=list)
 
 
 @dataclass(slots=True, eq=False)
@@ -583,6 +595,14 @@ def build_index(history: Sequence[Op], *, run_id: str | None = None,
                 rec.rejects = [item3]
             else:
                 rec.rejects.append(item3)
+        elif code == _C_CHORD_ERROR:
+            if rec.key is None or rec.name is None or rec.chord_id is None:
+                _fill_meta(rec, v)
+            if typ is _OKT:
+                if rec.chord_errors is None:
+                    rec.chord_errors = [pos]
+                else:
+                    rec.chord_errors.append(pos)
         elif code == _C_WORKER_LOST:
             if rec.worker_lost is None:
                 rec.worker_lost = [pos]
@@ -816,6 +836,8 @@ def _group_keys_and_chords(ix: HistoryIndex) -> None:
                 ch = chords[rec.chord_id] = ChordRecord(rec.chord_id)
             if rec.role == "callback" or (rec.role is None and rec.task_id == rec.chord_id):
                 ch.callbacks.append(rec)
+            elif rec.role == "unlock":
+                ch.unlocks.append(rec)
             else:
                 ch.headers.append(rec)
             if rec.chord_size is not None:

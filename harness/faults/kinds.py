@@ -24,8 +24,8 @@ any other name      an extra proxy made with ``stack.add_proxy(name, ...)`` (e.g
 servers answer).
 
 Kinds (``kind`` in JSON): broker_outage, backend_outage, role_partition, latency, bandwidth,
-reset_peer, slicer, limit_data, partner_api_fault, memory_alarm, broker_pause, node_outage,
-node_partition, kill_worker_child, kill_worker, warm_shutdown, cold_shutdown, pause_worker, scale_workers.
+reset_peer, slicer, limit_data, partner_api_fault, memory_alarm, broker_pause, broker_vanish,
+node_outage, node_partition, kill_worker_child, kill_worker, warm_shutdown, cold_shutdown, pause_worker, scale_workers.
 
 Example:
     >>> f = Latency(role="worker_broker", ms=200, jitter_ms=50)
@@ -59,6 +59,7 @@ __all__ = [
     "BackendOutage",
     "BrokerOutage",
     "BrokerPause",
+    "BrokerVanish",
     "ColdShutdown",
     "Fault",
     "KillWorker",
@@ -457,6 +458,42 @@ class BrokerPause(Fault):
         return ("server:broker",)
 
 
+@dataclass(frozen=True, slots=True)
+class BrokerVanish(Fault):
+    """The broker's host is lost without a word to the clients of ``role``, and a new broker
+    takes its address: the broker is SIGKILLed while the fault proxy of ``role`` withholds the
+    end of every connection it carries. Those clients' sockets stay open and silent (half-open),
+    as behind a load balancer that never learns its backend died, or to a host that lost power:
+    no FIN, no RST, and TCP keepalives answered by the proxy. The other broker roles hear the
+    crash as usual (connection reset).
+
+    Heal starts the broker again (same port, credentials and data): new connections work. The
+    old, half-open ones stay as they are until the run has been observed (the nemesis's
+    ``release``, before the workers stop): only a client that notices by itself (AMQP
+    heartbeats) gets back to work.
+
+    >>> BrokerVanish().resources
+    ('server:broker', 'proxy:worker_broker')
+    >>> BrokerVanish("producer_backend")
+    Traceback (most recent call last):
+    ...
+    harness.errors.InvalidSchedule: broker_vanish: role must be one of producer_broker, worker_broker, broker (the broker's clients whose connections are left half-open), not 'producer_backend'
+    """
+
+    kind: ClassVar[str] = "broker_vanish"
+    needs: ClassVar[str] = "server"
+    role: str = "worker_broker"
+
+    def __post_init__(self) -> None:
+        if self.role not in (*ROLE_GROUPS["broker"], "broker"):
+            raise _bad(self.kind, f"role must be one of {', '.join((*ROLE_GROUPS['broker'], 'broker'))} (the "
+                                  f"broker's clients whose connections are left half-open), not {self.role!r}")
+
+    @property
+    def resources(self) -> tuple[str, ...]:
+        return ("server:broker", *(f"proxy:{r}" for r in role_proxies(self.role)))
+
+
 # -- one node of a RabbitMQ cluster -------------------------------------------------------------
 
 _NODE_LABEL = re.compile(r"^n[1-9]$")
@@ -687,9 +724,8 @@ class ScaleWorkers(Fault):
 FAULT_KINDS: Mapping[str, type[Fault]] = {
     cls.kind: cls
     for cls in (BrokerOutage, BackendOutage, RolePartition, Latency, Bandwidth, ResetPeer, Slicer, LimitData,
-                PartnerApiFault, MemoryAlarm, BrokerPause, NodeOutage, NodePartition, KillWorkerChild, KillWorker,
-                WarmShutdown, ColdShutdown,
-                PauseWorker, ScaleWorkers)
+                PartnerApiFault, MemoryAlarm, BrokerPause, BrokerVanish, NodeOutage, NodePartition,
+                KillWorkerChild, KillWorker, WarmShutdown, ColdShutdown, PauseWorker, ScaleWorkers)
 }
 
 
@@ -701,7 +737,7 @@ def fault_from_dict(d: Mapping[str, Any]) -> Fault:
     >>> fault_from_dict({"kind": "unplug"})
     Traceback (most recent call last):
     ...
-    harness.errors.InvalidSchedule: unknown fault kind 'unplug': use one of broker_outage, backend_outage, role_partition, latency, bandwidth, reset_peer, slicer, limit_data, partner_api_fault, memory_alarm, broker_pause, node_outage, node_partition, kill_worker_child, kill_worker, warm_shutdown, cold_shutdown, pause_worker, scale_workers
+    harness.errors.InvalidSchedule: unknown fault kind 'unplug': use one of broker_outage, backend_outage, role_partition, latency, bandwidth, reset_peer, slicer, limit_data, partner_api_fault, memory_alarm, broker_pause, broker_vanish, node_outage, node_partition, kill_worker_child, kill_worker, warm_shutdown, cold_shutdown, pause_worker, scale_workers
     """
     if not isinstance(d, Mapping):
         raise InvalidSchedule(f"a fault must be a JSON object with a 'kind', not {type(d).__name__}")

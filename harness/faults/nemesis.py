@@ -11,7 +11,9 @@ Every step is recorded in the run's history by process ``nemesis``:
   error (nothing was left applied), or fail with ``never_bit`` (a trigger that never fired,
   a kill that found no task to cut);
 - ``fault_stop`` invoke then ok with what the heal did, or fail when the heal failed (the
-  fault may still be in place: the run's verdicts are then about a broken system).
+  fault may still be in place: the run's verdicts are then about a broken system); a fault
+  that leaves something behind on purpose (`BrokerVanish`: connections left half-open) names
+  it in ``left_until_release``, undone by `Nemesis.release` once the run has been observed.
 
 How each kind is checked, applied and healed is its driver's business
 (`harness.faults.drivers`, one registry keyed by fault class, drivers grouped by family): the
@@ -145,6 +147,8 @@ class Nemesis:
         self._thread: threading.Thread | None = None
         self._thread_error: BaseException | None = None
         self._adhoc = 0
+        #: Release steps of healed faults (fault id, what, step), run by `release`.
+        self._lingering: list[tuple[str, str, Any]] = []
         #: What the drivers act on; one per nemesis, so a run's kills remember what they cut.
         self.ctx = FaultContext(stack, workers, self.history_dir)
 
@@ -216,14 +220,14 @@ class Nemesis:
                 driver = driver_for(sf.fault)
                 act.effect = driver.observed(driver.apply(self.ctx, sf.fault, act.app))
             except NeverBit as exc:
-                self._undo(act)  # nothing should be registered, but never leave anything behind
+                self._undo(act, failed=True)  # nothing should be registered, but never leave anything behind
                 self._record(F.FAULT_START, OpType.FAIL, {**base, "never_bit": True}, error=str(exc))
                 self._applied[sf.id] = AppliedFault(sf.id, sf.fault.kind, sf.fault.to_dict(), _planned(sf),
                                                     sf.duration_s, "never_bit", self._rel(now), None,
                                                     error=str(exc))
                 return self._applied[sf.id]
             except BaseException as exc:
-                errors = self._undo(act)
+                errors = self._undo(act, failed=True)
                 msg = f"{type(exc).__name__}: {exc}"[:500]
                 if errors:
                     msg += f"; undoing the partial apply also failed: {'; '.join(errors)}"
@@ -242,10 +246,22 @@ class Nemesis:
             self._applied[sf.id] = result
             return result
 
-    def _undo(self, act: _Active) -> list[str]:
-        """Run the undo steps newest first; every step runs even when an earlier one fails."""
+    def _undo(self, act: _Active, *, failed: bool = False) -> list[str]:
+        """Run the undo steps newest first; every step runs even when an earlier one fails.
+
+        A fault that `failed` to apply also runs its release steps now (nothing it left behind
+        is wanted); a healed one hands them to `release`, naming them in its heal.
+        """
         errors: list[str] = []
         heal: dict[str, Any] = {}
+        if failed:
+            act.app.undo[:0] = act.app.release  # released after (older than) every undo step
+            act.app.release = []
+        elif act.app.release:
+            with self._lock:
+                self._lingering.extend((act.sf.id, what, fn) for what, fn in act.app.release)
+            heal["left_until_release"] = [what for what, _ in act.app.release]
+            act.app.release = []
         while act.app.undo:
             what, fn = act.app.undo.pop()
             try:
@@ -450,13 +466,32 @@ class Nemesis:
         self.heal_all()
         return self.applied
 
+    def release(self) -> dict[str, Any]:
+        """Undo what healed faults left behind on purpose (their release steps, newest first):
+        call it once the run has been observed. Never raises; returns what each step did and
+        the errors. Idempotent.
+        """
+        with self._lock:
+            steps, self._lingering = self._lingering, []
+        done: dict[str, Any] = {}
+        errors: list[str] = []
+        for fault_id, what, fn in reversed(steps):
+            try:
+                done.setdefault(fault_id, []).append(fn() or {"done": what})
+            except BaseException as exc:  # noqa: BLE001 - release the rest
+                errors.append(f"{fault_id}: {what}: {type(exc).__name__}: {exc}"[:300])
+        return {"released": done, "errors": errors}
+
     def close(self) -> None:
-        """Stop, heal, and close the nemesis's own recorder."""
+        """Stop, heal, release, and close the nemesis's own recorder."""
         try:
             self.stop()
         finally:
-            if self._own_recorder and self.recorder is not None:
-                self.recorder.close()
+            try:
+                self.release()
+            finally:
+                if self._own_recorder and self.recorder is not None:
+                    self.recorder.close()
 
     def __enter__(self) -> Nemesis:
         return self

@@ -32,7 +32,12 @@ kombu ``Message.ack_log_error``        ack/ok when the ack went out on its chann
 ``Request.on_failure`` with            worker_lost/ok (value.exitcode, value.child_pid) and
 ``WorkerLostError`` (worker main)      execute/info under the dead child's process name
 ``Request.on_timeout`` (hard limit)    execute/info under the child's process name
+``Backend.chord_error_from_stack``     chord_error/ok (fail when it raised), task_id the
+                                       chord callback's, value.by the task that did it
 =====================================  ====================================================
+
+A ``celery.chord_unlock`` execution carries the ``chord_id`` of the chord it polls (its
+callback's task id) and ``role: "unlock"``.
 
 The workload unit key and the run id travel in message headers ``chaos_key`` and
 ``chaos_run_id``, set on publish when absent: the key from ``kwargs["key"]`` or, when
@@ -66,6 +71,7 @@ import inspect
 import logging
 import os
 import re
+import sys
 import threading
 import uuid
 from collections.abc import Callable
@@ -89,6 +95,8 @@ __all__ = [
 ]
 
 KEY_HEADER = "chaos_key"
+#: Celery's poller of chords on result backends without native joins (SQL, rpc ...).
+UNLOCK_TASK = "celery.chord_unlock"
 RUN_ID_HEADER = "chaos_run_id"
 ENV_HISTORY_DIR = "CHAOS_HISTORY_DIR"
 ENV_RUN_ID = "CHAOS_RUN_ID"
@@ -548,6 +556,12 @@ def _on_task_prerun(sender: Any = None, task_id: Any = None, task: Any = None, a
         "group_id": req.group,
         "chord_id": _chord_id(req.chord),
     })
+    if value["chord_id"] is None and task.name == UNLOCK_TASK and isinstance(args, (list, tuple)) and len(args) > 1:
+        # celery.chord_unlock(group_id, callback): the poller of a chord on a backend without
+        # native joins; it serves the chord whose callback it will publish.
+        value["chord_id"] = _chord_id(args[1])
+        if value["chord_id"] is not None:
+            value["role"] = "unlock"
     _open[(threading.get_ident(), str(task_id))] = _Open(value)
     inst.record(F.EXECUTE, OpType.INVOKE, value)
 
@@ -854,6 +868,60 @@ def _patch_message_class() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# any process running a chord's end: the chord's error recorded instead of its callback
+
+
+def _after_chord_error(backend: Any, callback: Any, exc: BaseException | None, error: BaseException | None) -> None:
+    inst = installation_for(getattr(backend, "app", None))
+    if inst is None or not isinstance(callback, dict):
+        return
+    opts = callback.get("options") or {}
+    tid = opts.get("task_id")
+    if tid is None:
+        return  # nothing names the callback: nothing to attach the error to
+    headers = opts.get("headers") or {}
+    parent = _current_worker_task()
+    preq = parent.request if parent is not None else None
+    cause = exc if exc is not None else sys.exc_info()[1]
+    value = {
+        "task_id": str(tid),
+        "name": callback.get("task"),
+        "key": headers.get(KEY_HEADER) or _kwargs_key(callback.get("kwargs")) or _ctx_get(preq, KEY_HEADER),
+        "run_id": headers.get(RUN_ID_HEADER) or _ctx_get(preq, RUN_ID_HEADER) or inst.run_id,
+        "chord_id": str(tid),
+        "role": "callback",
+        "by": getattr(parent, "name", None),
+        "by_task_id": _ctx_get(preq, "id"),
+        "reason": _short(cause),
+        "pid": os.getpid(),
+    }
+    if error is None:
+        inst.record(F.CHORD_ERROR, OpType.OK, value)
+    else:
+        inst.record(F.CHORD_ERROR, OpType.FAIL, value, error=_short(error))
+
+
+def _patch_backend_class() -> None:
+    from celery.backends.base import Backend
+
+    if Backend.__dict__.get("_chaos_history_patched"):
+        return
+    chord_error_from_stack = Backend.chord_error_from_stack
+
+    def patched_chord_error_from_stack(self: Any, callback: Any, exc: Any = None) -> Any:
+        try:
+            result = chord_error_from_stack(self, callback, exc=exc)
+        except BaseException as err:
+            _safely(_after_chord_error, self, callback, exc, err)
+            raise
+        _safely(_after_chord_error, self, callback, exc, None)
+        return result
+
+    Backend.chord_error_from_stack = patched_chord_error_from_stack  # type: ignore[method-assign]
+    Backend._chaos_history_patched = True  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------------------------------
 # process-wide wiring
 
 
@@ -888,4 +956,5 @@ def _connect_once() -> None:
         for signal, receiver in pairs:
             signal.connect(receiver, weak=False, dispatch_uid=f"harness.history.{receiver.__name__}")
         _patch_request_class()
+        _patch_backend_class()
         _connected = True

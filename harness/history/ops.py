@@ -28,6 +28,10 @@ ack             worker       invoke: Celery asked for the ack; ok: the worker ac
                              ("accepted", "success", "failure", "time_limit", "retry",
                              "ignore", "worker_lost"): what the ack concluded
 revoke          worker       ok: the task was revoked
+chord_error     worker child ok: Celery recorded a chord's error instead of running its callback
+                             (``chord_error_from_stack``: a header failed, the join raised, the
+                             callback could not be published or ``chord_unlock`` gave up);
+                             value.task_id is the callback's, value.by the task that did it
 worker_lost     worker       ok: the pool child running the task died (value.exitcode)
 effect          worker child ok: a side effect was applied (value.key, value.kind,
                              value.duplicate: the idempotent store already had it)
@@ -91,6 +95,7 @@ class F:
     ACK = "ack"
     REVOKE = "revoke"
     WORKER_LOST = "worker_lost"
+    CHORD_ERROR = "chord_error"
     EFFECT = "effect"
     DLQ = "dlq"
     RESULT = "result"

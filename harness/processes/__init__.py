@@ -5,6 +5,7 @@ Below every package that starts a process (`stack` servers, `workers`, the `toxi
 an arrow between them.
 
 - `managed`: `ManagedProcess` (start, wait ready, stop the process group, log tail), `free_port`;
+- `freeze`: `freeze_group` (SIGSTOP, then wait until every thread is stopped), `thaw_group`;
 - `reaper`: the watcher that kills what a dead harness left (``celery-chaos stack down --orphans``).
 
 Example:

@@ -27,7 +27,7 @@ from harness.errors import ConfigError
 from harness.processes import reaper
 from harness.processes.managed import ManagedProcess, free_port
 from harness.stack.base import ProxiedEndpoint, Role, StackLifecycle, StackURLs
-from harness.stack.rabbitmq import LocalRabbitMQ
+from harness.stack.rabbitmq import LocalRabbitMQ, installed_schema
 from harness.stack.rabbitmq_cluster import LocalRabbitMQCluster
 from harness.stack.rabbitmq_config import RabbitMQSettings
 from harness.stack.redis import LocalRedis
@@ -52,8 +52,8 @@ class LocalStackOptions:
                        client role (clients get failover URLs), inter-node traffic proxied too
                        (`harness.stack.rabbitmq_cluster`; docs/cluster.md)
     rabbitmq:          the scenario's own RabbitMQ configuration (`RabbitMQSettings`: rabbitmq.conf
-                       settings, application environment, policies), checked before the node starts
-                       (single topology only)
+                       settings, application environment, policies), checked before the node starts;
+                       on the cluster, every node gets the settings and the policies are set once
     result_backend:    "redis" (default: a redis-server behind the backend proxies), "sqlite"
                        (Celery's SQLAlchemy backend on a local file, ``db+sqlite://``: chords
                        take ``chord_unlock``; backend outages move the file away or lock it,
@@ -84,9 +84,8 @@ class LocalStackOptions:
         if not isinstance(self.rabbitmq, RabbitMQSettings):
             raise ConfigError(f"rabbitmq must be a RabbitMQSettings, not {type(self.rabbitmq).__name__}: build one "
                               "with harness.stack.rabbitmq_config.RabbitMQSettings(conf=..., policies=...)")
-        if self.rabbitmq and self.topology == "cluster":
-            raise ConfigError("rabbitmq settings are for the single-node topology: the cluster's nodes do not take "
-                              "them yet; drop them or use topology='single'")
+        if self.topology == "cluster":
+            self.rabbitmq.check_for_cluster()
         if self.rabbitmq and self.broker != "rabbitmq":
             raise ConfigError(f"rabbitmq settings need broker='rabbitmq', not {self.broker!r}: drop them or use "
                               "RabbitMQ")
@@ -215,6 +214,9 @@ class LocalStack(StackLifecycle):
 
     def _boot_cluster(self) -> None:
         o = self.options
+        if o.rabbitmq:
+            # Before any server starts (each node checks again when it is built, after the proxy).
+            installed_schema(management=o.rabbitmq_management).check(o.rabbitmq)
         self._backend = LocalRedis(name="redis-backend", aof=o.redis_aof, startup_timeout=o.startup_timeout)
         self._exit.callback(self._backend.close)
         self._backend.spawn()
@@ -228,7 +230,7 @@ class LocalStack(StackLifecycle):
 
         # Three VMs booting at once on a small box take about twice one node's boot.
         cluster = LocalRabbitMQCluster(startup_timeout=2 * o.startup_timeout, proxy=dist_proxy,
-                                       management=o.rabbitmq_management)
+                                       management=o.rabbitmq_management, settings=o.rabbitmq)
         self._broker = cluster
         self._exit.callback(cluster.close)
         cluster.spawn()

@@ -23,18 +23,26 @@ from __future__ import annotations
 
 import os
 import pwd
-import re
 import secrets
 import shutil
 import signal
 import subprocess
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import ConfigError, HarnessError, StackStartTimeout
 from harness.processes import reaper
 from harness.processes.managed import ManagedProcess, free_port
-from harness.stack.rabbitmq_config import RabbitMQSettings, boot_error, validate
+from harness.stack.rabbitmq_config import (
+    CORE_APPS,
+    RabbitMQSchema,
+    RabbitMQSettings,
+    apply_policies,
+    boot_error,
+    merge_conf,
+    needed_apps,
+)
 
 _INSTALL_HINT = (
     "install it with `sudo apt-get install -y rabbitmq-server` (Debian/Ubuntu), or point "
@@ -69,11 +77,6 @@ def find_rabbitmq_server(explicit: str | None = None, path: str | None = None) -
     raise ConfigError(f"{found} is a wrapper and the real rabbitmq-server script was not found next to it: {_INSTALL_HINT}")
 
 
-_APP_DEPS = re.compile(r"\{(?:included_)?applications,\s*\[([^\]]*)\]")
-# What the broker itself runs on (and getopt, which cuttlefish calls without declaring it).
-_CORE_APPS = ("rabbit", "rabbitmq_prelaunch", "getopt")
-
-
 def plugin_dirs_needed(plugins_dir: Path, roots: tuple[str, ...]) -> dict[str, Path] | None:
     """The application directories of `plugins_dir` that `roots` need, from their ``.app`` files.
 
@@ -94,22 +97,33 @@ def plugin_dirs_needed(plugins_dir: Path, roots: tuple[str, ...]) -> dict[str, P
         return None
     if "rabbit" not in by_app or not (by_app["rabbit"] / "ebin" / "rabbit.app").is_file():
         return None
-    seen: dict[str, Path] = {}
-    todo = list(roots)
-    for _ in range(10 * len(by_app) + len(roots)):  # each app is expanded once; bounded anyway
-        if not todo:
-            break
-        app = todo.pop()
-        if app in seen or app not in by_app:
-            continue  # an OTP application (kernel, ssl, ...) lives outside the plugins dir
-        seen[app] = by_app[app]
+    texts: dict[str, str] = {}
+    for app, d in by_app.items():
         try:
-            text = (by_app[app] / "ebin" / f"{app}.app").read_text(errors="replace")
+            texts[app] = (d / "ebin" / f"{app}.app").read_text(errors="replace")
         except OSError:
-            return None
-        for m in _APP_DEPS.finditer(text):
-            todo += [a.strip() for a in m.group(1).split(",") if a.strip()]
-    return seen
+            if app in roots:
+                return None
+    return {app: by_app[app] for app in sorted(needed_apps(texts, roots))}
+
+
+def _app_dirs(server: Path, management: bool) -> dict[str, Path]:
+    roots = CORE_APPS + (("rabbitmq_management",) if management else ())
+    return plugin_dirs_needed(server.resolve().parent.parent / "plugins", roots) or {}
+
+
+def installed_schema(server: Path | None = None, management: bool = False) -> RabbitMQSchema:
+    """What the installed RabbitMQ knows (`RabbitMQSchema`): the schemas of the applications a node
+    of the harness runs (the management plugin's too with `management`).
+
+    A stack checks a scenario's settings with it before any server starts; each node checks again.
+    """
+    server = server or find_rabbitmq_server(os.environ.get("CHAOS_RABBITMQ_SERVER"))
+    apps = _app_dirs(server, management)
+    schemas = [f for d in apps.values() for f in sorted((d / "priv" / "schema").glob("*.schema"))]
+    rabbit = apps.get("rabbit")
+    version = rabbit.name.rsplit("-", 1)[1] if rabbit is not None else ""
+    return RabbitMQSchema.from_files(schemas, rabbit / "ebin" / "rabbit.app" if rabbit is not None else None, version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +148,8 @@ class ClusterMembership:
     """What a node shares with the other members of a cluster (`harness.stack.rabbitmq_cluster`).
 
     The node then runs no epmd of its own: it registers with the name server at `epmd_port`,
-    which the cluster runs. `extra_conf` is appended to its rabbitmq.conf, `erl_args` to its
-    VM's arguments.
+    which the cluster runs. `extra_conf` adds to its rabbitmq.conf (a scenario's own setting of
+    the same key replaces the cluster's), `erl_args` to its VM's arguments.
     """
 
     node_name: str
@@ -143,7 +157,7 @@ class ClusterMembership:
     user: str
     password: str
     cookie: str
-    extra_conf: str = ""
+    extra_conf: Mapping[str, str] = field(default_factory=dict)
     erl_args: str = ""
     #: The memory alarm threshold in MB (absolute) instead of the single node's 80 % of RAM:
     #: rabbitmq.conf may hold only one of the two (the relative one wins).
@@ -197,18 +211,12 @@ class LocalRabbitMQ:
 
     # -- files and environment ------------------------------------------------
     def _app_dirs(self) -> dict[str, Path]:
-        roots = _CORE_APPS + (("rabbitmq_management",) if self.management else ())
-        return plugin_dirs_needed(self._server.resolve().parent.parent / "plugins", roots) or {}
+        return _app_dirs(self._server, self.management)
 
     def _check_settings(self) -> None:
         """Reject a scenario's setting this RabbitMQ does not know, before the node is spawned."""
-        if not self.settings:
-            return
-        apps = self._app_dirs()
-        schemas = [f for d in apps.values() for f in sorted((d / "priv" / "schema").glob("*.schema"))]
-        rabbit = apps.get("rabbit")
-        version = rabbit.name.rsplit("-", 1)[1] if rabbit is not None else ""
-        validate(self.settings, schemas, rabbit / "ebin" / "rabbit.app" if rabbit is not None else None, version)
+        if self.settings:
+            installed_schema(self._server, self.management).check(self.settings)
 
     def _write_files(self) -> None:
         c = self.config
@@ -223,18 +231,16 @@ class LocalRabbitMQ:
             **({"vm_memory_high_watermark.absolute": f"{self.member.memory_mb}MB"}
                if self.member and self.member.memory_mb else {"vm_memory_high_watermark.relative": "0.8"}),
         }
-        # A scenario's own value replaces the harness's default rather than following it: one
-        # line per key, so what the node runs with is what the file says.
-        own = {k: v for k, v in defaults.items() if k not in self.settings.conf}
+        # A scenario's own value replaces the harness's default (and a cluster's) rather than
+        # following it: one line per key, so what the node runs with is what the file says.
+        defaults.update(self.member.extra_conf if self.member else {})
         (c.base_dir / "rabbitmq.conf").write_text(
             f"listeners.tcp.1 = 127.0.0.1:{c.amqp_port}\n"
             "distribution.listener.interface = 127.0.0.1\n"
             f"default_user = {c.user}\n"
             f"default_pass = {c.password}\n"
             "default_vhost = /\n"
-            + "".join(f"{k} = {v}\n" for k, v in own.items())
-            + (self.member.extra_conf if self.member else "")
-            + "".join(f"{line}\n" for line in self.settings.conf_lines())
+            + "".join(f"{line}\n" for line in merge_conf(defaults, self.settings))
         )
         advanced = self.settings.advanced_config()
         if advanced is not None:
@@ -343,17 +349,9 @@ class LocalRabbitMQ:
             if reason is None:
                 raise
             raise ConfigError(f"RabbitMQ refused its configuration: {reason}: fix or remove that setting "
-                              f"({self._settings_summary()})") from None
+                              f"({self.settings.summary()})") from None
         if self.settings.policies and not self._policies_applied:
-            for policy in self.settings.policies:
-                try:
-                    self.ctl(*policy.set_policy_args())
-                except HarnessError as exc:
-                    # rabbitmqctl prints what it tried, then "Error:" and the reason: keep the reason.
-                    text = str(exc)
-                    detail = " ".join(text.split("Error:", 1)[1].split()) if "Error:" in text else " ".join(text.split())
-                    raise ConfigError(f"RabbitMQ refused policy {policy.name!r}: {detail}: fix its definition")\
-                        from None
+            apply_policies(self.settings.policies, self.ctl)
             self._policies_applied = True
 
     def _log_text(self) -> str:
@@ -361,10 +359,6 @@ class LocalRabbitMQ:
             return self._node.log_path.read_text(errors="replace")[-20000:]
         except OSError:
             return ""
-
-    def _settings_summary(self) -> str:
-        parts = [*self.settings.conf_lines(), *(f"app_env {k}" for k in self.settings.app_env)]
-        return "settings asked: " + ", ".join(parts) if parts else "no scenario setting was asked"
 
     def _probe(self) -> None:
         import amqp  # py-amqp ships with kombu

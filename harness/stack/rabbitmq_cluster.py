@@ -23,6 +23,12 @@ single-node default), 8 async threads, a memory high watermark of `memory_mb` (a
 `cluster_partition_handling = pause_minority` (a partitioned node pauses itself: clients fail
 over), `net_ticktime` seconds to notice a silent peer.
 
+A scenario's own RabbitMQ configuration (`settings`, a `RabbitMQSettings`) goes to every node:
+its ``rabbitmq.conf`` lines and application environment are in each node's files (a key of its
+own replaces the cluster's default, e.g. ``cluster_partition_handling``; the peer discovery keys
+are the cluster's), and its policies are set once, on the formed cluster (they live in the
+cluster's shared database).
+
 Example:
     >>> with LocalRabbitMQCluster() as cluster:          # doctest: +SKIP
     ...     cluster.url        # amqp://u:p@127.0.0.1:P1//;amqp://u:p@127.0.0.1:P2//;amqp://...
@@ -45,6 +51,7 @@ from harness.errors import ConfigError, HarnessError, StackStartTimeout
 from harness.processes import reaper
 from harness.processes.managed import ManagedProcess, free_port
 from harness.stack.rabbitmq import ClusterMembership, LocalRabbitMQ
+from harness.stack.rabbitmq_config import RabbitMQSettings, apply_policies
 
 _NODE = re.compile(r"([\w.-]+@[\w.-]+)")
 #: (proxy name, upstream "host:port") -> (the proxy's name as created, its listen port)
@@ -59,7 +66,8 @@ class LocalRabbitMQCluster:
 
     def __init__(self, *, size: int = 3, startup_timeout: float = 60.0, proxy: ProxyFactory | None = None,
                  memory_mb: int = 512, net_ticktime: int = 10, partition_handling: str = "pause_minority",
-                 management: bool = False, formation: str = "classic") -> None:
+                 management: bool = False, formation: str = "classic",
+                 settings: RabbitMQSettings | None = None) -> None:
         if not 2 <= size <= 5:
             raise ConfigError(f"a local cluster has 2 to 5 nodes, not {size}")
         if formation not in ("classic", "join"):
@@ -68,9 +76,12 @@ class LocalRabbitMQCluster:
         if partition_handling not in ("pause_minority", "autoheal", "ignore"):
             raise ConfigError(f"partition_handling must be pause_minority, autoheal or ignore, not "
                               f"{partition_handling!r}")
+        self.settings = settings or RabbitMQSettings()
+        self.settings.check_for_cluster()
         self.startup_timeout = startup_timeout
         self.timings: dict[str, float] = {}
         self._formed = False
+        self._policies_applied = False
         self.base_dir = Path(reaper.make_temp_dir("chaos-rabbitmq-cluster-"))
         self.base_dir.chmod(0o711)  # as root, the nodes run as the rabbitmq user: let them reach their dirs
         tag = secrets.token_hex(3)
@@ -80,23 +91,25 @@ class LocalRabbitMQCluster:
         user, password, cookie = f"chaos-{tag}", secrets.token_urlsafe(18), secrets.token_hex(16).upper()
         # Each VM gets one scheduler: three VMs with one per core each would fight over 2 cores.
         erl_args = f"+S 1:1 +SDio 2 +A 8 -kernel net_ticktime {int(net_ticktime)}"
-        conf = (f"cluster_partition_handling = {partition_handling}\n"
-                "raft.wal_max_size_bytes = 32000000\n")
+        conf = {"cluster_partition_handling": partition_handling, "raft.wal_max_size_bytes": "32000000"}
         self.nodes: dict[str, LocalRabbitMQ] = {}
         try:
             self.formation = formation
             for lb in self.labels:
-                discovery = ""
+                discovery: dict[str, str] = {}
                 if formation == "classic" and lb != self.labels[0]:
-                    discovery = ("cluster_formation.peer_discovery_backend = classic_config\n"
-                                 f"cluster_formation.classic_config.nodes.1 = {self._alive[self.labels[0]]}@localhost\n"
-                                 "cluster_formation.discovery_retry_limit = 120\n"
-                                 "cluster_formation.discovery_retry_interval = 250\n")
+                    discovery = {"cluster_formation.peer_discovery_backend": "classic_config",
+                                 "cluster_formation.classic_config.nodes.1": f"{self._alive[self.labels[0]]}@localhost",
+                                 "cluster_formation.discovery_retry_limit": "120",
+                                 "cluster_formation.discovery_retry_interval": "250"}
                 member = ClusterMembership(node_name=f"{self._alive[lb]}@localhost", epmd_port=self._epmd_port[lb],
-                                           user=user, password=password, cookie=cookie, extra_conf=conf + discovery,
-                                           erl_args=erl_args, memory_mb=int(memory_mb))
+                                           user=user, password=password, cookie=cookie,
+                                           extra_conf={**conf, **discovery}, erl_args=erl_args,
+                                           memory_mb=int(memory_mb))
+                # Every node checks and writes the scenario's conf; the policies are the cluster's.
                 self.nodes[lb] = LocalRabbitMQ(startup_timeout=startup_timeout, management=management,
-                                               base_dir=self.base_dir / lb, member=member)
+                                               base_dir=self.base_dir / lb, member=member,
+                                               settings=self.settings.without_policies())
             #: (from, to) -> the fault proxy's name carrying from's traffic to `to`
             self.dist_proxies: dict[tuple[str, str], str] = {}
             views: dict[str, dict[str, int]] = {str(self._epmd_port[lb]): {} for lb in self.labels}
@@ -193,6 +206,11 @@ class LocalRabbitMQCluster:
         self._form(deadline)
         self._formed = True
         self.timings["formed"] = time.monotonic() - t0
+        if self.settings.policies and not self._policies_applied:
+            # Once, on the formed cluster: a policy is cluster-wide (every node applies it).
+            apply_policies(self.settings.policies, self.ctl)
+            self._policies_applied = True
+            self.timings["policies"] = time.monotonic() - t0
 
     def _form(self, deadline: float) -> None:
         """Join every node that is not yet a member to the first running one, then check."""

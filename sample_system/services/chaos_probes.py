@@ -23,6 +23,15 @@ unit (the header tasks of a chord): the effect's idempotency key is then
 header and applies the effect ``probe.collected`` for `key` once (``chord_of_probes`` builds
 the chord).
 
+``probes.on_error(request, exc, traceback, key=..., seconds=0.0)`` is an error callback
+(``link_error``) in Celery's documented form: not bound, called by the worker in the process
+that saw the failure with the failed task's request. It applies the effect ``probe.errback``
+for `key` on every call (one row per call when the effect store is not idempotent), then works
+for `seconds`, so a fault can land after the errback's effect and before the failed task's
+message is settled. ``canvas(app, shape, key, ...)`` builds the small canvases of the
+error-path matrix (`CANVAS_SHAPES`): each has one step that fails for good and the errback
+linked the way a user links it; ``canvas_effects(shape, key)`` lists what it must leave.
+
 Example:
     >>> from sample_system import Settings, make_app
     >>> app = make_app(Settings())
@@ -32,17 +41,21 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
 from celery import Celery
 
+from harness.workload import RUN_ID_HEADER
 from sample_system.service_task import ServiceTask
 
 PROBE_TASK = "probes.work"
 PROBE_EFFECT = "probe.done"
 COLLECT_TASK = "probes.collect"
 COLLECT_EFFECT = "probe.collected"
+ERRBACK_TASK = "probes.on_error"
+ERRBACK_EFFECT = "probe.errback"
 #: The longest work a probe accepts: scenarios compress time, a probe never needs minutes.
 MAX_SECONDS = 120.0
 
@@ -83,6 +96,21 @@ def register(app: Celery) -> None:
         return {"key": key, "parts": got}
 
 
+    @app.task(base=ServiceTask, shared=False, name=ERRBACK_TASK)
+    def on_error(request: Any, exc: BaseException, traceback: Any, *, key: str,
+                 seconds: float = 0.0) -> None:
+        # Not bound: Celery calls a bound errback the old way, with only the task id, and a
+        # (self, request, exc, traceback) signature then fails with a TypeError, never called.
+        if not 0.0 <= float(seconds) <= MAX_SECONDS:
+            raise ValueError(f"probes.on_error seconds={seconds!r}: use 0..{MAX_SECONDS:.0f}")
+        # Called inline, the errback has no task id of its own: its effect names the failed task.
+        failed = getattr(request, "id", None)
+        run_id = getattr(request, RUN_ID_HEADER, None)
+        effect = on_error.effect(key, ERRBACK_EFFECT, exception=type(exc).__name__)
+        on_error.apply_effects(dataclasses.replace(effect, task_id=failed, run_id=effect.run_id or run_id))
+        time.sleep(float(seconds))
+
+
 def chain_of_probes(app: Celery, key: str, parts: int, *, seconds: float, headers: dict[str, str],
                     first_id: str) -> Any:
     """A chain of `parts` ``probes.work`` steps (parts ``p0``, ``p1``...), each ignoring the result
@@ -105,3 +133,78 @@ def chord_of_probes(app: Celery, key: str, parts: int, *, seconds: float, header
     body = app.signature(COLLECT_TASK, kwargs={"key": key, "parts": parts},
                          options={"task_id": callback_id, "headers": dict(headers)})
     return chord(header, body)
+
+
+#: The canvases of the error-path matrix: shape -> (the parts whose probes must succeed, what it is).
+#: Every shape has exactly one probe that fails for good (part ``...f``) and one errback.
+CANVAS_SHAPES: dict[str, tuple[tuple[str, ...], str]] = {
+    # failure mode 15: where the errback is linked and what fails
+    "chain_mid_fails": (("s0",), "chain(s0, s1 fails, s2).on_error(errback)"),
+    "group_fails": (("g0",), "group(g0, g1 fails).on_error(errback)"),
+    "chord_header_fails": (("h1",), "chord([h0 fails, h1], collect).on_error(errback)"),
+    "chord_in_chain": (("s0", "h1"), "chain(s0, chord([h0 fails, h1], collect), s2).on_error(errback)"),
+    # failure mode 13: a chain in the chord's header whose first step fails
+    "chord_chain_head_fails": (("c1s0", "c1s1"),
+                               "chord([chain(c0s0 fails, c0s1), chain(c1s0, c1s1)], collect).on_error(errback)"),
+    "chord_chain_group_step": (("c1s0", "c1s1"), "chord([chain(c0s0 fails, group(c0g0, c0g1), c0s2), "
+                                                 "chain(c1s0, c1s1)], collect).on_error(errback) (celery #9674)"),
+    "chord_chain_ends_in_group": (("c1s0", "c1s1"), "chord([chain(c0s0 fails, group(c0g0, c0g1)), "
+                                                    "chain(c1s0, c1s1)], collect).on_error(errback)"),
+    "chord_chain_head_ignores_result": (("c1s0", "c1s1"), "chord([chain(c0s0 fails, ignore_result=True; c0s1), "
+                                                          "chain(c1s0, c1s1)], collect).on_error(errback)"),
+}
+
+
+def canvas_effects(shape: str, key: str) -> tuple[str, ...]:
+    """What a canvas of `shape` for unit `key` must leave exactly once: each succeeding probe's
+    ``probe.done`` and one ``probe.errback`` (the callback never runs: a step failed)."""
+    if shape not in CANVAS_SHAPES:
+        raise ValueError(f"unknown canvas shape {shape!r}: use one of {sorted(CANVAS_SHAPES)}")
+    parts, _ = CANVAS_SHAPES[shape]
+    return (*(f"{PROBE_EFFECT}:{key}:{p}" for p in parts), f"{ERRBACK_EFFECT}:{key}")
+
+
+def canvas(app: Celery, shape: str, key: str, *, headers: dict[str, str], seconds: float = 0.0,
+           errback_seconds: float = 0.0, unlock_max_retries: int | None = None) -> Any:
+    """The canvas of `shape` (see `CANVAS_SHAPES`) for unit `key`, ready for ``apply_async()``.
+
+    Every probe is an immutable signature carrying `headers`; the failing one works `seconds`
+    like the others. `unlock_max_retries` bounds ``celery.chord_unlock`` for the chord shapes
+    (``chord.apply_async(max_retries=...)``; Celery's default polls for ever)."""
+    from celery import chain, chord, group
+
+    if shape not in CANVAS_SHAPES:
+        raise ValueError(f"unknown canvas shape {shape!r}: use one of {sorted(CANVAS_SHAPES)}")
+
+    def probe(part: str, fail: bool = False, **options: Any) -> Any:
+        return app.signature(PROBE_TASK, kwargs={"key": key, "seconds": seconds, "part": part, "fail": fail},
+                             options={"headers": dict(headers), **options}, immutable=True)
+
+    def collect(parts: int) -> Any:
+        return app.signature(COLLECT_TASK, kwargs={"key": key, "parts": parts}, options={"headers": dict(headers)})
+
+    errback = app.signature(ERRBACK_TASK, kwargs={"key": key, "seconds": errback_seconds},
+                            options={"headers": dict(headers)})
+    if shape == "chain_mid_fails":
+        return chain(probe("s0"), probe("s1f", fail=True), probe("s2")).on_error(errback)
+    if shape == "group_fails":
+        return group(probe("g0"), probe("g1f", fail=True)).on_error(errback)
+    if shape == "chord_header_fails":
+        c = chord([probe("h0f", fail=True), probe("h1")], collect(2)).on_error(errback)
+    elif shape == "chord_in_chain":
+        return chain(probe("s0"), chord([probe("h0f", fail=True), probe("h1")], collect(2)),
+                     probe("s2")).on_error(errback)
+    else:
+        healthy = chain(probe("c1s0"), probe("c1s1"))
+        if shape == "chord_chain_head_fails":
+            first = chain(probe("c0s0f", fail=True), probe("c0s1"))
+        elif shape == "chord_chain_group_step":
+            first = chain(probe("c0s0f", fail=True), group(probe("c0g0"), probe("c0g1")), probe("c0s2"))
+        elif shape == "chord_chain_ends_in_group":
+            first = chain(probe("c0s0f", fail=True), group(probe("c0g0"), probe("c0g1")))
+        else:  # chord_chain_head_ignores_result
+            first = chain(probe("c0s0f", fail=True, ignore_result=True), probe("c0s1"))
+        c = chord([first, healthy], collect(2)).on_error(errback)
+    if unlock_max_retries is not None:
+        c = c.set(max_retries=unlock_max_retries)
+    return c

@@ -9,11 +9,14 @@ vulnerable variant and the safe one, the same fault, and what the harness must s
 one ``probes.work`` task (work for `seconds`, effect ``probe.done`` before or after the work,
 optional countdown) and must leave that effect exactly once. With ``failing=True`` it also has
 the kind ``failing``: a probe that fails for good and must land in the dead-letter queue, so
-the DLQ claim is exercised (the workload then says ``dead_letter_queue = True``).
-``first_seconds`` makes a probe work that long on its first delivery only (it hangs once, past its time limit,
-and is quick when redelivered); ``hanging_seconds`` adds the kind ``hanging``: a probe that
-works that long on every delivery, so it hits its time limit every time and must end in the
-dead-letter queue (a poison message). Queue
+the DLQ claim is exercised (the workload then says ``dead_letter_queue = True``). With
+``canvases=("chain_mid_fails", ...)`` each unit is instead one small canvas of the error-path
+matrix (``sample_system.services.chaos_probes.CANVAS_SHAPES``: one step fails for good, an
+errback is linked), expected in the DLQ, whose effects are its succeeding probes and exactly one
+``probe.errback``. ``first_seconds`` makes a probe work that long on its first delivery only (it
+hangs once, past its time limit, and is quick when redelivered); ``hanging_seconds`` adds the
+kind ``hanging``: a probe that works that long on every delivery, so it hits its time limit
+every time and must end in the dead-letter queue (a poison message). Queue
 declaration, the effect store and the dead-letter queue are the sample system's own
 (`SampleWorkload`).
 
@@ -39,9 +42,12 @@ from harness.workload import KEY_HEADER, RUN_ID_HEADER, DLQEntry, EffectRecord, 
 from sample_system.deploy import prepare
 from sample_system.factory import make_app
 from sample_system.services.chaos_probes import (
+    CANVAS_SHAPES,
     COLLECT_EFFECT,
     PROBE_EFFECT,
     PROBE_TASK,
+    canvas,
+    canvas_effects,
     chain_of_probes,
     chord_of_probes,
 )
@@ -61,9 +67,14 @@ class ProbeWorkload:
     def __init__(self, settings: Settings, *, seconds: float = 0.0, effect: str = "after",
                  countdown: float | None = None, confirm_timeout: float | None = None,
                  failing: bool = False, chord_parts: int = 0, chain_parts: int = 0,
-                 first_seconds: float | None = None, hanging_seconds: float | None = None) -> None:
+                 canvases: tuple[str, ...] = (), errback_seconds: float = 0.0,
+                 unlock_max_retries: int | None = None, first_seconds: float | None = None,
+                 hanging_seconds: float | None = None) -> None:
         if effect not in ("before", "after"):
             raise ConfigError(f"effect={effect!r}: the probe applies its effect 'before' or 'after' its work")
+        unknown = [c for c in canvases if c not in CANVAS_SHAPES]
+        if unknown:
+            raise ConfigError(f"canvases {unknown}: use shapes of {sorted(CANVAS_SHAPES)}")
         self.settings = settings
         self.seconds = float(seconds)
         self.effect = effect
@@ -71,12 +82,16 @@ class ProbeWorkload:
         self.confirm_timeout = confirm_timeout
         self.chord_parts = chord_parts
         self.chain_parts = chain_parts
+        self.canvases = tuple(canvases)
+        self.errback_seconds = float(errback_seconds)
+        self.unlock_max_retries = unlock_max_retries
         self.first_seconds = first_seconds
         self.hanging_seconds = hanging_seconds
-        self.kinds: tuple[str, ...] = (("chord",) if chord_parts else ("chain",) if chain_parts
+        self.kinds: tuple[str, ...] = (self.canvases if canvases else ("chord",) if chord_parts
+                                       else ("chain",) if chain_parts
                                        else ("probe", "failing") if failing
                                        else ("probe", "hanging") if hanging_seconds is not None else ("probe",))
-        if failing or hanging_seconds is not None:
+        if failing or canvases or hanging_seconds is not None:
             self.dead_letter_queue = True  # read by Run: the DLQ claim is part of the expectations
         self._base = SampleWorkload(settings, kinds=("order",))
         self.submitted: dict[str, str] = {}  # unit key -> task id
@@ -85,6 +100,10 @@ class ProbeWorkload:
         self._base.setup(app)
 
     def units(self, n_per_kind: int, run_id: str) -> list[Unit]:
+        if self.canvases:
+            return [Unit(key=f"{run_id}:{shape}:{i}", kind=shape, expected="dlq", run_id=run_id,
+                         effects=canvas_effects(shape, f"{run_id}:{shape}:{i}"))
+                    for i in range(n_per_kind) for shape in self.canvases]
         if self.chain_parts:
             return [Unit(key=f"{run_id}:chain:{i}", kind="chain", expected="complete", run_id=run_id,
                          effects=tuple(f"{PROBE_EFFECT}:{run_id}:chain:{i}:p{j}" for j in range(self.chain_parts)))
@@ -106,6 +125,12 @@ class ProbeWorkload:
 
     def submit(self, app: Any, unit: Unit) -> str:
         task_id = str(uuid.uuid4())
+        if unit.kind in CANVAS_SHAPES:
+            res = canvas(app, unit.kind, unit.key, headers={KEY_HEADER: unit.key, RUN_ID_HEADER: unit.run_id},
+                         seconds=self.seconds, errback_seconds=self.errback_seconds,
+                         unlock_max_retries=self.unlock_max_retries).apply_async()
+            self.submitted[unit.key] = str(res.id)
+            return str(res.id)
         if unit.kind == "chain":
             chain_of_probes(app, unit.key, self.chain_parts, seconds=self.seconds, first_id=task_id,
                             headers={KEY_HEADER: unit.key, RUN_ID_HEADER: unit.run_id}).apply_async()
@@ -143,27 +168,33 @@ class ProbeWorkload:
 def probe_run(stack: Any, *, variant: Mapping[str, Any] | None = None, seconds: float = 0.0,
               effect: str = "after", countdown: float | None = None, confirm_timeout: float | None = None,
               failing: bool = False, chord_parts: int = 0, chain_parts: int = 0, n: int = 2,
+              canvases: tuple[str, ...] = (), errback_seconds: float = 0.0, unlock_max_retries: int | None = None,
               first_seconds: float | None = None, hanging_seconds: float | None = None,
               schedule: Schedule | None = None, expectations: Mapping[str, Any] | None = None,
               pool: str = "prefork", concurrency: int = 2, worker_settings: Mapping[str, Any] | None = None,
-              workers: int = 1, **run_options: Any) -> tuple[RunResult, ProbeWorkload]:
+              workers: int = 1, worker_args: tuple[str, ...] = (),
+              **run_options: Any) -> tuple[RunResult, ProbeWorkload]:
     """Deploy the sample system with `variant` (Settings overrides) on `stack`, run `n` probes
     under `schedule` and return the result and the workload (its ``submitted`` task ids).
 
     Workers consume only the ``default`` queue, where the probes go; `worker_settings` are
-    Celery settings on top of the sample system's (e.g. ``broker_transport_options``).
-    `failing` adds `n` units that fail for good and must be dead-lettered; `hanging_seconds`
-    adds `n` that work that long on every delivery (past the variant's hard ``time_limit``)
-    and must be dead-lettered too.
+    Celery settings on top of the sample system's (e.g. ``broker_transport_options``), and
+    `worker_args` extra ``celery worker`` options (e.g. ``--without-heartbeat``).
+    `failing` adds `n` units that fail for good and must be dead-lettered; `canvases` makes
+    each unit an error-path canvas instead (`n` of each shape; see `ProbeWorkload`);
+    `hanging_seconds` adds `n` probes that work that long on every delivery (past the
+    variant's hard ``time_limit``) and must be dead-lettered too.
     """
     fresh_broker(stack)
     with prepare(stack, concurrency=concurrency, **dict(variant or {})) as d:
         workload = ProbeWorkload(d.workload.settings, seconds=seconds, effect=effect, countdown=countdown,
                                  confirm_timeout=confirm_timeout, failing=failing, chord_parts=chord_parts,
-                                 chain_parts=chain_parts, first_seconds=first_seconds,
+                                 chain_parts=chain_parts, canvases=canvases, errback_seconds=errback_seconds,
+                                 unlock_max_retries=unlock_max_retries, first_seconds=first_seconds,
                                  hanging_seconds=hanging_seconds)
         specs = [WorkerSpec(app=d.app, pool=pool, concurrency=concurrency, queues=(DEFAULT,), env=dict(d.env),
-                            hostname=f"w{i + 1}@127.0.0.1", settings=dict(worker_settings or {}))
+                            hostname=f"w{i + 1}@127.0.0.1", settings=dict(worker_settings or {}),
+                            extra_args=tuple(worker_args))
                  for i in range(workers)]
         options: dict[str, Any] = {"quiesce_timeout_s": 30.0, "log": print, **run_options}
         # The producer is a new app built from the variant's settings: the module-level
@@ -313,3 +344,25 @@ def rabbitmq_stack(**conf: Any) -> Any:
 
     app_env: dict[str, object] = {"channel_tick_interval": 500} if "consumer_timeout" in conf else {}
     return LocalStack(LocalStackOptions(rabbitmq=RabbitMQSettings(conf=conf, app_env=app_env)))
+
+
+def sqlite_stack() -> Any:
+    """A local stack of its own whose result backend is SQLite (``db+sqlite://``, Celery's
+    SQLAlchemy backend): chords there take ``celery.chord_unlock``, which polls the header's
+    results, as on every SQL backend in production. RabbitMQ is the broker, as in the session's
+    stack. Use it as a context manager; it costs one broker boot."""
+    from harness.stack.local import LocalStack, LocalStackOptions
+
+    return LocalStack(LocalStackOptions(result_backend="sqlite"))
+
+
+def errback_calls(result: RunResult, key: str) -> list[str]:
+    """The failed task id each stored ``probe.errback`` effect of unit `key` names, one per row."""
+    from harness.history import F
+
+    out = []
+    for op in result.history or ():
+        v = op.value if isinstance(op.value, dict) else {}
+        if op.f == F.STORED_EFFECT and v.get("key") == key and v.get("kind") == "probe.errback":
+            out.append(str(v.get("task_id")))
+    return out

@@ -29,7 +29,7 @@ HARDENED: dict[str, Any] = {
     "task_reject_on_worker_lost": True,
     "task_acks_on_failure_or_timeout": False,
     "worker_prefetch_multiplier": 1,
-    "broker_transport_options": {"confirm_publish": True},
+    "broker_transport_options": {"confirm_publish": True, "read_timeout": 45},
     "task_time_limit": 300,
     "task_soft_time_limit": 240,
     "worker_cancel_long_running_tasks_on_connection_loss": True,
@@ -93,6 +93,7 @@ def test_a_hardened_app_has_no_loss_or_duplicate_risk():
      "backend_retry_budget", 17),
     ({"worker_pool": "solo", "broker_heartbeat": 1}, "solo_pool_heartbeats", 20),
     ({"broker_heartbeat": 0}, "no_heartbeat", 1),
+    ({"broker_transport_options": {"confirm_publish": True}}, "no_read_timeout", 1),
     ({"task_time_limit": None}, "no_time_limit", 7),
     ({"worker_prefetch_multiplier": 8}, "prefetch_multiplier", 9),
 ])

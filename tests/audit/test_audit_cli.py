@@ -55,7 +55,7 @@ def test_celery_defaults_exit_1_with_each_risk_in_plain_words(tmp_path: Path):
                  "[loss] mode 11 (no_publisher_confirms)", "setting:  task_acks_late=False",
                  "fix:      Set task_acks_late=True"):
         assert line in out
-    assert out.rstrip().splitlines()[-1].startswith("4 risk(s): 3 loss, 1 stall")
+    assert out.rstrip().splitlines()[-1].startswith("5 risk(s): 3 loss, 2 stall")
 
 
 def test_json_output(tmp_path: Path):

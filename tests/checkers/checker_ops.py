@@ -89,6 +89,12 @@ class H:
     def dlq(self, tid: str, key: str | None = None, proc: str = "w1.child-1", at: float | None = None) -> H:
         return self.op(proc, "ok", F.DLQ, self._v(tid, key=key, reason="test"), at=at)
 
+    def chord_error(self, callback: str, key: str | None = None, by: str = "celery.chord_unlock",
+                    proc: str = "w1.child-1", at: float | None = None) -> H:
+        """Celery recorded chord `callback`'s error instead of running it (chord_error_from_stack)."""
+        return self.op(proc, "ok", F.CHORD_ERROR, self._v(callback, key=key, chord_id=callback, role="callback",
+                                                          by=by, reason="ChordError: a header failed"), at=at)
+
     def worker_lost(self, tid: str | None, process: str = "worker-w1", at: float | None = None) -> H:
         return self.op(process, "ok", F.WORKER_LOST, self._v(tid, exitcode=-9), at=at)
 

@@ -97,3 +97,55 @@ def test_callback_delivered_again_after_a_lost_ack_is_at_least_once_not_a_second
     h.end("cb", "w3.child-1", at=72)
     v = check_chords(h.ops, EXP)
     assert v.valid is Validity.TRUE and v.counts["callback_redelivered_allowed"] == 1
+
+
+def unlock(h: H, tid: str = "u", cb: str = "cb", polls: int = 3, resolve: str | None = None, at: float = 30) -> H:
+    """A celery.chord_unlock polling chord `cb`: `polls` retries, then ok (`resolve="ok"`) or nothing."""
+    h.publish(tid, "k", name="celery.chord_unlock", at=at)
+    for i in range(polls):
+        h.start(tid, "w1.child-3", name="celery.chord_unlock", attempt=i, chord_id=cb, role="unlock", at=at + 1 + i)
+        h.retry(tid, 1.0, attempt=i, proc="w1.child-3").end(tid, "w1.child-3", result="fail", state="RETRY")
+    if resolve is not None:
+        h.start(tid, "w1.child-3", name="celery.chord_unlock", attempt=polls, chord_id=cb, role="unlock")
+        h.end(tid, "w1.child-3")
+    return h
+
+
+def test_chord_unlock_still_polling_at_the_end_is_a_chord_never_terminal() -> None:
+    # The header chain's first step failed without reaching the tail the unlock waits on (mode 13).
+    h = unlock(headers(H(), n=1), polls=4)
+    v = check_chords(h.ops, EXP)
+    assert kinds(v) == [("chord_not_terminal", "cb")]
+    ce = v.violations()[0]
+    assert ce["unlock_task_ids"] == ["u"] and ce["unlock_polls"] == 4 and ce["unlock_retries"] == 4
+    assert v.counts["chords_completed"] == 0
+
+
+def test_chord_unlock_that_recorded_the_chord_error_ended_the_chord() -> None:
+    h = unlock(headers(H(), n=1), polls=2, resolve="ok").chord_error("cb", "k", proc="w1.child-3")
+    v = check_chords(h.ops, EXP)
+    assert v.valid is Validity.TRUE, v.violations()
+    assert (v.counts["chords_failed"], v.counts["chords_completed"], v.counts["chord_not_terminal"]) == (1, 0, 0)
+
+
+def test_chord_unlock_that_published_the_callback_completes_the_chord() -> None:
+    h = unlock(headers(H()), polls=1, resolve="ok")
+    callback(h, at=60, publisher="w1.child-3", pub_at=55)
+    v = check_chords(h.ops, EXP)
+    assert v.valid is Validity.TRUE and v.counts["chords_completed"] == 1
+
+
+def test_chord_error_from_a_header_chain_is_a_terminal_failure_not_a_missing_callback() -> None:
+    # Native join (Redis): the chain in the header failed at its first step, which carries no
+    # chord id; the known header succeeded; Celery recorded the chord's error from that process.
+    h = headers(H(), n=1).publish("c0", "k").start("c0", "w1.child-2").end("c0", "w1.child-2", result="fail",
+                                                                         state="FAILURE")
+    h.chord_error("cb", "k", by="tasks.t", proc="w1.child-2")
+    v = check_chords(h.ops, EXP)
+    assert v.valid is Validity.TRUE and v.counts["chords_failed"] == 1
+
+
+def test_without_a_recorded_chord_error_the_missing_callback_is_still_reported() -> None:
+    h = headers(H(), n=1).publish("c0", "k").start("c0", "w1.child-2").end("c0", "w1.child-2", result="fail",
+                                                                         state="FAILURE")
+    assert kinds(check_chords(h.ops, EXP)) == [("callback_missing", "cb")]

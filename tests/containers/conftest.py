@@ -14,6 +14,14 @@ import pytest
 from harness.errors import ConfigError
 from harness.images.engine import docker_status
 from harness.images.names import ImageMode, Service
+from harness.stack.rabbitmq_config import RabbitMQPolicy, RabbitMQSettings
+
+#: The scenario configuration the module stack's broker runs with (`ContainerStackOptions.rabbitmq`):
+#: harmless to the other tests (a longer consumer timeout than any test needs, a TTL policy on queues
+#: only `test_rabbitmq_settings_are_in_effect_in_the_broker_container` uses), and proof that a
+#: container gets them (that test), at no extra stack start.
+STACK_RABBITMQ = RabbitMQSettings(conf={"consumer_timeout": 1234000}, app_env={"channel_tick_interval": 30000},
+                                  policies=(RabbitMQPolicy("chaos-ct-ttl", "^chaos-ct-ttl\\.", {"message-ttl": 300}),))
 
 
 def _in_ci() -> bool:
@@ -51,8 +59,9 @@ def image_mode(docker_ready: None) -> str:
 
 @pytest.fixture(scope="module")
 def container_stack(image_mode: str) -> Iterator[object]:
-    """One containers stack per test module (RabbitMQ broker, Redis backend with AOF, Toxiproxy)."""
+    """One containers stack per test module (RabbitMQ broker with `STACK_RABBITMQ`, Redis backend with
+    AOF, Toxiproxy)."""
     from harness.stack.containers import ContainerStack
 
-    with ContainerStack(images=image_mode, redis_aof=True) as stack:
+    with ContainerStack(images=image_mode, redis_aof=True, rabbitmq=STACK_RABBITMQ) as stack:
         yield stack

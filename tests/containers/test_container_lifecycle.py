@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -14,10 +15,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.errors import StackStartTimeout
+from harness.errors import ConfigError, StackStartTimeout
 from harness.images.engine import docker_client, leftovers
 from harness.stack import open_stack
 from harness.stack.containers import ContainerStack
+from harness.stack.rabbitmq_config import RabbitMQSettings
 
 pytestmark = pytest.mark.containers
 REPO = Path(__file__).resolve().parents[2]
@@ -68,6 +70,25 @@ def test_a_failed_start_removes_what_it_made(image_mode):
         stack.start()
     assert "was not ready after" in str(info.value) or "exited before" in str(info.value)
     assert "last log lines" in str(info.value)
+    assert stack.leftovers() == EMPTY
+
+
+@pytest.mark.parametrize("conf, message", [
+    # Not in the image's schemas: refused before the broker boots.
+    ({"consumer_timout": 3000}, r"^rabbitmq conf: RabbitMQ \S+ has no setting 'consumer_timout' \(did you mean "
+                                r"'consumer_timeout'\?\): fix or remove it$"),
+    # A float the check leaves to RabbitMQ: refused at boot, read from the container's log.
+    ({"vm_memory_high_watermark.relative": "lots"},
+     r"^RabbitMQ refused its configuration: .*vm_memory_high_watermark\.relative.*: fix or remove that setting "
+     r"\(settings asked: vm_memory_high_watermark\.relative = lots\)$"),
+])
+def test_a_rabbitmq_setting_the_broker_refuses_is_one_config_line(image_mode, conf, message):
+    t0 = time.monotonic()
+    stack = ContainerStack(images=image_mode, rabbitmq=RabbitMQSettings(conf=conf))
+    with pytest.raises(ConfigError) as info:
+        stack.start()
+    assert re.match(message, str(info.value)) and "\n" not in str(info.value), str(info.value)
+    assert time.monotonic() - t0 < 30  # at once, not after the start-up timeout (120 s)
     assert stack.leftovers() == EMPTY
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from pathlib import Path
@@ -54,6 +55,40 @@ def test_urls_use_the_stacks_own_credentials_on_loopback(container_stack):
 def test_rabbitmqctl_runs_in_the_broker_container(container_stack):
     out = container_stack.broker.ctl("list_queues", "name")
     assert "name" in out.lower() or "listing" in out.lower() or out.strip() == ""
+
+
+def test_rabbitmq_settings_are_in_effect_in_the_broker_container(container_stack):
+    """The module stack's `STACK_RABBITMQ` (conftest): conf and app_env in the running broker's
+    environment, the policy set and acting (a message expires on its queue, not on another)."""
+    broker = container_stack.broker
+    settings = container_stack.options.rabbitmq
+    assert settings.conf["consumer_timeout"] == 1234000
+    env = broker.ctl("eval", "{application:get_env(rabbit, consumer_timeout), "
+                             "application:get_env(rabbit, channel_tick_interval)}.")
+    assert "{{ok,1234000},{ok,30000}}" in env.replace(" ", ""), env
+    (listed,) = json.loads(broker.ctl("list_policies", "--formatter", "json"))
+    assert (listed["name"], listed["pattern"]) == ("chaos-ct-ttl", "^chaos-ct-ttl\\.")
+    assert json.loads(listed["definition"]) == {"message-ttl": 300}
+
+    url = container_stack.urls.url_for(Role.PRODUCER_BROKER)
+    tag = time.time_ns()
+    expiring, kept = durable_queue(f"chaos-ct-ttl.{tag}"), durable_queue(f"chaos-ct-keep.{tag}")
+    for q in (expiring, kept):
+        publish_persistent(url, q, {"n": tag})
+    deadline = time.monotonic() + 10
+    counts: dict[str, int] = {}
+    with kombu.Connection(url, connect_timeout=5) as conn:
+        channel = conn.default_channel
+        try:
+            for _ in range(200):  # bounded by count and by the deadline
+                counts = {q.name: q(channel).queue_declare(passive=True).message_count for q in (expiring, kept)}
+                if counts[expiring.name] == 0 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+        finally:
+            for q in (expiring, kept):
+                q(channel).delete()
+    assert counts == {expiring.name: 0, kept.name: 1}, counts
 
 
 def test_persistent_message_survives_broker_kill_and_start(container_stack):

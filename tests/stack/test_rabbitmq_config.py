@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 import time
+import zipfile
 
 import pytest
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, HarnessError
+from harness.stack.containers.servers import files_tar
 from harness.stack.local import LocalStack, LocalStackOptions
 from harness.stack.rabbitmq import LocalRabbitMQ, find_rabbitmq_server
+from harness.stack.rabbitmq_cluster import LocalRabbitMQCluster
 from harness.stack.rabbitmq_config import (
+    CORE_APPS,
     RabbitMQPolicy,
+    RabbitMQSchema,
     RabbitMQSettings,
+    apply_policies,
     boot_error,
+    container_files,
+    merge_conf,
+    needed_apps,
     schema_mappings,
     validate,
 )
@@ -158,3 +169,175 @@ def test_a_policy_rabbitmq_refuses_is_one_config_line():
     assert message.startswith("RabbitMQ refused policy 'chaos-bad': ") and "no-such-key" in message, message
     assert "\n" not in message
     assert stack.pids() == []
+
+
+# -- rendering: one line per setting, files for a container, what a cluster keeps --------------------
+
+def test_a_scenario_key_replaces_the_default_and_its_one_form_family():
+    defaults = {"log.console.level": "warning", "disk_free_limit.absolute": "1MB",
+                "vm_memory_high_watermark.relative": "0.8", "cluster_partition_handling": "pause_minority"}
+    settings = RabbitMQSettings(conf={"cluster_partition_handling": "autoheal",
+                                      "vm_memory_high_watermark.absolute": "1GB", "consumer_timeout": 3000})
+    assert merge_conf(defaults, settings) == [
+        "log.console.level = warning", "disk_free_limit.absolute = 1MB",
+        "cluster_partition_handling = autoheal", "vm_memory_high_watermark.absolute = 1GB",
+        "consumer_timeout = 3000"]
+    assert merge_conf(defaults, RabbitMQSettings()) == [f"{k} = {v}" for k, v in defaults.items()]
+
+
+def test_container_files_are_a_conf_d_file_and_advanced_config():
+    settings = RabbitMQSettings(conf={"consumer_timeout": 3000, "log.console.level": "debug"},
+                                app_env={"channel_tick_interval": 500})
+    files = container_files(settings)
+    assert files == {"etc/rabbitmq/conf.d/90-chaos-scenario.conf": "consumer_timeout = 3000\nlog.console.level = debug\n",
+                     "etc/rabbitmq/advanced.config": "[{rabbit, [{channel_tick_interval, 500}]}].\n"}
+    with tarfile.open(fileobj=io.BytesIO(files_tar(files))) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        assert set(members) == set(files)
+        assert all(m.mode == 0o644 and m.uid == 0 for m in members.values())
+        extracted = tar.extractfile("etc/rabbitmq/advanced.config")
+        assert extracted is not None and extracted.read().decode() == files["etc/rabbitmq/advanced.config"]
+    assert container_files(RabbitMQSettings(policies=(RabbitMQPolicy("p", ".*", {"message-ttl": 1}),))) == {}
+
+
+def _plugins_tar(layout: str) -> io.BytesIO:
+    """A plugins tree as the engine streams it: Debian's directories or the official image's .ez files."""
+    apps = {
+        "rabbit": ("{application, rabbit, [{applications, [kernel, rabbit_common]}, {env, [\n"
+                   "     {consumer_timeout, 1800000},\n     {channel_tick_interval, 60000}\n  ]}]}.", SCHEMA),
+        "rabbit_common": ("{application, rabbit_common, [{applications, [kernel]}]}.", None),
+        "rabbitmq_management": ("{application, rabbitmq_management, [{applications, [rabbit]}]}.",
+                                '{mapping, "management.tcp.port", "rabbitmq_management.tcp_config.port", '
+                                '[{datatype, integer}]}.'),
+        "rabbitmq_mqtt": ("{application, rabbitmq_mqtt, [{applications, [rabbit]}]}.",
+                          '{mapping, "mqtt.listeners.tcp.$name", "rabbitmq_mqtt.tcp_listeners", []}.'),
+    }
+    buf = io.BytesIO()
+
+    def add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for app, (app_text, schema) in apps.items():
+            files = {f"ebin/{app}.app": app_text, **({f"priv/schema/{app}.schema": schema} if schema else {})}
+            if layout == "dirs":
+                for inner, text in files.items():
+                    add(tar, f"lib/rabbitmq_server-3.10.8/plugins/{app}-3.10.8/{inner}", text.encode())
+            else:
+                ez = io.BytesIO()
+                with zipfile.ZipFile(ez, "w") as z:
+                    for inner, text in files.items():
+                        z.writestr(f"{app}-3.13.7/{inner}", text)
+                add(tar, f"plugins/{app}-3.13.7.ez", ez.getvalue())
+        add(tar, "plugins/README", b"not a plugin")
+    buf.seek(0)
+    return buf
+
+
+@pytest.mark.parametrize("layout, version", [("dirs", "3.10.8"), ("ez", "3.13.7")])
+def test_the_schema_is_read_from_an_images_plugin_tree(layout, version):
+    core = RabbitMQSchema.from_tar(_plugins_tar(layout), CORE_APPS)
+    assert core.version == version
+    core.check(RabbitMQSettings(conf={"consumer_timeout": 3000}, app_env={"channel_tick_interval": 500}))
+    with pytest.raises(ConfigError, match=f"RabbitMQ {version} has no setting 'consumer_timeot'"):
+        core.check(RabbitMQSettings(conf={"consumer_timeot": 3000}))
+    # Only the schemas of the applications the node runs: an mqtt key is refused, as RabbitMQ
+    # refuses it when the plugin is not enabled; the management plugin's keys with management on.
+    with pytest.raises(ConfigError, match="has no setting 'mqtt.listeners.tcp.default'"):
+        core.check(RabbitMQSettings(conf={"mqtt.listeners.tcp.default": 1883}))
+    with pytest.raises(ConfigError, match="has no setting 'management.tcp.port'"):
+        core.check(RabbitMQSettings(conf={"management.tcp.port": 15673}))
+    with_mgmt = RabbitMQSchema.from_tar(_plugins_tar(layout), (*CORE_APPS, "rabbitmq_management"))
+    with_mgmt.check(RabbitMQSettings(conf={"management.tcp.port": 15673}))
+    with pytest.raises(ConfigError, match="management.tcp.port = 'x' is not an integer"):
+        with_mgmt.check(RabbitMQSettings(conf={"management.tcp.port": "x"}))
+    with pytest.raises(ConfigError, match="no application setting 'channel_tick'"):
+        core.check(RabbitMQSettings(app_env={"channel_tick": 1}))
+
+
+def test_an_image_laid_out_otherwise_leaves_the_check_to_rabbitmq():
+    empty = io.BytesIO()
+    with tarfile.open(fileobj=empty, mode="w"):
+        pass
+    empty.seek(0)
+    schema = RabbitMQSchema.from_tar(empty)
+    assert schema == RabbitMQSchema()
+    schema.check(RabbitMQSettings(conf={"anything_at_all": 1}, app_env={"whatever": 1}))
+
+
+def test_needed_apps_follow_the_app_files_only():
+    texts = {"rabbit": "{applications, [kernel, rabbit_common]}, {included_applications, [ra]}",
+             "rabbit_common": "{applications, [kernel]}", "ra": "", "rabbitmq_mqtt": "{applications, [rabbit]}"}
+    assert needed_apps(texts, ["rabbit"]) == {"rabbit", "rabbit_common", "ra"}
+    assert needed_apps(texts, ["nothing"]) == set()
+
+
+def test_policies_go_through_ctl_and_a_refusal_is_one_line():
+    calls: list[tuple[str, ...]] = []
+    policies = (RabbitMQPolicy("ttl", "^ttl\\.", {"message-ttl": 100}), RabbitMQPolicy("ha", "^ha\\.", {"ha-mode": "all"}))
+    apply_policies(policies, lambda *args: calls.append(args) or "")
+    assert [c[-3] for c in calls] == ["ttl", "ha"] and calls[0][0] == "set_policy"
+
+    def refuse(*args: str) -> str:
+        raise HarnessError("rabbitmqctl set_policy failed with code 65: Setting policy \"ha\" ...\n"
+                           "Error:\nValidation failed\n\n<<\"ha-mode\">> is not a valid ha mode\n")
+    with pytest.raises(ConfigError) as err:
+        apply_policies(policies[1:], refuse)
+    assert str(err.value) == ("RabbitMQ refused policy 'ha': Validation failed <<\"ha-mode\">> is not a valid ha mode: "
+                              "fix its definition")
+
+
+def test_the_cluster_takes_settings_but_not_its_own_discovery_keys():
+    settings = RabbitMQSettings(conf={"consumer_timeout": 3000}, policies=(RabbitMQPolicy("p", ".*", {"x": 1}),))
+    assert LocalStackOptions(topology="cluster", rabbitmq=settings).rabbitmq is settings
+    assert settings.without_policies() == RabbitMQSettings(conf={"consumer_timeout": 3000})
+    with pytest.raises(ConfigError, match="'cluster_formation.peer_discovery_backend' is set by the harness on a "
+                                          "cluster"):
+        LocalStackOptions(topology="cluster",
+                          rabbitmq=RabbitMQSettings(conf={"cluster_formation.peer_discovery_backend": "dns"}))
+
+
+def test_the_containers_stack_takes_settings_for_a_rabbitmq_broker_only():
+    from harness.stack.containers import ContainerStackOptions
+
+    settings = RabbitMQSettings(conf={"consumer_timeout": 3000})
+    assert ContainerStackOptions(rabbitmq=settings).rabbitmq is settings
+    with pytest.raises(ConfigError, match="need broker='rabbitmq'"):
+        ContainerStackOptions(broker="redis", rabbitmq=settings)
+    with pytest.raises(ConfigError, match="must be a RabbitMQSettings, not dict"):
+        ContainerStackOptions(rabbitmq={"consumer_timeout": 3000})  # type: ignore[arg-type]
+
+
+def test_every_cluster_node_writes_the_settings_and_the_cluster_keeps_the_policies():
+    find_rabbitmq_server()
+    settings = RabbitMQSettings(conf={"consumer_timeout": 3000, "cluster_partition_handling": "autoheal"},
+                                app_env={"channel_tick_interval": 500},
+                                policies=(RabbitMQPolicy("p", ".*", {"message-ttl": 1}),))
+    cluster = LocalRabbitMQCluster(settings=settings)   # built, not started: files only
+    try:
+        for lb, node in cluster.nodes.items():
+            conf = (node.config.base_dir / "rabbitmq.conf").read_text().splitlines()
+            assert "consumer_timeout = 3000" in conf, lb
+            assert [ln for ln in conf if ln.startswith("cluster_partition_handling")] == \
+                ["cluster_partition_handling = autoheal"], lb
+            assert (node.config.base_dir / "advanced.config").read_text() == \
+                "[{rabbit, [{channel_tick_interval, 500}]}].\n"
+            assert node.settings.policies == ()
+        assert cluster.settings.policies == settings.policies
+        assert any(ln.startswith("cluster_formation.peer_discovery_backend")
+                   for ln in (cluster.nodes["n2"].config.base_dir / "rabbitmq.conf").read_text().splitlines())
+    finally:
+        cluster.close()
+    with pytest.raises(ConfigError, match="has no setting 'consumer_timeot'"):
+        LocalRabbitMQCluster(settings=RabbitMQSettings(conf={"consumer_timeot": 1}))
+
+
+def test_boot_error_reads_a_coloured_container_log():
+    red, end = "\x1b[38;5;160m", "\x1b[0m"
+    log = (f"{red}2026-12-07 22:52:00.153428+00:00 [error] <0.132.0> Error preparing configuration in phase "
+           f"validation:{end}\n"
+           f"{red}2026-12-07 22:52:00.153449+00:00 [error] <0.132.0>   - vm_memory_high_watermark.relative invalid, "
+           f"cannot be converted to a float{end}\n{red}2026-12-07 22:52:00.153449+00:00 [error] <0.132.0> {end}\n")
+    assert boot_error(log) == "vm_memory_high_watermark.relative invalid, cannot be converted to a float"

@@ -21,6 +21,9 @@ Example:
     >>> app.on_heal("say hello", lambda: {"said": "hello"})
     >>> [what for what, _ in app.undo]
     ['say hello']
+    >>> app.on_release("say goodbye", lambda: None)
+    >>> [what for what, _ in app.release]
+    ['say goodbye']
 """
 
 from __future__ import annotations
@@ -63,16 +66,24 @@ class NeverBit(HarnessError):
 class Application:
     """One fault being applied: its id, the op that triggered it, and the undo steps so far.
 
-    The nemesis runs the undo steps newest first at heal, or at once when `apply` raises.
+    The nemesis runs the undo steps newest first at heal, or at once when `apply` raises. The
+    release steps are for what a fault leaves behind on purpose once healed (connections a
+    vanished broker left half-open): the nemesis runs them when it is released, after the run
+    has been observed, or at once, with the undo steps, when `apply` raises.
     """
 
     fault_id: str
     event: dict[str, Any] | None = None
     undo: list[tuple[str, Undo]] = field(default_factory=list)
+    release: list[tuple[str, Undo]] = field(default_factory=list)
 
     def on_heal(self, what: str, fn: Undo) -> None:
         """Register an undo step; `what` names it in the error when it fails."""
         self.undo.append((what, fn))
+
+    def on_release(self, what: str, fn: Undo) -> None:
+        """Register a step that outlives the heal: run by `Nemesis.release` (or when apply fails)."""
+        self.release.append((what, fn))
 
 
 class FaultContext:

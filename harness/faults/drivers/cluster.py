@@ -25,9 +25,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +32,7 @@ from harness.errors import UnsupportedFault
 from harness.faults.drivers.base import Application, Draws, FaultContext, FaultDriver
 from harness.faults.drivers.network import outage
 from harness.faults.kinds import NODE_OUTAGE_MODES, PARTITION_MODES, NodeOutage, NodePartition
+from harness.processes.freeze import freeze_group, thaw_group
 from harness.stack.base import require
 
 if TYPE_CHECKING:
@@ -76,16 +74,16 @@ class NodeOutageDriver(FaultDriver[NodeOutage]):
         t = time.monotonic()
         if fault.mode == "pause":
             app.on_heal(f"wait until {fault.node} runs in the cluster again", lambda: _rejoin(cluster))
+            frozen = []
             for pgid in pids:
 
                 def thaw(pgid: int = pgid) -> dict[str, Any]:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(pgid, signal.SIGCONT)
+                    thaw_group(pgid)
                     return {"thawed": [pgid]}
 
                 app.on_heal(f"SIGCONT {fault.node} process group {pgid}", thaw)
-                os.killpg(pgid, signal.SIGSTOP)
-            return {**seen, "signal": "SIGSTOP", "process_groups": pids}
+                frozen.append(freeze_group(pgid))
+            return {**seen, "signal": "SIGSTOP", "process_groups": pids, "frozen": frozen}
 
         def start_again() -> dict[str, Any]:
             out: dict[str, Any] = {"node": fault.node}

@@ -38,7 +38,7 @@ from harness.faults.kinds import (
 if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy
 
-__all__ = ["DRIVERS", "disable", "outage", "toxics"]
+__all__ = ["DRIVERS", "disable", "outage", "remove_toxic", "toxics"]
 
 _STREAMS = {"both": ("upstream", "downstream"), "to_server": ("upstream",), "to_client": ("downstream",)}
 
@@ -48,7 +48,8 @@ def _enable(ctx: FaultContext, proxy: str) -> dict[str, Any]:
     return {"enabled": [proxy]}
 
 
-def _remove_toxic(ctx: FaultContext, proxy: str, name: str) -> dict[str, Any]:
+def remove_toxic(ctx: FaultContext, proxy: str, name: str) -> dict[str, Any]:
+    """Remove toxic `name` from `proxy` (already gone counts as removed)."""
     from harness.toxiproxy.client import ToxiproxyError
 
     try:
@@ -76,7 +77,7 @@ def toxics(ctx: FaultContext, app: Application, proxies: list[str], type_: str, 
     for p in proxies:
         for stream in _STREAMS[direction]:
             name = f"{app.fault_id}-{type_}-{stream}"
-            app.on_heal(f"remove toxic {name} from {p}", functools.partial(_remove_toxic, ctx, p, name))
+            app.on_heal(f"remove toxic {name} from {p}", functools.partial(remove_toxic, ctx, p, name))
             tp.add_toxic(p, type_, stream=stream, name=name, attributes=attributes)
             added.append(f"{p}/{name}")
     return {"proxies": proxies, "toxics": added, "type": type_, "attributes": dict(attributes),

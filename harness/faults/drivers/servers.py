@@ -10,6 +10,10 @@ backend_outage       toxic (0 ms: drop everything) both ways; kill_restart:     
 memory_alarm         ``rabbitmqctl set_vm_memory_high_watermark <tiny>``           set it to ``restore``
 broker_pause         SIGSTOP to each process group of the broker (``docker        SIGCONT (``docker
                      pause`` for a container)                                     unpause``)
+broker_vanish        a ``slow_close`` toxic (a day) on the role's broker          start the broker;
+                     proxies, downstream: the end of their connections is         the toxics stay
+                     withheld; then SIGKILL of the broker. The role's clients     until the nemesis
+                     keep open, silent (half-open) sockets                        is released
 ===================  ==========================================================  ====================
 
 Example:
@@ -20,16 +24,25 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
+import functools
 import time
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import UnsupportedFault
 from harness.faults.drivers.base import Application, Draws, FaultContext, FaultDriver
-from harness.faults.drivers.network import outage
-from harness.faults.kinds import OUTAGE_MODES, BackendOutage, BrokerOutage, BrokerPause, Fault, MemoryAlarm
+from harness.faults.drivers.network import outage, remove_toxic
+from harness.faults.kinds import (
+    OUTAGE_MODES,
+    ROLE_GROUPS,
+    BackendOutage,
+    BrokerOutage,
+    BrokerPause,
+    BrokerVanish,
+    Fault,
+    MemoryAlarm,
+    role_proxies,
+)
+from harness.processes.freeze import freeze_group, thaw_group
 
 if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy
@@ -147,16 +160,17 @@ class BrokerPauseDriver(FaultDriver[BrokerPause]):
             broker.pause()
             return {"server": broker.name, "role": "broker", "action": "docker pause"}
         groups = list(broker.pids)
+        frozen = []
         for pgid in groups:
 
             def thaw(pgid: int = pgid) -> dict[str, Any]:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pgid, signal.SIGCONT)
+                thaw_group(pgid)
                 return {"thawed": [pgid]}
 
             app.on_heal(f"SIGCONT {broker.name} process group {pgid}", thaw)
-            os.killpg(pgid, signal.SIGSTOP)
-        return {"server": broker.name, "role": "broker", "signal": "SIGSTOP", "process_groups": groups}
+            frozen.append(freeze_group(pgid))
+        return {"server": broker.name, "role": "broker", "signal": "SIGSTOP", "process_groups": groups,
+                "frozen": frozen}
 
     def strategy(self, draws: Draws) -> SearchStrategy[BrokerPause]:
         from hypothesis import strategies as st
@@ -164,5 +178,57 @@ class BrokerPauseDriver(FaultDriver[BrokerPause]):
         return st.just(BrokerPause())
 
 
+#: How long a vanished broker's connections stay half-open at most (ms): far beyond any run;
+#: the nemesis's release ends them first.
+VANISH_HOLD_MS = 24 * 3600 * 1000
+
+
+class BrokerVanishDriver(FaultDriver[BrokerVanish]):
+    """broker_vanish: the broker SIGKILLed while the fault proxy of the fault's role withholds
+    the end of its connections (a ``slow_close`` toxic of a day, downstream, on each proxy of
+    the role): those clients keep open and silent sockets, the other role hears the reset.
+    Heal: the broker started again (new connections work); the half-open connections and the
+    toxics stay until the nemesis is released (``Application.on_release``), when removing the
+    toxics closes them."""
+
+    fault_type = BrokerVanish
+
+    def preflight(self, ctx: FaultContext, fault: BrokerVanish, what: str) -> None:
+        ctx.server("broker", what)
+        ctx.toxiproxy  # noqa: B018 - raises when absent
+        ctx.proxy_names(fault.role)
+
+    def apply(self, ctx: FaultContext, fault: BrokerVanish, app: Application) -> dict[str, Any]:
+        tp = ctx.toxiproxy
+        ctl = ctx.server("broker", fault.kind)
+        proxies = ctx.proxy_names(fault.role)
+        held: list[str] = []
+        for p in proxies:
+            name = f"{app.fault_id}-slow_close-downstream"
+            app.on_release(f"remove toxic {name} from {p} (close the half-open connections)",
+                           functools.partial(remove_toxic, ctx, p, name))
+            tp.add_toxic(p, "slow_close", stream="downstream", name=name, attributes={"delay": VANISH_HOLD_MS})
+            held.append(f"{p}/{name}")
+
+        def start_again() -> dict[str, Any]:
+            if ctl.is_running():
+                return {"server": ctl.name, "action": "already running"}
+            t = time.monotonic()
+            ctl.start()
+            return {"server": ctl.name, "action": "started", "start_s": round(time.monotonic() - t, 3)}
+
+        app.on_heal("start the broker again", start_again)
+        t = time.monotonic()
+        ctl.kill()
+        told = [r for r in ROLE_GROUPS["broker"] if r not in role_proxies(fault.role)]
+        return {"server": ctl.name, "role": fault.role, "action": "SIGKILL, the end of the connections withheld",
+                "half_open": proxies, "toxics": held, "reset": told, "stop_s": round(time.monotonic() - t, 3)}
+
+    def strategy(self, draws: Draws) -> SearchStrategy[BrokerVanish]:
+        from hypothesis import strategies as st
+
+        return st.builds(BrokerVanish, role=st.sampled_from((*ROLE_GROUPS["broker"], "broker")))
+
+
 DRIVERS: tuple[FaultDriver[Any], ...] = (BrokerOutageDriver(), BackendOutageDriver(), MemoryAlarmDriver(),
-                                         BrokerPauseDriver())
+                                         BrokerPauseDriver(), BrokerVanishDriver())

@@ -22,10 +22,7 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
-import signal
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +35,7 @@ from harness.faults.kinds import (
     ScaleWorkers,
     WarmShutdown,
 )
+from harness.processes.freeze import freeze_group, thaw_group
 
 if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy
@@ -283,17 +281,17 @@ class PauseWorkerDriver(FaultDriver[PauseWorker]):
 
     def apply(self, ctx: FaultContext, fault: PauseWorker, app: Application) -> dict[str, Any]:
         targets = _running_targets(ctx, fault)
+        frozen = []
         for w in targets:
             pgid = w.pid
 
             def thaw(pgid: int = pgid, host: str = w.hostname) -> dict[str, Any]:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pgid, signal.SIGCONT)
+                thaw_group(pgid)
                 return {"thawed": [host]}
 
             app.on_heal(f"SIGCONT worker {w.hostname}", thaw)
-            os.killpg(pgid, signal.SIGSTOP)
-        return {"hostnames": [w.hostname for w in targets], "signal": "SIGSTOP"}
+            frozen.append(freeze_group(pgid))
+        return {"hostnames": [w.hostname for w in targets], "signal": "SIGSTOP", "frozen": frozen}
 
     def strategy(self, draws: Draws) -> SearchStrategy[PauseWorker]:
         from hypothesis import strategies as st

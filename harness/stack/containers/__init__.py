@@ -29,6 +29,12 @@ Options (ContainerStackOptions; each also read from the environment when the sta
                       published on 127.0.0.1; Docker's userland proxy then accepts connections to
                       a disabled proxy and closes them (a reset, not a refusal)
     workers           host (default) or containers (CHAOS_WORKERS): where `harness.workers.worker_for(stack, spec)` runs workers
+    rabbitmq          the scenario's own RabbitMQ configuration (`RabbitMQSettings`: rabbitmq.conf settings,
+                      application environment, policies), as on the local stack: checked against the
+                      schemas inside the broker's image before it starts, copied into the container
+                      before it starts (``/etc/rabbitmq/conf.d/90-chaos-scenario.conf`` and
+                      ``advanced.config``), policies set with rabbitmqctl once it answers; a refusal at
+                      boot is one ConfigError line (docs/containers.md)
     startup_timeout, pull_timeout, spare_proxies
 
 Why not pytest-celery's containers for the stack itself: its nodes are pytest fixtures built on

@@ -5,6 +5,9 @@ Each option is described in `harness.stack.containers`' docstring.
 Example:
     >>> ContainerStackOptions(broker="redis", images="local").broker
     'redis'
+    >>> from harness.stack.rabbitmq_config import RabbitMQSettings
+    >>> ContainerStackOptions(rabbitmq=RabbitMQSettings(conf={"consumer_timeout": 60000})).rabbitmq.conf_lines()
+    ['consumer_timeout = 60000']
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any, Literal
 
 from harness.errors import ConfigError
 from harness.images.names import ImageMode, ImageOverrides, Service
+from harness.stack.rabbitmq_config import RabbitMQSettings
 
 __all__ = ["ContainerStackOptions"]
 
@@ -38,11 +42,18 @@ class ContainerStackOptions:
     pull_timeout: float = 30.0
     spare_proxies: int = 6
     labels: dict[str, str] = field(default_factory=dict)
+    rabbitmq: RabbitMQSettings = field(default_factory=RabbitMQSettings)
 
     def __post_init__(self) -> None:
         ImageMode.parse(self.images)
         if self.broker not in ("rabbitmq", "redis"):
             raise ConfigError(f"broker must be 'rabbitmq' or 'redis', not {self.broker!r}")
+        if not isinstance(self.rabbitmq, RabbitMQSettings):
+            raise ConfigError(f"rabbitmq must be a RabbitMQSettings, not {type(self.rabbitmq).__name__}: build one "
+                              "with harness.stack.rabbitmq_config.RabbitMQSettings(conf=..., policies=...)")
+        if self.rabbitmq and self.broker != "rabbitmq":
+            raise ConfigError(f"rabbitmq settings need broker='rabbitmq', not {self.broker!r}: drop them or use "
+                              "RabbitMQ")
         if self.proxy_network not in ("bridge", "host"):
             raise ConfigError(f"proxy_network must be 'bridge' or 'host', not {self.proxy_network!r} "
                               "(CHAOS_PROXY_NETWORK)")

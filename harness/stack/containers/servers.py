@@ -2,7 +2,9 @@
 
 Responsibility: `ContainerServer` (a harness.stack.base.ServerControl over a docker SDK
 container: kill/start keeping data, stop, pause/unpause), `ContainerRabbitMQ` (plus
-``rabbitmqctl`` inside it), and the readiness helpers every container of the harness uses
+``rabbitmqctl`` inside it, the scenario's policies, and a configuration refused at boot as one
+line), what a broker image's RabbitMQ knows (`image_schema`), files put into a container before
+it starts (`files_tar`), and the readiness helpers every container of the harness uses
 (`wait_ready`, `logs_tail`, the AMQP and Redis probes).
 
 Example:
@@ -12,15 +14,24 @@ Example:
 
 from __future__ import annotations
 
+import io
 import socket
+import tarfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from harness.errors import HarnessError, StackStartTimeout
+from harness.errors import ConfigError, HarnessError, StackStartTimeout
+from harness.stack.rabbitmq_config import (
+    CORE_APPS,
+    RabbitMQSchema,
+    RabbitMQSettings,
+    apply_policies,
+    boot_error,
+)
 
-__all__ = ["ContainerRabbitMQ", "ContainerServer", "amqp_probe", "logs_tail", "redis_probe", "wait_ready",
-           "with_hostport"]
+__all__ = ["ContainerRabbitMQ", "ContainerServer", "amqp_probe", "files_tar", "image_schema", "logs_tail",
+           "redis_probe", "wait_ready", "with_hostport"]
 
 
 # -- readiness -------------------------------------------------------------------------------------
@@ -217,7 +228,39 @@ class ContainerServer:
 
 
 class ContainerRabbitMQ(ContainerServer):
-    """The RabbitMQ broker in a container; `ctl` runs rabbitmqctl inside it (memory alarms and the like)."""
+    """The RabbitMQ broker in a container; `ctl` runs rabbitmqctl inside it (memory alarms and the like).
+
+    With `settings` (the scenario's `RabbitMQSettings`, whose files the stack put in the container
+    before it started): a configuration RabbitMQ refuses at boot is one ConfigError line, and the
+    policies are set once the broker first answers (they live in its database, which a kill and
+    start keeps).
+    """
+
+    def __init__(self, *args: Any, settings: RabbitMQSettings | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.settings = settings or RabbitMQSettings()
+        self._policies_applied = False
+
+    def await_ready(self) -> None:
+        try:
+            super().await_ready()
+        except StackStartTimeout:
+            reason = self.boot_error()
+            if reason is None:
+                raise
+            raise ConfigError(f"RabbitMQ refused its configuration: {reason}: fix or remove that setting "
+                              f"({self.settings.summary()})") from None
+        if self.settings.policies and not self._policies_applied:
+            apply_policies(self.settings.policies, self.ctl)
+            self._policies_applied = True
+
+    def boot_error(self) -> str | None:
+        """Why RabbitMQ refused its configuration, as one line, when the container has exited; else None."""
+        c = self.container
+        c.reload()
+        if c.status not in ("exited", "dead"):
+            return None
+        return boot_error(logs_tail(c, 400))
 
     def ctl(self, *args: str, timeout: float = 30.0) -> str:
         """Run `rabbitmqctl ARGS…` in the broker container; HarnessError with its output on failure.
@@ -255,4 +298,77 @@ def with_hostport(url: str, host: str, port: int) -> str:
     creds, _, tail = rest.rpartition("@")
     _hostport, _, path = tail.partition("/")
     return f"{scheme}://{creds + '@' if creds else ''}{host}:{port}/{path}"
+
+
+# -- files of a container before it starts ------------------------------------------------------------
+
+def files_tar(files: Mapping[str, str]) -> bytes:
+    """A tar of `files` (path from ``/`` -> text; mode 0644, root's), for ``put_archive("/", ...)``.
+
+    Example:
+        >>> import io, tarfile
+        >>> tarfile.open(fileobj=io.BytesIO(files_tar({"etc/a/b.conf": "x = 1\\n"}))).getnames()
+        ['etc/a/b.conf']
+    """
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+class _Chunks(io.RawIOBase):
+    """A readable file over an iterator of byte chunks (the engine's archive stream)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._it = iter(chunks)
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self._buf:
+            try:
+                self._buf = next(self._it)
+            except StopIteration:
+                return 0
+        n = min(len(b), len(self._buf))
+        b[:n], self._buf = self._buf[:n], self._buf[n:]
+        return n
+
+
+#: Where a RabbitMQ image keeps its plugins (the official image; Debian's package, as in
+#: chaos/rabbitmq:local): the first that exists is read.
+RABBITMQ_PLUGIN_DIRS = ("/opt/rabbitmq/plugins", "/usr/lib/rabbitmq/lib")
+_schemas: dict[tuple[str, bool], RabbitMQSchema] = {}
+
+
+def image_schema(container: Any, *, management: bool) -> RabbitMQSchema:
+    """What the RabbitMQ of `container`'s image knows (`RabbitMQSchema`), read from its files.
+
+    The container need not run (the stack reads it between create and start). Read once per
+    image and process (about 25 MB of plugin files stream through; the schemas are kept). An
+    image laid out otherwise gives an empty schema: RabbitMQ then checks the settings at boot.
+    """
+    import docker.errors
+
+    key = (str(container.attrs.get("Image") or container.image.id), management)
+    if key in _schemas:
+        return _schemas[key]
+    roots = CORE_APPS + (("rabbitmq_management",) if management else ())
+    schema = RabbitMQSchema()
+    for path in RABBITMQ_PLUGIN_DIRS:
+        try:
+            stream, _stat = container.get_archive(path)
+        except docker.errors.NotFound:
+            continue
+        schema = RabbitMQSchema.from_tar(io.BufferedReader(_Chunks(stream), 1 << 20), roots)
+        if schema.schemas:
+            break
+    _schemas[key] = schema
+    return schema
 

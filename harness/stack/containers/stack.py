@@ -16,7 +16,7 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from typing import Any
 
@@ -31,10 +31,13 @@ from harness.stack.containers.servers import (
     ContainerRabbitMQ,
     ContainerServer,
     amqp_probe,
+    files_tar,
+    image_schema,
     redis_probe,
     wait_ready,
     with_hostport,
 )
+from harness.stack.rabbitmq_config import container_files
 from harness.toxiproxy.client import ToxiproxyClient
 
 __all__ = ["ContainerStack"]
@@ -73,7 +76,7 @@ class ContainerStack(StackLifecycle):
         self._own_network = True
         self._broker: ContainerServer | None = None
         self._backend: ContainerServer | None = None
-        self._toxiproxy_tc: Any = None
+        self._toxiproxy_container: Any = None
         self.toxiproxy: ToxiproxyClient | None = None
         self._relay: ToxiproxyClient | None = None
         self.images: dict[Service, ResolvedImage] = {}
@@ -136,47 +139,73 @@ class ContainerStack(StackLifecycle):
                 **owner_labels()}
 
     def _container(self, role: str, image: str, *, alias: str, ports: Mapping[int, int], env: Mapping[str, str],
-                   command: list[str] | None = None, network_mode_host: bool = False, **kwargs: Any) -> Any:
-        """Create and start one labelled container (testcontainers), ports published on 127.0.0.1 only."""
-        from testcontainers.core.container import DockerContainer
+                   command: list[str] | None = None, network_mode_host: bool = False,
+                   files: Mapping[str, str] | None = None, before_start: Callable[[Any], None] | None = None,
+                   **kwargs: Any) -> Any:
+        """Create one labelled container, ports published on 127.0.0.1 only, then start it.
 
-        tc = DockerContainer(image, env=dict(env), name=f"chaos-{self.run_id}-{role}")
+        Created and started in two steps (the docker SDK's create, then start) so that
+        `before_start(container)` can read the image's files and `files` (path from ``/`` -> text)
+        are in the container before its server boots: the broker reads its scenario's
+        configuration at boot.
+        """
+        kw: dict[str, Any] = {"name": f"chaos-{self.run_id}-{role}", "environment": dict(env),
+                              "labels": self.labels(role), "init": True, "detach": True, **kwargs}
         if command is not None:
-            tc.with_command(command)
+            kw["command"] = command
         if network_mode_host:
-            kwargs["network_mode"] = "host"
+            kw["network_mode"] = "host"
         else:
-            tc.with_network(self._network).with_network_aliases(alias)
-            for cport, hport in ports.items():
-                tc.ports[f"{cport}/tcp"] = ("127.0.0.1", hport)  # type: ignore[assignment]
-        tc.with_kwargs(labels=self.labels(role), init=True, **kwargs)
-        self._exit.callback(self._stop_tc, tc)
-        return tc.start()
+            from docker.types import EndpointConfig
+
+            kw["network"] = self.network_name
+            kw["networking_config"] = {self.network_name: EndpointConfig(self._client.api.api_version,
+                                                                         aliases=[alias])}
+            kw["ports"] = {f"{cport}/tcp": ("127.0.0.1", hport) for cport, hport in ports.items()}
+        container = self._client.containers.create(image, **kw)
+        self._exit.callback(self._remove_container, container)
+        if before_start is not None:
+            before_start(container)
+        if files:
+            container.put_archive("/", files_tar(files))
+        container.start()
+        return container
 
     @staticmethod
-    def _stop_tc(tc: Any) -> None:
+    def _remove_container(container: Any) -> None:
         try:
-            c = tc.get_wrapped_container()
-            c.reload()
-            if c.status == "paused":
-                c.unpause()
-            tc.stop()
+            container.reload()
+            if container.status == "paused":
+                container.unpause()
+            container.remove(force=True, v=True)
         except Exception:  # noqa: BLE001 - _remove_everything catches what this misses
             pass
 
     def _rabbitmq(self) -> ContainerServer:
+        o = self.options
         user, password = f"chaos-{self.run_id}", secrets.token_urlsafe(18)
         port = free_port()
         env = {"RABBITMQ_DEFAULT_USER": user, "RABBITMQ_DEFAULT_PASS": password,
-               "CHAOS_RABBITMQ_MANAGEMENT": "1" if self.options.rabbitmq_management else "0"}
-        tc = self._container("broker", self.images[Service.RABBITMQ].image, alias="broker", ports={5672: port},
-                             env=env, hostname="broker")
+               "CHAOS_RABBITMQ_MANAGEMENT": "1" if o.rabbitmq_management else "0"}
+        image = self.images[Service.RABBITMQ].image
+
+        def check_settings(container: Any) -> None:
+            # Against the RabbitMQ of this image (its own schema files), before it boots.
+            if o.rabbitmq:
+                t0 = time.monotonic()
+                image_schema(container, management=o.rabbitmq_management).check(o.rabbitmq)
+                self.timings["rabbitmq_settings_check"] = time.monotonic() - t0
+
+        c = self._container("broker", image, alias="broker", ports={5672: port}, env=env, hostname="broker",
+                            files=container_files(o.rabbitmq), before_start=check_settings)
         self._credentials["broker"] = f"amqp://{user}:{password}@127.0.0.1:{port}//"
         return ContainerRabbitMQ(
-            "rabbitmq", tc.get_wrapped_container, amqp_probe("127.0.0.1", user, password), host_port=port,
-            container_port=5672, network_host="broker", startup_timeout=self.options.startup_timeout, what=f"an AMQP connection to 127.0.0.1:{port} as {user}",
-            hint=(f"Check the image {self.images[Service.RABBITMQ].image} starts RabbitMQ on 5672 and honours "
-                  "RABBITMQ_DEFAULT_USER/PASS (the official image and chaos/rabbitmq:local do)."))
+            "rabbitmq", lambda: c, amqp_probe("127.0.0.1", user, password), host_port=port,
+            container_port=5672, network_host="broker", startup_timeout=o.startup_timeout,
+            what=f"an AMQP connection to 127.0.0.1:{port} as {user}",
+            hint=(f"Check the image {image} starts RabbitMQ on 5672 and honours "
+                  "RABBITMQ_DEFAULT_USER/PASS (the official image and chaos/rabbitmq:local do)."),
+            settings=o.rabbitmq)
 
     def _redis(self, role: str, *, aof: bool) -> ContainerServer:
         password = secrets.token_urlsafe(18)
@@ -185,10 +214,10 @@ class ContainerStack(StackLifecycle):
                "--dir", "/data", "--save", ""]
         cmd += ["--appendonly", "yes", "--appendfsync", "always"] if aof else ["--appendonly", "no"]
         image = self.images[Service.REDIS].image
-        tc = self._container(role, image, alias=role, ports={6379: port}, env={}, command=cmd)
+        c = self._container(role, image, alias=role, ports={6379: port}, env={}, command=cmd)
         self._credentials[role] = f"redis://:{password}@127.0.0.1:{port}/0"
         return ContainerServer(
-            f"redis-{role}", tc.get_wrapped_container, redis_probe("127.0.0.1", password), host_port=port,
+            f"redis-{role}", lambda: c, redis_probe("127.0.0.1", password), host_port=port,
             container_port=6379, network_host=role, startup_timeout=self.options.startup_timeout, what=f"AUTH + PING answered on 127.0.0.1:{port}",
             hint=f"Check the image {image} runs redis-server with the command line it is given.")
 
@@ -197,19 +226,19 @@ class ContainerStack(StackLifecycle):
         image = self.images[Service.TOXIPROXY].image
         if o.proxy_network == "host":
             api = free_port()
-            tc = self._container("toxiproxy", image, alias="toxiproxy", ports={}, env={},
-                                 command=["-host=127.0.0.1", f"-port={api}"], network_mode_host=True)
+            c = self._container("toxiproxy", image, alias="toxiproxy", ports={}, env={},
+                                command=["-host=127.0.0.1", f"-port={api}"], network_mode_host=True)
         else:
             api = free_port()
             count = len(Role) + o.spare_proxies
             self._proxy_ports = {_PROXY_BASE_PORT + i: free_port() for i in range(count)}
             self._free_proxy_ports = sorted(self._proxy_ports)
-            tc = self._container("toxiproxy", image, alias="toxiproxy",
-                                 ports={_TOXIPROXY_API: api, **self._proxy_ports}, env={},
-                                 command=["-host=0.0.0.0", f"-port={_TOXIPROXY_API}"])
-        self._toxiproxy_tc = tc
+            c = self._container("toxiproxy", image, alias="toxiproxy",
+                                ports={_TOXIPROXY_API: api, **self._proxy_ports}, env={},
+                                command=["-host=0.0.0.0", f"-port={_TOXIPROXY_API}"])
+        self._toxiproxy_container = c
         client = ToxiproxyClient(f"http://127.0.0.1:{api}")
-        wait_ready("toxiproxy", tc.get_wrapped_container(), client.version, timeout=o.startup_timeout,
+        wait_ready("toxiproxy", c, client.version, timeout=o.startup_timeout,
                     what=f"GET /version on 127.0.0.1:{api}",
                     hint=f"Check the image {image} takes toxiproxy-server's flags (-host, -port).")
         self.toxiproxy = client
@@ -286,10 +315,10 @@ class ContainerStack(StackLifecycle):
         if self._relay is None:
             image = self.images[Service.TOXIPROXY].image
             api = free_port()
-            tc = self._container("hostrelay", image, alias="hostrelay", ports={}, env={},
-                                 command=["-host=127.0.0.1", f"-port={api}"], network_mode_host=True)
+            c = self._container("hostrelay", image, alias="hostrelay", ports={}, env={},
+                                command=["-host=127.0.0.1", f"-port={api}"], network_mode_host=True)
             client = ToxiproxyClient(f"http://127.0.0.1:{api}")
-            wait_ready("host relay", tc.get_wrapped_container(), client.version,
+            wait_ready("host relay", c, client.version,
                         timeout=self.options.startup_timeout, what=f"GET /version on 127.0.0.1:{api}",
                         hint=f"Check the image {image} takes toxiproxy-server's flags (-host, -port).")
             self._relay = client
@@ -370,9 +399,9 @@ class ContainerStack(StackLifecycle):
                     out.extend(server.pids)
                 except Exception:  # noqa: BLE001 - a removed container has no pid
                     pass
-        if self._toxiproxy_tc is not None:
+        if self._toxiproxy_container is not None:
             try:
-                c = self._toxiproxy_tc.get_wrapped_container()
+                c = self._toxiproxy_container
                 c.reload()
                 pid = int(c.attrs.get("State", {}).get("Pid") or 0)
                 if pid:
