@@ -60,6 +60,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import queue
 import secrets
 import sys
 import threading
@@ -95,7 +96,7 @@ from harness.workers.group import WorkerGroup
 from harness.workers.process import WorkerSpec
 from harness.workload import Deployment, Unit, Workload, validate_units
 
-__all__ = ["Load", "LoadSession", "Run", "RunConfig", "RunContext", "RunResult", "SubmitUnits", "delayed_delivery_queues",
+__all__ = ["AwaitResults", "Load", "LoadSession", "Run", "RunConfig", "RunContext", "RunResult", "SubmitUnits", "delayed_delivery_queues",
            "run_deployment"]
 
 
@@ -422,8 +423,14 @@ class _UnitsSession:
         """Submit in a thread so a publish stuck on a fault cannot hang the run (bounded by `timeout`)."""
         if not units:
             return
+        if not self._in_thread(lambda stop: self._submit_all(units, stop), timeout, what):
+            self.ctx.notes.append(f"{what}: submitting {len(units)} units did not finish within {timeout:.0f} s "
+                                  "(a publish was stuck on a fault); the rest were not submitted")
+
+    def _in_thread(self, job: Callable[[threading.Event], None], timeout: float, what: str) -> bool:
+        """Run `job(stop)` in a new thread, at most `timeout` s (then `stop` is set); whether it finished."""
         stop = threading.Event()
-        t = threading.Thread(target=self._submit_all, args=(units, stop), name=f"chaos-load-{what}", daemon=True)
+        t = threading.Thread(target=job, args=(stop,), name=f"chaos-load-{what}", daemon=True)
         t.start()
         deadline = time.monotonic() + timeout
         while t.is_alive() and time.monotonic() < deadline:
@@ -431,8 +438,166 @@ class _UnitsSession:
         if t.is_alive():
             stop.set()
             t.join(5.0)
-            self.ctx.notes.append(f"{what}: submitting {len(units)} units did not finish within {timeout:.0f} s "
-                                  "(a publish was stuck on a fault); the rest were not submitted")
+            return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitResults:
+    """`SubmitUnits`, by a client that then waits for each unit's result, as an application that
+    calls ``AsyncResult.get(timeout=...)`` does: once every fault is healed and the `after_heal`
+    units are submitted, it asks each submitted task's result in turn, waiting at most
+    `timeout_s` for each. Each ask is a ``result`` op of the process ``client-1`` (invoke; ok
+    with the state; fail with the error: a timeout, a connection error), judged by the
+    ``results`` checker (``result_not_delivered``).
+
+    With ``ask="each"`` the client asks each result right after submitting its task, as a
+    synchronous caller (``task.delay(...).get(timeout=...)``) does: its result consumer is then
+    connected before the faults, and must come back after them.
+
+    One thread submits and asks, for the whole run: the ``rpc://`` backend sends a result to the
+    queue of the thread that published the task (Celery's ``app.thread_oid``), and only that
+    thread's backend reads it. The asks are bounded: `timeout_s` each, the whole at most
+    ``units x (timeout_s + 5)`` s.
+
+    >>> AwaitResults(n_per_kind=2, timeout_s=3.0).ask
+    'after_heal'
+    """
+
+    n_per_kind: int = 10
+    timeout_s: float = 5.0
+    submit_interval_s: float = 0.0
+    after_heal: float = 0.0
+    fault_timeout_s: float | None = None
+    ask: str = "after_heal"
+
+    def start(self, ctx: RunContext) -> LoadSession:
+        if not (isinstance(self.timeout_s, int | float) and self.timeout_s > 0):
+            raise ConfigError(f"AwaitResults timeout_s must be a number of seconds > 0, got {self.timeout_s!r}")
+        if self.ask not in ("after_heal", "each"):
+            raise ConfigError(f"AwaitResults ask must be 'after_heal' (every result once the faults are healed) "
+                              f"or 'each' (each right after its submit), got {self.ask!r}")
+        return _AwaitSession(self, ctx)
+
+
+class _ClientThread:
+    """One long-lived thread running the jobs it is given, one at a time (see `AwaitResults`)."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.Queue[Any] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            item = self._jobs.get()
+            if item is None:
+                return
+            job, stop, done = item
+            try:
+                job(stop)
+            except Exception as exc:  # noqa: BLE001 - a job reports its own failures; never kill the loop
+                print(f"[client] job raised {exc!r}", file=sys.stderr)
+            finally:
+                done.set()
+
+    def call(self, job: Callable[[threading.Event], None], timeout: float) -> bool:
+        """Run `job(stop)` in the thread, at most `timeout` s (then `stop` is set); whether it finished."""
+        stop, done = threading.Event(), threading.Event()
+        self._jobs.put((job, stop, done))
+        deadline = time.monotonic() + timeout
+        while not done.is_set() and time.monotonic() < deadline:
+            done.wait(0.1)  # short slices keep Ctrl-C responsive
+        if not done.is_set():
+            stop.set()
+            done.wait(5.0)
+            return False
+        return True
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._thread.join(5.0)
+
+
+class _AwaitSession(_UnitsSession):
+    """`AwaitResults` in one execution: `_UnitsSession`, every job in the one client thread."""
+
+    def __init__(self, plan: AwaitResults, ctx: RunContext) -> None:
+        super().__init__(plan, ctx)  # type: ignore[arg-type]  # the same fields as SubmitUnits
+        self.timeout_s = float(plan.timeout_s)
+        self.ask_each = plan.ask == "each"
+        self.submitted: list[tuple[Unit, str]] = []
+        self.asked: set[str] = set()
+        self.client = _ClientThread("chaos-client")
+        self.recorder = HistoryRecorder(ctx.history_dir, "client-1")
+        ctx.cleanup.callback(self.recorder.close)
+        ctx.cleanup.callback(self.client.close)
+        ctx.cleanup.callback(self.client.call, self._close_backend, 10.0)
+
+    def _submit_all(self, units: list[Unit], stop: threading.Event) -> None:
+        ctx, counts = self.ctx, self.ctx.counts
+        for u in units:
+            if stop.is_set():
+                counts["not_submitted"] = counts.get("not_submitted", 0) + 1
+                continue
+            try:
+                self.submitted.append((u, str(ctx.workload.submit(ctx.app, u))))
+                counts["submitted"] = counts.get("submitted", 0) + 1
+            except Exception as exc:  # noqa: BLE001 - a publish failing under a fault is data, not a crash
+                counts["submit_errors"] = counts.get("submit_errors", 0) + 1
+                if counts["submit_errors"] <= 3:
+                    ctx.notes.append(f"submit of {u.key} raised {type(exc).__name__}: {str(exc)[:200]}")
+            else:
+                if self.ask_each:
+                    self._ask(*self.submitted[-1])
+            if self.plan.submit_interval_s:
+                stop.wait(self.plan.submit_interval_s)
+
+    def _in_thread(self, job: Callable[[threading.Event], None], timeout: float, what: str) -> bool:
+        # Each submit may wait for its result too.
+        return self.client.call(job, timeout + (len(self.all) * self.timeout_s if self.ask_each else 0.0))
+
+    def after_heal(self) -> None:
+        super().after_heal()
+        left = [(u, t) for u, t in self.submitted if t not in self.asked]
+        if not left:
+            return
+        self.ctx.phase("await_results", units=len(left), timeout_s=self.timeout_s)
+        budget = len(left) * (self.timeout_s + 5.0)
+        if not self.client.call(lambda stop: self._ask_all(left, stop), budget):
+            self.ctx.notes.append(f"waiting for {len(left)} results did not finish within {budget:.0f} s")
+
+    def _ask_all(self, units: list[tuple[Unit, str]], stop: threading.Event) -> None:
+        for unit, task_id in units:
+            if stop.is_set():
+                return
+            self._ask(unit, task_id)
+
+    def _ask(self, unit: Unit, task_id: str) -> None:
+        from celery.result import AsyncResult
+
+        counts = self.ctx.counts
+        self.asked.add(task_id)
+        value = {"task_id": task_id, "key": unit.key, "run_id": self.ctx.run_id, "timeout_s": self.timeout_s}
+        self.recorder.record(F.RESULT, OpType.INVOKE, value)
+        res = AsyncResult(task_id, app=self.ctx.app)
+        try:
+            res.get(timeout=self.timeout_s, propagate=False, disable_sync_subtasks=False)
+            state = str(res.state)
+        except Exception as exc:  # noqa: BLE001 - a timeout or a lost connection is the observation
+            counts["results_missing"] = counts.get("results_missing", 0) + 1
+            self.recorder.record(F.RESULT, OpType.FAIL, value, error=f"{type(exc).__name__}: {str(exc)[:200]}")
+            return
+        counts["results_received"] = counts.get("results_received", 0) + 1
+        self.recorder.record(F.RESULT, OpType.OK, {**value, "state": state})
+
+    def _close_backend(self, stop: threading.Event) -> None:
+        # The backend is per thread: close this thread's result consumer (rpc:// holds a broker
+        # connection open for it).
+        with contextlib.suppress(Exception):
+            consumer = getattr(self.ctx.app.backend, "result_consumer", None)
+            if consumer is not None and getattr(consumer, "_connection", None) is not None:
+                consumer.stop()
 
 
 class Run:

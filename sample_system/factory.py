@@ -76,8 +76,9 @@ def celery_config(s: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": s.reject_on_worker_lost,
         # reject (not ack) a permanently failed message so RabbitMQ dead-letters it atomically
         "task_acks_on_failure": s.dlq_mode != "reject",
-        # a hard time limit is acked and its envelope published by the task's on_failure
-        "task_acks_on_timeout": True,
+        # a hard time limit is acked and its envelope published by the task's on_failure; with
+        # acks_on_timeout=False it is requeued (bounded by the quorum queues' delivery_limit)
+        "task_acks_on_timeout": s.acks_on_timeout,
         "worker_prefetch_multiplier": s.prefetch_multiplier,
         "broker_heartbeat": s.broker_heartbeat,
         "broker_connection_timeout": s.broker_connection_timeout,
@@ -103,7 +104,7 @@ def celery_config(s: Settings) -> dict[str, Any]:
         "result_backend_max_sleep_between_retries_ms": 2000,
         "redis_socket_connect_timeout": s.backend_socket_timeout,
         # routing: per-service queues, explicit routes, nothing implicit
-        "task_queues": task_queues(dlq=True, queue_type=s.queue_type),
+        "task_queues": task_queues(dlq=True, queue_type=s.queue_type, delivery_limit=s.delivery_limit),
         "task_routes": celery_routes(),
         "task_default_queue": DEFAULT,
         "task_default_exchange": exchange_for(DEFAULT, s.queue_type).name,

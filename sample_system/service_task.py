@@ -9,7 +9,9 @@ Responsibility: what all services share, so each task body only states its busin
 * ``on_failure``: a task that fails for good writes its failure record (exception, traceback,
   attempts) and, depending on ``Settings.dlq_mode``, either lets the worker reject the message
   into RabbitMQ's dead-letter exchange (``reject``: ``task_acks_on_failure=False``) or
-  publishes the envelope itself (``publish``/``redis``, and hard time limits, which Celery acks).
+  publishes the envelope itself (``publish``/``redis``, and hard time limits, which Celery acks;
+  a hard time limit the worker requeues, ``Settings.acks_on_timeout=False``, is not dead-lettered
+  by the task).
 
 Per-process resources (effect store, partner client with its circuit breaker) live in a
 `Runtime` attached to the app and are rebuilt after a fork.
@@ -237,6 +239,11 @@ class ServiceTask(Task):
         except Exception:  # noqa: BLE001 - the dead letter must still happen if the DB is down
             log.exception("could not store the failure record of %s[%s]", self.name, task_id)
         reason = "time_limit" if isinstance(exc, TimeLimitExceeded) else type(exc).__name__
+        if isinstance(exc, TimeLimitExceeded) and self.acks_late and not self.acks_on_timeout:
+            # The worker requeues a timed-out message (task_acks_on_timeout=False): it runs again,
+            # and reaches the DLQ only through the queue's delivery limit (RabbitMQ dead-letters
+            # it). An envelope here would dead-letter a task that is still to run.
+            return
         if mode == "reject" and not isinstance(exc, TimeLimitExceeded):
             # The worker rejects the message after this returns (task_acks_on_failure=False) and
             # RabbitMQ moves it to the DLX; nothing to publish.

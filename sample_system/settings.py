@@ -108,6 +108,16 @@ class Settings:
     # On quorum queues, round retry countdowns up to whole seconds >= 1 (native delayed delivery
     # refuses a countdown below 1 s: found by `certify --load` with SAMPLE_QUEUE_TYPE=quorum).
     round_up_countdowns: bool = True
+    # Quorum queues only: RabbitMQ dead-letters a message returned more than this many times
+    # (``x-delivery-limit``), the bound on a poison message that is requeued for ever (a task
+    # that kills its child under reject_on_worker_lost, or hits its hard time limit under
+    # acks_on_timeout=False). None: no limit (RabbitMQ 3.x's default).
+    delivery_limit: int | None = None
+    # A task that hits its hard time limit is acked (Celery's default, task_acks_on_timeout /
+    # task_acks_on_failure_or_timeout) and its envelope published to the DLQ by the task; False:
+    # the worker requeues it (reject requeue=True), to run again (failure mode 4). Bound the
+    # redeliveries with `delivery_limit`, or a task that always times out loops for ever.
+    acks_on_timeout: bool = True
 
     # --- limits and housekeeping
     soft_time_limit: float = 240.0
@@ -321,6 +331,12 @@ def _problems(s: Settings) -> list[str]:
         p.append(f"queue_type={s.queue_type!r} is not a RabbitMQ queue type: use 'classic' or 'quorum'")
     elif s.queue_type == "quorum" and s.broker != "rabbitmq":
         p.append("queue_type='quorum' needs broker='rabbitmq' (Redis has no queue types): set one or the other")
+    if s.delivery_limit is not None:
+        if s.delivery_limit < 0:
+            p.append(f"delivery_limit={s.delivery_limit} must be >= 0 (or None: no limit)")
+        elif s.queue_type != "quorum":
+            p.append("delivery_limit needs queue_type='quorum' (classic queues have no x-delivery-limit): "
+                     "set queue_type='quorum' or leave delivery_limit None")
     if s.serializer not in ("json", "msgpack", "yaml"):
         p.append(f"serializer={s.serializer!r}: use 'json' (the sample system never accepts pickle)")
     if s.prefetch_multiplier < 0:

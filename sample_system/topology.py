@@ -106,7 +106,7 @@ def exchange_for(queue: str, queue_type: QueueType = "classic") -> Exchange:
     return Exchange(queue, type="direct", durable=True)
 
 
-def task_queues(*, dlq: bool, queue_type: QueueType = "classic") -> list[Queue]:
+def task_queues(*, dlq: bool, queue_type: QueueType = "classic", delivery_limit: int | None = None) -> list[Queue]:
     """The service queues, each with its own exchange; with `dlq`, dead-lettered to the DLX.
 
     Every queue dead-letters with the same routing key, so one DLQ collects failures from all
@@ -117,9 +117,15 @@ def task_queues(*, dlq: bool, queue_type: QueueType = "classic") -> list[Queue]:
     until the DLQ has confirmed it. A classic queue dead-letters at most once, so a broker crash
     right after a reject can lose the dead letter (found by ``certify --load``).
 
+    A quorum queue with a `delivery_limit` dead-letters (or, without `dlq`, drops) a message
+    returned more than that many times (``x-delivery-limit``): the bound on a poison message
+    that is requeued for ever.
+
     >>> q = task_queues(dlq=True, queue_type="quorum")[0]
     >>> q.queue_arguments["x-queue-type"], q.queue_arguments["x-dead-letter-strategy"]
     ('quorum', 'at-least-once')
+    >>> task_queues(dlq=True, queue_type="quorum", delivery_limit=2)[0].queue_arguments["x-delivery-limit"]
+    2
     """
     args: dict[str, Any] = {}
     if dlq:
@@ -128,6 +134,8 @@ def task_queues(*, dlq: bool, queue_type: QueueType = "classic") -> list[Queue]:
         args["x-queue-type"] = "quorum"
         if dlq:
             args.update({"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"})
+        if delivery_limit is not None:
+            args["x-delivery-limit"] = int(delivery_limit)
     return [
         Queue(name, exchange_for(name, queue_type), routing_key=name, durable=True,
               queue_arguments=dict(args) if args else None)

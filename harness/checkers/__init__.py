@@ -8,7 +8,7 @@ report). `overall` folds verdicts true < unknown < false.
 
 Built-in checkers (`CHECKERS`): ``lost_tasks``, ``effects``, ``duplicates``, ``redelivery``,
 ``retries``, ``dlq``, ``chords``, ``rate_limits``, ``latency``, ``recovery``, ``liveness``,
-``acks``.
+``acks``, ``results``.
 `default_checkers(exp, ix)` picks those the claim, the expectations and the history ask for.
 
 Example:
@@ -42,6 +42,7 @@ from harness.checkers.lost_tasks import check_lost_tasks
 from harness.checkers.rate_limits import check_rate_limits
 from harness.checkers.recovery import check_recovery
 from harness.checkers.redelivery import check_redelivery
+from harness.checkers.results import check_results, has_results
 from harness.checkers.retries import check_retries
 from harness.checkers.verdict import Validity, Verdict, merge_valid
 from harness.errors import ConfigError
@@ -70,6 +71,7 @@ __all__ = [
     "check_rate_limits",
     "check_recovery",
     "check_redelivery",
+    "check_results",
     "check_retries",
     "default_checkers",
     "merge_valid",
@@ -91,6 +93,7 @@ CHECKERS: Mapping[str, Checker] = {
     "recovery": check_recovery,
     "liveness": check_liveness,
     "acks": check_acks,
+    "results": check_results,
 }
 
 
@@ -101,7 +104,7 @@ def default_checkers(exp: Expectations, ix: HistoryIndex | None = None) -> dict[
     known (``exp.declared_effects``); redelivery under an at-least-once claim; retries with a
     retry policy; dlq with a DLQ or keys expected there; chords when ``exp.chords`` or the
     history holds chords; rate_limits when rates are configured; acks when the history holds
-    the workers' ``ack`` ops.
+    the workers' ``ack`` ops; results when it holds a client's ``result`` ops.
 
     >>> sorted(default_checkers(Expectations()))
     ['duplicates', 'latency', 'liveness', 'lost_tasks', 'recovery', 'redelivery']
@@ -123,6 +126,8 @@ def default_checkers(exp: Expectations, ix: HistoryIndex | None = None) -> dict[
     names += ["latency", "recovery", "liveness"]
     if ix is not None and has_acks(ix):
         names.append("acks")
+    if ix is not None and has_results(ix):
+        names.append("results")
     return {n: CHECKERS[n] for n in names}
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from harness.checkers.expectations import Expectations
 
-__all__ = ["duplicate_effect", "duplicate_execution", "lost_without_kill", "loss_on_kill"]
+__all__ = ["acked_on_time_limit", "duplicate_effect", "duplicate_execution", "lost_without_kill", "loss_on_kill"]
 
 _LATE_ACKS_FIX = "set task_acks_late=True and task_reject_on_worker_lost=True (and make the task idempotent)"
 
@@ -78,3 +78,18 @@ def duplicate_effect(exp: Expectations) -> dict[str, Any]:
     if not exp.idempotent_effects:
         out["cause"] = "the system's effect writes are not idempotent: a redelivered task writes again"
     return out
+
+
+def acked_on_time_limit() -> dict[str, Any]:
+    """Why a late-acked task that hit its hard time limit never ran again: the worker acked it.
+
+    >>> acked_on_time_limit()["setting"]
+    'task_acks_on_timeout (task_acks_on_failure_or_timeout)'
+    """
+    return {"cause": "the task hit its hard time limit and the worker acknowledged its message "
+                     "(task_acks_on_timeout, which falls back to task_acks_on_failure_or_timeout, True by "
+                     "default): it is never redelivered, and dead-lettered only if the task publishes it itself",
+            "setting": "task_acks_on_timeout (task_acks_on_failure_or_timeout)",
+            "fix": "set task_acks_on_timeout=False (Celery >= 5.7; task_acks_on_failure_or_timeout=False before) "
+                   "so a timed-out message is requeued, and bound its redeliveries (a quorum queue "
+                   "x-delivery-limit with a dead-letter exchange)"}

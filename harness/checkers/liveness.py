@@ -10,7 +10,8 @@ published by workers with the same key).
   the kill and the setting that let the task be lost.
 - ``wrong_outcome``: the key's outcome differs from ``exp.expected_outcomes[key]``. A key's
   outcome is "complete" when all its tasks succeeded, else "dlq" if one was dead-lettered, else
-  "failed" or "revoked".
+  "failed" or "revoked". A task the worker acked to conclude a hard time limit (its ``ack`` op
+  says ``after: time_limit``) carries the cause and the fix (``task_acks_on_timeout``).
 
 Keys whose publishes all failed are not expected to run; keys only ever published
 indeterminately and never seen by a worker are counted as ``indeterminate``. Expected keys
@@ -27,12 +28,25 @@ Example:
 
 from __future__ import annotations
 
+from harness.checkers import explain
 from harness.checkers._base import Findings, History, as_index, loss_fields
 from harness.checkers.expectations import Expectations
-from harness.checkers.index import TaskRecord
+from harness.checkers.index import HistoryIndex, TaskRecord
 from harness.checkers.verdict import Verdict
+from harness.history.ops import F, OpType
 
 __all__ = ["check_liveness", "key_outcome"]
+
+
+def _acked_on_time_limit(ix: HistoryIndex, rec: TaskRecord) -> bool:
+    # The worker asked to ack the message to conclude a hard time limit (the ``ack`` op's
+    # ``after``): the task was never going to run again.
+    for pos in rec.positions:
+        op = ix.history[pos]
+        if op.f == F.ACK and op.type == OpType.INVOKE and isinstance(op.value, dict) \
+                and op.value.get("after") == "time_limit":
+            return True
+    return False
 
 
 def key_outcome(tasks: list[TaskRecord]) -> str:
@@ -85,8 +99,10 @@ def check_liveness(history: History, exp: Expectations | None = None) -> Verdict
         by_outcome[outcome] = by_outcome.get(outcome, 0) + 1
         expected = exp.expected_outcomes.get(key)
         if expected is not None and outcome != expected:
+            why = explain.acked_on_time_limit() if any(_acked_on_time_limit(ix, r) for r in relevant) else {}
             fx.anomaly("wrong_outcome", key=key, expected=expected, actual=outcome,
-                       task_ids=[r.task_id for r in relevant], positions=[p for r in relevant for p in r.positions])
+                       task_ids=[r.task_id for r in relevant], positions=[p for r in relevant for p in r.positions],
+                       **why)
     missing = [k for k in exp.expected_outcomes if k not in ix.keys]
     fx.counts.update(keys=keys, terminal=terminal, not_sent=not_sent, indeterminate=indeterminate,
                      expected_never_published=len(missing))

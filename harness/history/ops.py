@@ -37,6 +37,10 @@ effect          worker child ok: a side effect was applied (value.key, value.kin
                              value.duplicate: the idempotent store already had it)
 dlq             worker/any   ok: the task landed in the dead-letter queue (value.task_id,
                              value.key, value.reason)
+result          client       invoke: a client asks for a task's result and waits at most
+                             value.timeout_s (``AsyncResult.get``); ok: it got it
+                             (value.state); fail: it did not (the error: a timeout, a
+                             connection error)
 stored_effect   harness      ok: one record read back from the effect store after drain
                              (value.key, value.kind, value.idempotency_key, value.task_id,
                              value.count): the final state, not an event
@@ -94,6 +98,7 @@ class F:
     CHORD_ERROR = "chord_error"
     EFFECT = "effect"
     DLQ = "dlq"
+    RESULT = "result"
     STORED_EFFECT = "stored_effect"
     DLQ_ENTRY = "dlq_entry"
     FAULT_START = "fault_start"

@@ -6,7 +6,10 @@ where a reported bug needs it: a task longer than the Redis visibility timeout, 
 while the broker connection resets, a task that blocks the solo pool past the heartbeat.
 
 ``probes.work(key=..., seconds=..., effect="after", fail=False)`` works for `seconds` (a plain
-sleep, so a solo pool is blocked as a CPU-bound task would block it), and applies the effect
+sleep, so a solo pool is blocked as a CPU-bound task would block it; ``first_seconds``, when
+given, replaces `seconds` on the first delivery only, i.e. while the message's ``redelivered``
+flag is false: a task that hangs once, past its hard time limit, and is quick when it comes
+back), and applies the effect
 ``probe.done`` for `key` after the work (``effect="after"``) or before it (``"before"``). With
 ``fail=True`` it applies no effect and fails for good after the work (`ProbeFailed`, not
 retried), so the sample system dead-letters it: a unit whose expected outcome is the DLQ. It
@@ -64,11 +67,14 @@ class ProbeFailed(Exception):
 def register(app: Celery) -> None:
     @app.task(base=ServiceTask, bind=True, shared=False, name=PROBE_TASK)
     def work(self: ServiceTask, *, key: str, seconds: float = 0.0, effect: str = "after",
-             fail: bool = False, part: str = "") -> dict[str, Any]:
+             fail: bool = False, part: str = "", first_seconds: float | None = None) -> dict[str, Any]:
         if effect not in ("before", "after"):
             raise ValueError(f"probes.work effect={effect!r}: use 'before' or 'after' the work")
-        if not 0.0 <= float(seconds) <= MAX_SECONDS:
-            raise ValueError(f"probes.work seconds={seconds!r}: use 0..{MAX_SECONDS:.0f}")
+        for name, value in (("seconds", seconds), ("first_seconds", first_seconds)):
+            if value is not None and not 0.0 <= float(value) <= MAX_SECONDS:
+                raise ValueError(f"probes.work {name}={value!r}: use 0..{MAX_SECONDS:.0f}")
+        if first_seconds is not None and not (self.request.delivery_info or {}).get("redelivered"):
+            seconds = first_seconds
         started = time.time()
         if fail:
             time.sleep(float(seconds))

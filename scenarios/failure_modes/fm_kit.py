@@ -13,7 +13,10 @@ the DLQ claim is exercised (the workload then says ``dead_letter_queue = True``)
 ``canvases=("chain_mid_fails", ...)`` each unit is instead one small canvas of the error-path
 matrix (``sample_system.services.chaos_probes.CANVAS_SHAPES``: one step fails for good, an
 errback is linked), expected in the DLQ, whose effects are its succeeding probes and exactly one
-``probe.errback``. Queue
+``probe.errback``. ``first_seconds`` makes a probe work that long on its first delivery only (it
+hangs once, past its time limit, and is quick when redelivered); ``hanging_seconds`` adds the
+kind ``hanging``: a probe that works that long on every delivery, so it hits its time limit
+every time and must end in the dead-letter queue (a poison message). Queue
 declaration, the effect store and the dead-letter queue are the sample system's own
 (`SampleWorkload`).
 
@@ -65,7 +68,8 @@ class ProbeWorkload:
                  countdown: float | None = None, confirm_timeout: float | None = None,
                  failing: bool = False, chord_parts: int = 0, chain_parts: int = 0,
                  canvases: tuple[str, ...] = (), errback_seconds: float = 0.0,
-                 unlock_max_retries: int | None = None) -> None:
+                 unlock_max_retries: int | None = None, first_seconds: float | None = None,
+                 hanging_seconds: float | None = None) -> None:
         if effect not in ("before", "after"):
             raise ConfigError(f"effect={effect!r}: the probe applies its effect 'before' or 'after' its work")
         unknown = [c for c in canvases if c not in CANVAS_SHAPES]
@@ -81,10 +85,13 @@ class ProbeWorkload:
         self.canvases = tuple(canvases)
         self.errback_seconds = float(errback_seconds)
         self.unlock_max_retries = unlock_max_retries
+        self.first_seconds = first_seconds
+        self.hanging_seconds = hanging_seconds
         self.kinds: tuple[str, ...] = (self.canvases if canvases else ("chord",) if chord_parts
                                        else ("chain",) if chain_parts
-                                       else ("probe", "failing") if failing else ("probe",))
-        if failing or canvases:
+                                       else ("probe", "failing") if failing
+                                       else ("probe", "hanging") if hanging_seconds is not None else ("probe",))
+        if failing or canvases or hanging_seconds is not None:
             self.dead_letter_queue = True  # read by Run: the DLQ claim is part of the expectations
         self._base = SampleWorkload(settings, kinds=("order",))
         self.submitted: dict[str, str] = {}  # unit key -> task id
@@ -107,9 +114,10 @@ class ProbeWorkload:
                                   f"{COLLECT_EFFECT}:{run_id}:chord:{i}")) for i in range(n_per_kind)]
         probes = [Unit(key=f"{run_id}:probe:{i}", kind="probe", expected="complete",
                        effects=(f"{PROBE_EFFECT}:{run_id}:probe:{i}",), run_id=run_id) for i in range(n_per_kind)]
-        if "failing" not in self.kinds:
+        bad_kind = next((k for k in ("failing", "hanging") if k in self.kinds), None)
+        if bad_kind is None:
             return probes
-        failing = [Unit(key=f"{run_id}:failing:{i}", kind="failing", expected="dlq", run_id=run_id)
+        failing = [Unit(key=f"{run_id}:{bad_kind}:{i}", kind=bad_kind, expected="dlq", run_id=run_id)
                    for i in range(n_per_kind)]
         # The first probe runs when the fault starts; the last unit is a probe because a run
         # submits its last units after the heal, as recovery probes that must complete.
@@ -138,7 +146,12 @@ class ProbeWorkload:
             options["countdown"] = self.countdown
         if self.confirm_timeout is not None:
             options["confirm_timeout"] = self.confirm_timeout  # with publisher confirms: wait this long at most
-        kwargs = {"key": unit.key, "seconds": self.seconds, "effect": self.effect, "fail": unit.kind == "failing"}
+        kwargs: dict[str, Any] = {"key": unit.key, "seconds": self.seconds, "effect": self.effect,
+                                  "fail": unit.kind == "failing"}
+        if unit.kind == "hanging":
+            kwargs["seconds"] = self.hanging_seconds
+        elif self.first_seconds is not None:
+            kwargs["first_seconds"] = self.first_seconds
         app.send_task(PROBE_TASK, kwargs=kwargs,
                       task_id=task_id, headers={KEY_HEADER: unit.key, RUN_ID_HEADER: unit.run_id},
                       queue=DEFAULT, **options)
@@ -156,6 +169,7 @@ def probe_run(stack: Any, *, variant: Mapping[str, Any] | None = None, seconds: 
               effect: str = "after", countdown: float | None = None, confirm_timeout: float | None = None,
               failing: bool = False, chord_parts: int = 0, chain_parts: int = 0, n: int = 2,
               canvases: tuple[str, ...] = (), errback_seconds: float = 0.0, unlock_max_retries: int | None = None,
+              first_seconds: float | None = None, hanging_seconds: float | None = None,
               schedule: Schedule | None = None, expectations: Mapping[str, Any] | None = None,
               pool: str = "prefork", concurrency: int = 2, worker_settings: Mapping[str, Any] | None = None,
               workers: int = 1, worker_args: tuple[str, ...] = (),
@@ -167,14 +181,17 @@ def probe_run(stack: Any, *, variant: Mapping[str, Any] | None = None, seconds: 
     Celery settings on top of the sample system's (e.g. ``broker_transport_options``), and
     `worker_args` extra ``celery worker`` options (e.g. ``--without-heartbeat``).
     `failing` adds `n` units that fail for good and must be dead-lettered; `canvases` makes
-    each unit an error-path canvas instead (`n` of each shape; see `ProbeWorkload`).
+    each unit an error-path canvas instead (`n` of each shape; see `ProbeWorkload`);
+    `hanging_seconds` adds `n` probes that work that long on every delivery (past the
+    variant's hard ``time_limit``) and must be dead-lettered too.
     """
     fresh_broker(stack)
     with prepare(stack, concurrency=concurrency, **dict(variant or {})) as d:
         workload = ProbeWorkload(d.workload.settings, seconds=seconds, effect=effect, countdown=countdown,
                                  confirm_timeout=confirm_timeout, failing=failing, chord_parts=chord_parts,
                                  chain_parts=chain_parts, canvases=canvases, errback_seconds=errback_seconds,
-                                 unlock_max_retries=unlock_max_retries)
+                                 unlock_max_retries=unlock_max_retries, first_seconds=first_seconds,
+                                 hanging_seconds=hanging_seconds)
         specs = [WorkerSpec(app=d.app, pool=pool, concurrency=concurrency, queues=(DEFAULT,), env=dict(d.env),
                             hostname=f"w{i + 1}@127.0.0.1", settings=dict(worker_settings or {}),
                             extra_args=tuple(worker_args))

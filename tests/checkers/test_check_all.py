@@ -30,8 +30,9 @@ def test_default_checkers_follow_the_expectations() -> None:
     assert "effects" in default_checkers(Expectations(declared_effects={"k": ("a:k",)}))
     full = Expectations(acks_late=True, retry_policy=RetryPolicy(), dead_letter_queue=True, chords=True,
                         rate_limits={"t": 1.0}, declared_effects={"k": ()})
-    # acks needs the workers' ack ops in the history (the index), not only expectations
-    assert sorted(default_checkers(full)) == sorted(set(CHECKERS) - {"acks"})
+    # acks and results need the workers' ack ops / a client's result ops in the history (the
+    # index), not only expectations
+    assert sorted(default_checkers(full)) == sorted(set(CHECKERS) - {"acks", "results"})
 
 
 def test_crashing_or_misbehaving_checker_yields_unknown_and_the_rest_still_run() -> None:

@@ -46,3 +46,17 @@ def test_indeterminate_and_failed_publishes_are_not_stuck() -> None:
 def test_expected_key_never_published_is_unknown() -> None:
     v = check_liveness(H().done("a", "ka").ops, Expectations(expected_outcomes={"ka": "complete", "kz": "complete"}))
     assert v.valid is Validity.UNKNOWN and "never published" in v.notes[0]
+
+
+def test_a_task_acked_on_its_hard_time_limit_explains_its_wrong_outcome() -> None:
+    from harness.history.ops import F
+
+    h = H().publish("t", "k").receive("t").start("t").end("t", result="info", state="TIME_LIMIT")
+    h.op("worker-w1", "invoke", F.ACK, h._v("t", after="time_limit", acks_late=True, acks_on_timeout=True))
+    h.publish("u", "ku").receive("u").start("u").end("u", result="fail", state="FAILURE")
+    v = check_liveness(h.ops, Expectations(expected_outcomes={"k": "complete", "ku": "complete"}))
+    timed_out, failed = v.violations()
+    assert (timed_out["key"], timed_out["actual"]) == ("k", "failed")
+    assert "task_acks_on_timeout" in timed_out["setting"] and "hard time limit" in timed_out["cause"]
+    assert "task_acks_on_timeout=False" in timed_out["fix"]
+    assert failed["key"] == "ku" and "setting" not in failed  # a plain failure is not explained so
