@@ -183,6 +183,9 @@ class BrokerPauseDriver(FaultDriver[BrokerPause]):
 VANISH_HOLD_MS = 24 * 3600 * 1000
 
 
+_VANISH_ROLES = (*ROLE_GROUPS["broker"], "broker")
+
+
 class BrokerVanishDriver(FaultDriver[BrokerVanish]):
     """broker_vanish: the broker SIGKILLed while the fault proxy of the fault's role withholds
     the end of its connections (a ``slow_close`` toxic of a day, downstream, on each proxy of
@@ -192,6 +195,7 @@ class BrokerVanishDriver(FaultDriver[BrokerVanish]):
     toxics closes them."""
 
     fault_type = BrokerVanish
+    space_fields = ("roles",)
 
     def preflight(self, ctx: FaultContext, fault: BrokerVanish, what: str) -> None:
         ctx.server("broker", what)
@@ -227,7 +231,9 @@ class BrokerVanishDriver(FaultDriver[BrokerVanish]):
     def strategy(self, draws: Draws) -> SearchStrategy[BrokerVanish]:
         from hypothesis import strategies as st
 
-        return st.builds(BrokerVanish, role=st.sampled_from((*ROLE_GROUPS["broker"], "broker")))
+        # Only the space's own roles (a generated fault must stay inside the space), and of
+        # those only the broker's clients.
+        return st.builds(BrokerVanish, role=draws.roles.filter(_VANISH_ROLES.__contains__))
 
 
 DRIVERS: tuple[FaultDriver[Any], ...] = (BrokerOutageDriver(), BackendOutageDriver(), MemoryAlarmDriver(),
